@@ -1,0 +1,42 @@
+"""`curate why`: where one record went, and why."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from curate import hookimpl
+
+
+@hookimpl
+def register_commands(cli):
+    cli.add_command(why)
+
+
+@click.command()
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("record_id")
+def why(run_dir: Path, record_id: str):
+    """Say where a record went: the step that rejected it and why, or the dataset file and line.
+
+    RECORD_ID may be a prefix of at least 4 characters; every record it matches is shown.
+
+    \b
+    Example:
+      curate why runs/quickstart 3f9c0a1b
+    """
+    from curate.why import locate, steps_passed
+
+    for finding in locate(run_dir, record_id):
+        origin = f", {finding.origin}" if finding.origin else ""
+        came_from = f", from {finding.where_from}" if finding.where_from else ""
+        click.echo(f"{finding.id}  (source {finding.source or '?'}{origin}{came_from})")
+        passed = steps_passed(run_dir, finding.step)
+        if finding.place == "rejected":
+            click.echo(f"  rejected at step '{finding.step}': {finding.reason}")
+            click.echo(f"  detail: {finding.detail}")
+        else:
+            click.echo(f"  kept in the {finding.place} split: {finding.detail}")
+        if passed:
+            click.echo(f"  passed: {', '.join(passed)}")

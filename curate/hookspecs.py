@@ -1,0 +1,114 @@
+"""Every hook a curate plugin can implement. These docstrings are the plugin author's manual.
+
+A plugin is a module (or any object) with functions decorated by `curate.hookimpl`, named after
+the hooks below. Register it under the `curate` entry-point group in your package's
+`pyproject.toml`:
+
+    [project.entry-points.curate]
+    my_plugin = "my_package.plugin"
+
+Registry hooks receive a `register` callback: call it once per thing you provide. The host checks
+what you pass, refuses a name that another third-party plugin already registered (naming both
+plugins), and lets a third-party plugin replace a built-in of the same name. Every built-in of
+curate is registered through these same hooks.
+
+Hooks are plain calls (not `firstresult`): every plugin's implementation runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("curate")
+
+
+@hookspec
+def register_sources(register: Callable[[type], None]) -> None:
+    """Register data sources: classes that read raw rows from somewhere.
+
+    Call `register(MySource)` with a subclass of `curate.sources.Source`. It sets `name` (what a
+    recipe writes in `[[sources]] use = "..."`), `Options` (a dataclass of its recipe keys, see
+    `curate.options`) and implements `rows(options, context)`, yielding `curate.sources.Row` for
+    each raw row (a dict and its location, e.g. file and line) or `curate.sources.BadRow` for a row
+    that cannot be read. The host converts rows to records with the source's `format`.
+
+    Since 0.1.
+    """
+
+
+@hookspec
+def register_formats(register: Callable[[type], None]) -> None:
+    """Register record formats: how a raw row becomes chat `messages`.
+
+    Call `register(MyFormat)` with a subclass of `curate.formats.Format`. It sets `name` (the
+    recipe's `format = "..."`), `fields` (the row keys it reads, which a recipe's `columns` table
+    can rename) and implements `to_messages(row)`, raising `curate.formats.RowError` with a
+    reason a person can act on when the row does not fit.
+
+    Since 0.1.
+    """
+
+
+@hookspec
+def register_stages(register: Callable[[type], None]) -> None:
+    """Register curation stages: steps that keep or reject records, and say why.
+
+    Call `register(MyStage)` with a subclass of `curate.stages.Filter` (judge one record at a
+    time: return `None` to keep it, or `Reject(reason, detail)`) or of `curate.stages.Stage`
+    (implement `process(records, context)` yielding kept `Record`s and `Rejection`s, for stages
+    that compare records). Set `name`, `Options` and `version`: the version is part of the stage's
+    cache fingerprint, so bump it when the stage's behaviour changes.
+
+    Since 0.1.
+    """
+
+
+@hookspec
+def register_chat_templates(register: Callable[[Any], None]) -> None:
+    """Register chat templates for model families.
+
+    Call `register(template)` with an object that has a `name` attribute; the chat-template
+    machinery (`curate templates`) describes what else it must carry.
+
+    Since 0.1.
+    """
+
+
+@hookspec
+def register_trainers(register: Callable[[type], None]) -> None:
+    """Register trainers: what `[train] use = "..."` runs on the approved dataset.
+
+    Call `register(MyTrainer)` with a subclass of `curate.training.Trainer`: `name`, `Options`,
+    and `train(options, context)`, which receives the run folder and the final
+    `dataset/train.jsonl` and `dataset/eval.jsonl`. Import heavy libraries (torch, transformers)
+    inside `train`, never at module level: `curate --help` and `curate validate` must stay fast.
+
+    Since 0.1.
+    """
+
+
+@hookspec
+def register_evals(register: Callable[[type], None]) -> None:
+    """Register evaluations: what `[[evals]] use = "..."` runs after training.
+
+    Call `register(MyEval)` with a subclass of `curate.training.Evaluation`: `name`, `Options`,
+    and `evaluate(options, context)` returning a dict of results. Import heavy libraries inside
+    `evaluate`.
+
+    Since 0.1.
+    """
+
+
+@hookspec
+def register_commands(cli: Any) -> None:
+    """Add commands to the `curate` command line.
+
+    `cli` is the top-level `click.Group`: decorate functions with `@cli.command()` or call
+    `cli.add_command(...)`. Raise `curate.errors.CurateError` for user mistakes; it is printed as
+    one line without a traceback.
+
+    Since 0.1.
+    """

@@ -1,0 +1,147 @@
+"""Turning a source's raw rows into records: column mapping, format detection and conversion.
+
+Every row ends as a Record or as a Rejection naming its location. A source with no rows, data
+that fits no format, a declared format that fits none of the first rows, or too many unreadable
+rows stops the run with one clear line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from curate.errors import CurateError
+from curate.formats import Format, RowError
+from curate.recipe import PluginSpec
+from curate.records import Record, Rejection
+from curate.registry import Registry
+from curate.sources import BadRow, Row, SourceContext
+
+FORMAT_CHECK_ROWS = 10
+"""When none of the first rows fits the format, the recipe is wrong, not the rows."""
+
+STAGE = "read"
+
+
+@dataclass
+class SourceCounts:
+    rows: int = 0
+    records: int = 0
+    rejected: int = 0
+    unreadable: int = 0
+
+
+class RowConverter:
+    """Converts one source's rows with its declared format, or the first format that fits."""
+
+    def __init__(self, spec: PluginSpec, context: SourceContext, formats: Registry):
+        self.spec, self.context, self.formats = spec, context, formats
+        declared = spec.extra.format
+        self.format: Format | None = None if declared == "auto" else formats.get(declared)()
+        self.misfits = 0
+        self.last_misfit: tuple[str, list[str]] = ("", [])
+        self.settled = False
+        """True once a row converted or failed for another reason than its shape."""
+
+    def convert(self, item: Row) -> Record | Rejection:
+        row = map_columns(item.data, self.spec.extra.columns)
+        fmt = self.format or self._detect(row)
+        if fmt is None:
+            return self._misfit(item, row, "unknown-format", "fits no format (keys: "
+                                + ", ".join(sorted(row)) + ")")
+        try:
+            messages = fmt.to_messages(row)
+        except RowError as error:
+            if error.reason == "missing-field" and not fmt.matches(row):
+                return self._misfit(item, row, error.reason, str(error))
+            self.settled = True
+            return self.reject(item.location, error.reason, str(error), preview(row))
+        self.settled = True
+        return Record(messages, source=self.spec.name, origin=self.spec.extra.origin,
+                      meta={"from": item.location})
+
+    def finish(self, counts: SourceCounts) -> None:
+        if not self.settled and self.misfits and self.misfits == counts.rows - counts.unreadable:
+            self._fail_format()
+
+    def _detect(self, row: dict) -> Format | None:
+        for name in self.formats.names():
+            if self.formats.get(name).matches(row):
+                self.format = self.formats.get(name)()
+                return self.format
+        return None
+
+    def _misfit(self, item: Row, row: dict, reason: str, message: str) -> Rejection:
+        self.misfits += 1
+        self.last_misfit = (item.location, sorted(row))
+        if not self.settled and self.misfits >= FORMAT_CHECK_ROWS:
+            self._fail_format()
+        return self.reject(item.location, reason, message, preview(row))
+
+    def _fail_format(self) -> None:
+        location, keys = self.last_misfit
+        where = f"{self.context.recipe_file}: {self.spec.key_path}"
+        names = ", ".join(self.formats.names())
+        if self.spec.extra.format == "auto":
+            raise CurateError(f"{where}: cannot tell the format of source '{self.spec.name}'"
+                              f" ({location}: keys {', '.join(keys) or 'none'}): set format ="
+                              f" one of {names}, and `columns` to map other column names")
+        fitting = [n for n in self.formats.names()
+                   if self.formats.get(n).matches(dict.fromkeys(keys))]
+        hint = f"; the data looks like '{fitting[0]}'" if fitting else ""
+        raise CurateError(f"{where}.format: format '{self.spec.extra.format}' fits none of the"
+                          f" first rows of source '{self.spec.name}' ({location}: keys"
+                          f" {', '.join(keys)}){hint}: fix `format`, or map column names with"
+                          f" `columns`")
+
+    def reject(self, location: str, reason: str, message: str, raw: str) -> Rejection:
+        return Rejection(None, reason, f"{location}: {message}", stage=STAGE, raw=raw,
+                         source=self.spec.name)
+
+
+def read_source(spec: PluginSpec, context: SourceContext, formats: Registry,
+                counts: SourceCounts) -> Iterator[Record | Rejection]:
+    """Yield a Record or a Rejection for every row of one recipe source."""
+    converter = RowConverter(spec, context, formats)
+    for item in spec.plugin().rows(spec.options, context):
+        counts.rows += 1
+        if isinstance(item, BadRow):
+            counts.unreadable += 1
+            outcome = converter.reject(item.location, item.reason, item.message, item.raw)
+        else:
+            outcome = converter.convert(item)
+        if isinstance(outcome, Rejection):
+            counts.rejected += 1
+        else:
+            counts.records += 1
+        yield outcome
+    converter.finish(counts)
+    check_totals(counts, spec, context)
+
+
+def map_columns(row: dict, columns: dict[str, str]) -> dict:
+    """Rename data columns to the format's field names (`columns` maps field -> column)."""
+    if not columns:
+        return row
+    mapped = {k: v for k, v in row.items() if k not in columns.values()}
+    mapped.update({field: row[column] for field, column in columns.items() if column in row})
+    return mapped
+
+
+def check_totals(counts: SourceCounts, spec: PluginSpec, context: SourceContext) -> None:
+    where = f"{context.recipe_file}: {spec.key_path}"
+    if counts.rows == 0:
+        raise CurateError(f"{where}: source '{spec.name}' contains no rows: check its path"
+                          f" and data")
+    fraction = counts.unreadable / counts.rows
+    if fraction > spec.extra.max_bad_fraction:
+        raise CurateError(f"{where}: {counts.unreadable} of {counts.rows} rows of source"
+                          f" '{spec.name}' are unreadable ({fraction:.0%}, more than"
+                          f" max_bad_fraction = {spec.extra.max_bad_fraction}): fix the data"
+                          f" or raise max_bad_fraction (`curate why` and the read step's"
+                          f" rejected rows list each one)")
+
+
+def preview(row: dict, limit: int = 2000) -> str:
+    text = repr(row)
+    return text if len(text) <= limit else text[:limit] + "…"

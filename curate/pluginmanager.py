@@ -1,0 +1,177 @@
+"""Loads built-in and installed plugins and collects what they register.
+
+Built-ins are listed in BUILTIN_PLUGINS and registered with the same `pm.register` call a
+third-party plugin gets. Installed plugins come from the `curate` entry-point group.
+
+Environment switches:
+  CURATE_LOAD_PLUGINS=a,b     load only these installed plugins ("" loads none)
+  CURATE_DISABLE_PLUGINS=a,b  skip these plugins, built-ins included (e.g. `length`, or a module path)
+  CURATE_TRACE_PLUGINS=1      print every hook call and registration to stderr
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import metadata
+from typing import Any
+
+import pluggy
+
+from curate import hookspecs
+from curate.errors import did_you_mean
+from curate.registry import Registry
+
+BUILTIN_PLUGINS = (
+    "curate.cli.run",
+    "curate.cli.inspect",
+    "curate.cli.plugins",
+    "curate.plugins.formats",
+    "curate.plugins.sources.files",
+    "curate.plugins.sources.hf",
+    "curate.plugins.length",
+)
+
+REGISTRY_HOOKS = {
+    "register_sources": "source",
+    "register_formats": "format",
+    "register_stages": "stage",
+    "register_chat_templates": "chat template",
+    "register_trainers": "trainer",
+    "register_evals": "evaluation",
+}
+
+
+@dataclass
+class PluginInfo:
+    name: str
+    builtin: bool
+    distribution: str = ""
+    version: str = ""
+    registered: list[tuple[str, str]] = field(default_factory=list)
+    """(kind, name) pairs this plugin registered."""
+
+
+@dataclass
+class PluginHost:
+    """The plugin manager plus everything the plugins registered."""
+
+    pm: pluggy.PluginManager
+    registries: dict[str, Registry]
+    plugins: dict[str, PluginInfo]
+    failed: dict[str, str]
+    """Plugin name -> one-line reason it could not be loaded."""
+
+    def registry(self, kind: str) -> Registry:
+        return self.registries[kind]
+
+    def get(self, kind: str, name: str) -> Any:
+        return self.registries[kind].get(name, failed_plugins=self.failed)
+
+
+def _base_classes() -> dict[str, type | None]:
+    from curate.formats import Format
+    from curate.sources import Source
+    from curate.stages import Stage
+    from curate.training import Evaluation, Trainer
+
+    return {"source": Source, "format": Format, "stage": Stage, "chat template": None,
+            "trainer": Trainer, "evaluation": Evaluation}
+
+
+def _env_names(variable: str) -> set[str] | None:
+    value = os.environ.get(variable)
+    if value is None:
+        return None
+    return {name.strip() for name in value.split(",") if name.strip()}
+
+
+def _short_name(module_path: str) -> str:
+    return module_path.rsplit(".", 1)[-1]
+
+
+def _trace(message: str) -> None:
+    if os.environ.get("CURATE_TRACE_PLUGINS"):
+        print(f"curate-trace: {message}", file=sys.stderr)
+
+
+def build_host(extra_plugins: tuple[tuple[str, Any], ...] = ()) -> PluginHost:
+    """A fresh plugin host: built-ins, then installed entry points, then `extra_plugins`."""
+    pm = pluggy.PluginManager("curate")
+    pm.add_hookspecs(hookspecs)
+    if os.environ.get("CURATE_TRACE_PLUGINS"):
+        pm.trace.root.setwriter(lambda line: print(f"curate-trace: {line}", end="", file=sys.stderr))
+        pm.enable_tracing()
+    host = PluginHost(pm, {}, {}, {})
+    disabled = _env_names("CURATE_DISABLE_PLUGINS") or set()
+    for module_path in BUILTIN_PLUGINS:
+        if module_path in disabled or _short_name(module_path) in disabled:
+            continue
+        _register(host, module_path, lambda m=module_path: importlib.import_module(m), builtin=True)
+    _load_entry_points(host, disabled)
+    for name, plugin in extra_plugins:
+        _register(host, name, lambda p=plugin: p, builtin=False)
+    _collect_registrations(host)
+    return host
+
+
+def _load_entry_points(host: PluginHost, disabled: set[str]) -> None:
+    only = _env_names("CURATE_LOAD_PLUGINS")
+    for entry_point in sorted(metadata.entry_points(group="curate"), key=lambda e: e.name):
+        if entry_point.name in disabled or (only is not None and entry_point.name not in only):
+            continue
+        dist = entry_point.dist
+        _register(host, entry_point.name, entry_point.load, builtin=False,
+                  distribution=dist.name if dist else "", version=dist.version if dist else "")
+
+
+def _register(host: PluginHost, name: str, load, builtin: bool, **info: str) -> None:
+    try:
+        plugin = load()
+        _check_hook_names(host.pm, plugin)
+        host.pm.register(plugin, name=name)
+    except Exception as error:  # a broken plugin must not take the host down
+        host.failed[name] = f"{type(error).__name__}: {error}"
+        _trace(f"plugin {name} failed: {host.failed[name]}")
+        return
+    host.plugins[name] = PluginInfo(name, builtin, **info)
+
+
+def _check_hook_names(pm: pluggy.PluginManager, plugin: Any) -> None:
+    known = [name for name in dir(hookspecs) if not name.startswith("_")]
+    for attribute in dir(plugin):
+        if pm.parse_hookimpl_opts(plugin, attribute) is not None and attribute not in known:
+            raise AttributeError(f"implements unknown hook '{attribute}'"
+                                 f"{did_you_mean(attribute, REGISTRY_HOOKS)}")
+
+
+def _collect_registrations(host: PluginHost) -> None:
+    bases = _base_classes()
+    for hook_name, kind in REGISTRY_HOOKS.items():
+        registry = host.registries[kind] = Registry(kind, bases[kind])
+        for impl in getattr(host.pm.hook, hook_name).get_hookimpls():
+            _call_registry_hook(host, impl, hook_name, registry)
+
+
+def _call_registry_hook(host: PluginHost, impl: pluggy.HookImpl, hook_name: str,
+                        registry: Registry) -> None:
+    info = host.plugins[impl.plugin_name]
+
+    def register(obj: Any) -> None:
+        registry.add(obj, impl.plugin_name, info.builtin)
+        info.registered.append((registry.kind, obj.name))
+        _trace(f"{impl.plugin_name} registered {registry.kind} '{obj.name}'")
+
+    try:
+        impl.function(**{arg: register for arg in impl.argnames})
+    except Exception as error:
+        host.failed[impl.plugin_name] = f"{hook_name}: {type(error).__name__}: {error}"
+
+
+@cache
+def get_host() -> PluginHost:
+    """The process-wide plugin host, built on first use."""
+    return build_host()

@@ -1,0 +1,189 @@
+"""Recipes: TOML files that say which sources to read, which stages to run, and what follows.
+
+The whole recipe is validated, every plugin's options included, before any data is read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from curate.errors import CurateError, RecipeError, did_you_mean
+from curate.options import option, parse_options
+from curate.pluginmanager import PluginHost
+
+SECTIONS = ("run", "sources", "stages", "split", "train", "evals")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+@dataclass
+class RunOptions:
+    name: str = option("", help="a name for the run; defaults to the recipe file's stem")
+    seed: int = option(0, help="seed for every random choice; same seed, same output bytes")
+    dir: str = option("", help="run folder, relative to the recipe; defaults to runs/<stem> "
+                               "in the current directory")
+
+
+@dataclass
+class SourceHostOptions:
+    name: str = option(help="the source's name, stored in every record's `source`")
+    use: str = option(help="the source plugin, e.g. jsonl, csv, parquet, datasets")
+    format: str = option("auto", help="alpaca, sharegpt, messages, prompt-completion, or auto")
+    columns: dict[str, str] = option({}, help="format field -> column name in the data")
+    origin: Literal["human", "generated", "rehearsal"] = option("human", help="who wrote it")
+    max_bad_fraction: float = option(0.1, min=0.0, max=1.0,
+                                     help="fail the run when more rows than this are unreadable")
+
+
+@dataclass
+class SplitOptions:
+    eval_fraction: float = option(0.1, min=0.0, max=0.9, help="share of records held out")
+    eval_size: int | None = option(None, min=0, help="exact number held out (overrides fraction)")
+
+
+@dataclass
+class PluginSpec:
+    """One `use = "..."` table of a recipe: which plugin, under what name, with what options."""
+
+    name: str
+    use: str
+    plugin: type
+    options: Any
+    key_path: str
+    extra: Any = None
+    """Host-level options of the table (for sources: format, columns, origin, ...)."""
+
+
+@dataclass
+class Recipe:
+    file: Path
+    digest: str
+    run: RunOptions
+    sources: list[PluginSpec]
+    stages: list[PluginSpec]
+    split: SplitOptions
+    train: PluginSpec | None = None
+    evals: list[PluginSpec] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.run.name or self.file.stem
+
+    def default_run_dir(self) -> Path:
+        if self.run.dir:
+            return (self.file.parent / self.run.dir).resolve()
+        return Path("runs") / self.file.stem
+
+
+def load_recipe(path: str | Path, host: PluginHost) -> Recipe:
+    """Read and fully validate a recipe, or raise a RecipeError naming the file and key."""
+    file = Path(path)
+    raw = _read_toml(file)
+    where = str(file)
+    for key in raw:
+        if key not in SECTIONS:
+            raise RecipeError(where, key, f"unknown section '{key}'{did_you_mean(key, SECTIONS)}"
+                              f" (sections: {', '.join(SECTIONS)})")
+    run = parse_options(RunOptions, _table(raw, "run", where), where, "run")
+    sources = [_source(t, i, where, host) for i, t in enumerate(_tables(raw, "sources", where))]
+    if not sources:
+        raise RecipeError(where, "sources", "the recipe has no [[sources]]: add at least one")
+    stages = [_plugin_spec(t, f"stages[{i}]", "stage", where, host)
+              for i, t in enumerate(_tables(raw, "stages", where))]
+    _check_unique(sources, "sources", where)
+    _check_unique(stages, "stages", where)
+    split = parse_options(SplitOptions, _table(raw, "split", where), where, "split")
+    train = _plugin_spec(raw["train"], "train", "trainer", where, host) if "train" in raw else None
+    evals = [_plugin_spec(t, f"evals[{i}]", "evaluation", where, host)
+             for i, t in enumerate(_tables(raw, "evals", where))]
+    if evals and train is None:
+        raise RecipeError(where, "evals", "evaluations need a model: add a [train] section")
+    digest = hashlib.sha256(file.read_bytes()).hexdigest()
+    return Recipe(file.resolve(), digest, run, sources, stages, split, train, evals)
+
+
+def _read_toml(file: Path) -> dict:
+    try:
+        data = file.read_bytes()
+    except FileNotFoundError:
+        raise CurateError(f"{file}: recipe file not found") from None
+    except OSError as error:
+        raise CurateError(f"{file}: cannot read the recipe: {error.strerror}") from None
+    try:
+        return tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as error:
+        raise RecipeError(str(file), "", f"not UTF-8 text (byte {error.start})") from None
+    except tomllib.TOMLDecodeError as error:
+        raise RecipeError(str(file), "", f"invalid TOML: {error}") from None
+
+
+def _table(raw: dict, key: str, where: str) -> dict:
+    value = raw.get(key, {})
+    if not isinstance(value, dict):
+        raise RecipeError(where, key, f"expected a table [{key}], found {type(value).__name__}")
+    return value
+
+
+def _tables(raw: dict, key: str, where: str) -> list[dict]:
+    value = raw.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
+        raise RecipeError(where, key, f"expected an array of tables [[{key}]]")
+    return value
+
+
+def _source(table: dict, index: int, where: str, host: PluginHost) -> PluginSpec:
+    key_path = f"sources[{index}]"
+    host_keys = {k: v for k, v in table.items() if k in SourceHostOptions.__dataclass_fields__}
+    for key in ("use", "name"):
+        if key not in table:
+            raise RecipeError(where, f"{key_path}.{key}", f"required key '{key}' is missing")
+    spec = _plugin_spec(table, key_path, "source", where, host,
+                        host_keys=SourceHostOptions.__dataclass_fields__)
+    spec.extra = parse_options(SourceHostOptions, host_keys, where, key_path)
+    if spec.extra.format != "auto":
+        _lookup(host, "format", spec.extra.format, where, f"{key_path}.format")
+    return spec
+
+
+def _plugin_spec(table: Any, key_path: str, kind: str, where: str, host: PluginHost,
+                 host_keys: Any = ("use", "name")) -> PluginSpec:
+    if not isinstance(table, dict):
+        raise RecipeError(where, key_path, f"expected a table, found {type(table).__name__}")
+    use = table.get("use")
+    if not isinstance(use, str):
+        raise RecipeError(where, f"{key_path}.use", f"required key 'use' is missing: name the {kind}"
+                          f" plugin (one of {', '.join(host.registry(kind).names())})")
+    plugin = _lookup(host, kind, use, where, f"{key_path}.use")
+    own = {k: v for k, v in table.items() if k not in host_keys}
+    known = set(plugin.Options.__dataclass_fields__) | set(host_keys)
+    for key in own:
+        if key not in known:
+            raise RecipeError(where, f"{key_path}.{key}", f"unknown key '{key}' for {kind} '{use}'"
+                              f"{did_you_mean(key, known)} (known keys: {', '.join(sorted(known))})")
+    options = parse_options(plugin.Options, own, where, key_path)
+    name = table.get("name", use)
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise RecipeError(where, f"{key_path}.name", f"expected a name of letters, digits, '-', '_'"
+                          f" and '.', found {name!r}")
+    return PluginSpec(name, use, plugin, options, key_path)
+
+
+def _lookup(host: PluginHost, kind: str, name: str, where: str, key_path: str) -> Any:
+    try:
+        return host.get(kind, name)
+    except CurateError as error:
+        raise RecipeError(where, key_path, str(error)) from None
+
+
+def _check_unique(specs: list[PluginSpec], section: str, where: str) -> None:
+    seen: dict[str, str] = {}
+    for spec in specs:
+        if spec.name in seen:
+            raise RecipeError(where, f"{spec.key_path}.name", f"{section} name '{spec.name}' is"
+                              f" used twice (also {seen[spec.name]}): give each a distinct"
+                              f" `name = \"...\"`")
+        seen[spec.name] = spec.key_path

@@ -1,0 +1,91 @@
+"""The canonical record: one training example as chat messages, and what happens to it.
+
+A `Record` is kept by a stage by passing it on; a `Rejection` says which stage dropped it and why.
+Every input row ends as exactly one of: a record in the final dataset, or a rejection.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from typing import Any
+
+ROLES = ("system", "user", "assistant")
+ORIGINS = ("human", "generated", "rehearsal")
+
+_WHITESPACE = re.compile(r"\s+")
+
+
+def normalise_text(text: str) -> str:
+    """NFKC, trimmed, with runs of whitespace collapsed: the form ids are computed from."""
+    return _WHITESPACE.sub(" ", unicodedata.normalize("NFKC", text)).strip()
+
+
+def record_id(messages: list[dict]) -> str:
+    """A stable 16-hex-digit id from the normalised roles and contents of the messages."""
+    canonical = json.dumps([[m["role"], normalise_text(m["content"])] for m in messages],
+                           ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
+
+
+@dataclass
+class Record:
+    """One training example. `meta` is free-form; readers put the row's location in meta["from"]."""
+
+    messages: list[dict]
+    source: str
+    origin: str = "human"
+    meta: dict[str, Any] = field(default_factory=dict)
+    id: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.id:
+            self.id = record_id(self.messages)
+
+    @property
+    def prompt(self) -> str:
+        """The user turns joined by blank lines (what the model is asked)."""
+        return "\n\n".join(m["content"] for m in self.messages if m["role"] == "user")
+
+    @property
+    def response(self) -> str:
+        """The assistant turns joined by blank lines (what the model learns to say)."""
+        return "\n\n".join(m["content"] for m in self.messages if m["role"] == "assistant")
+
+    @property
+    def system(self) -> str:
+        return "\n\n".join(m["content"] for m in self.messages if m["role"] == "system")
+
+    def to_json(self) -> dict:
+        return {"id": self.id, "messages": self.messages, "source": self.source,
+                "origin": self.origin, "meta": self.meta}
+
+
+@dataclass
+class Rejection:
+    """A record (or an unreadable raw row) that a stage dropped, with a reason a person can act on.
+
+    `reason` is a short stable slug (e.g. "too-short", "malformed-json"); `detail` says what was
+    measured or where ("response has 4 characters, minimum is 10"; "data.jsonl:17: ...").
+    """
+
+    record: Record | None
+    reason: str
+    detail: str
+    stage: str = ""
+    raw: str = ""
+    id: str = ""
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.id:
+            self.id = self.record.id if self.record else _raw_id(self.raw, self.detail)
+        if not self.source and self.record:
+            self.source = self.record.source
+
+
+def _raw_id(raw: str, detail: str) -> str:
+    return hashlib.sha256(f"{detail}\0{raw}".encode("utf-8", "replace")).hexdigest()[:16]

@@ -1,0 +1,281 @@
+"""Runs a recipe: read the sources, run each stage, split, then train and evaluate.
+
+Each curation step is cached in the run folder by a fingerprint of what it depends on (its
+options, its plugin's version, the fingerprint of its input), so a rerun with nothing changed
+runs nothing, and changing one stage reruns it and what follows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import curate
+from curate.console import Console
+from curate.errors import CurateError
+from curate.ingest import STAGE as READ_STEP, SourceCounts, read_source
+from curate.options import options_to_dict
+from curate.pluginmanager import PluginHost
+from curate.recipe import PluginSpec, Recipe
+from curate.records import Record
+from curate.runstore import (RUN_FORMAT, RunFolder, StepWriter, count_rows, dumps, read_records,
+                             write_json_atomic, write_text_atomic)
+from curate.sources import SourceContext
+from curate.split import split_records
+from curate.stages import StageContext
+from curate.training import TrainContext
+
+
+@dataclass
+class RunSettings:
+    run_dir: Path
+    force: bool = False
+    until: str | None = None
+
+
+@dataclass
+class PlannedStep:
+    index: int
+    name: str
+    use: str
+    folder: Path
+    fingerprint: str
+    spec: PluginSpec | None = None
+
+
+@dataclass
+class RunState:
+    steps: list[dict] = field(default_factory=list)
+    sources: list[dict] = field(default_factory=list)
+
+
+def fingerprint(*parts: object) -> str:
+    return hashlib.sha256(dumps(parts).encode()).hexdigest()
+
+
+class Runner:
+    def __init__(self, recipe: Recipe, host: PluginHost, settings: RunSettings, console: Console):
+        self.recipe, self.host, self.settings, self.console = recipe, host, settings, console
+        self.folder = RunFolder(settings.run_dir)
+        self.state = RunState()
+
+    def run(self) -> dict:
+        self.folder.check_compatible()
+        with self.folder.lock():
+            plan = self.plan()
+            self.folder.remove_stale_steps(step.folder for step in plan)
+            self._write_manifest("running")
+            try:
+                return self._run_plan(plan)
+            except CurateError as error:
+                self._write_manifest("failed", error=str(error))
+                raise
+
+    def plan(self) -> list[PlannedStep]:
+        """Every curation step with its folder and fingerprint, computed before anything runs."""
+        read = PlannedStep(0, READ_STEP, READ_STEP, self.folder.step_dir(0, READ_STEP),
+                           self._read_fingerprint())
+        steps = [read]
+        for index, spec in enumerate(self.recipe.stages, start=1):
+            previous = steps[-1].fingerprint
+            step_print = fingerprint(previous, spec.use, spec.plugin.version,
+                                     options_to_dict(spec.options), self.recipe.run.seed)
+            steps.append(PlannedStep(index, spec.name, spec.use,
+                                     self.folder.step_dir(index, spec.name), step_print, spec))
+        self._check_until(steps)
+        return steps
+
+    def _read_fingerprint(self) -> str:
+        parts = []
+        for spec in self.recipe.sources:
+            context = self._source_context(spec)
+            parts.append([spec.name, spec.use, spec.plugin.version, options_to_dict(spec.options),
+                          options_to_dict(spec.extra), spec.plugin().fingerprint(spec.options,
+                                                                                 context)])
+        formats = {name: entry.obj.version
+                   for name, entry in sorted(self.host.registry("format").entries.items())}
+        return fingerprint(curate.__version__, RUN_FORMAT, parts, formats)
+
+    def _check_until(self, steps: list[PlannedStep]) -> None:
+        until = self.settings.until
+        if until is not None and until not in {s.name for s in steps}:
+            names = ", ".join(s.name for s in steps)
+            raise CurateError(f"--until {until}: no such step in {self.recipe.file.name}"
+                              f" (steps: {names})")
+
+    def _run_plan(self, plan: list[PlannedStep]) -> dict:
+        for step in plan:
+            self.state.steps.append(self._run_step(step))
+            if step.name == self.settings.until:
+                self._remove_dataset()
+                self.console.info(f"stopped after step '{step.name}' (--until)")
+                return self._write_manifest("partial", until=step.name)
+        final = plan[-1].folder / "kept.parquet"
+        split = self._write_dataset(final)
+        extra: dict = {"split": split}
+        if self.recipe.train:
+            extra["train"] = self._train()
+        return self._write_manifest("complete", **extra)
+
+    def _run_step(self, step: PlannedStep) -> dict:
+        label = f"{step.index:02d}-{step.name}"
+        cached = None if self.settings.force else self.folder.cached_step(step.folder,
+                                                                          step.fingerprint)
+        if cached is not None:
+            self.console.info(f"{label:<24} cached   {_counts(cached)}")
+            self.state.sources = cached.get("sources", self.state.sources)
+            return {**cached, "cached": True}
+        started = time.monotonic()
+        with self.folder.new_step(step.folder) as temporary:
+            summary = self._execute(step, temporary)
+            summary.update(index=step.index, name=step.name, use=step.use,
+                           fingerprint=step.fingerprint,
+                           seconds=round(time.monotonic() - started, 3))
+            write_json_atomic(temporary / "step.json", summary)
+        self.console.info(f"{label:<24} ran      {_counts(summary)}  {summary['seconds']:.1f}s")
+        return {**summary, "cached": False}
+
+    def _execute(self, step: PlannedStep, temporary: Path) -> dict:
+        writer = StepWriter(temporary, step.name)
+        try:
+            if step.spec is None:
+                total_in = self._read_sources(writer)
+            else:
+                total_in = self._run_stage(step, writer, temporary)
+        finally:
+            writer.close()
+        summary = {"in": total_in, "kept": writer.kept, "rejected": writer.rejected,
+                   "reasons": dict(sorted(writer.reasons.items()))}
+        if step.spec is None:
+            summary["sources"] = self.state.sources
+        if writer.kept + writer.rejected != total_in:
+            raise RuntimeError(f"step {step.name} accounted for {writer.kept + writer.rejected}"
+                               f" of {total_in} records: a stage must yield every input record"
+                               f" kept or rejected")
+        return summary
+
+    def _read_sources(self, writer: StepWriter) -> int:
+        self.state.sources = []
+        total = 0
+        for spec in self.recipe.sources:
+            counts = SourceCounts()
+            outcomes = read_source(spec, self._source_context(spec),
+                                   self.host.registry("format"), counts)
+            for outcome in self.console.progress(outcomes, f"read {spec.name}"):
+                writer.add(outcome)
+            total += counts.rows
+            self.state.sources.append({"name": spec.name, "use": spec.use, "rows": counts.rows,
+                                       "records": counts.records, "rejected": counts.rejected,
+                                       "unreadable": counts.unreadable})
+        return total
+
+    def _run_stage(self, step: PlannedStep, writer: StepWriter, temporary: Path) -> int:
+        previous = self.folder.step_dir(step.index - 1, self.state.steps[-1]["name"])
+        source_file = previous / "kept.parquet"
+        total = count_rows(source_file)
+        context = StageContext(step.name, self.recipe.run.seed, self.recipe.file.parent,
+                               temporary / "work", self.console.info)
+        stage = step.spec.plugin(step.spec.options, context)
+        counted = _Counter(read_records(source_file))
+        for outcome in self.console.progress(stage.process(counted), step.name, total):
+            writer.add(outcome)
+        return counted.count
+
+    def _source_context(self, spec: PluginSpec) -> SourceContext:
+        return SourceContext(self.recipe.file, spec.key_path, self.recipe.run.seed)
+
+    def _write_dataset(self, final: Path) -> dict:
+        train, held_out = split_records(read_records(final), self.recipe.split,
+                                        self.recipe.run.seed)
+        hashes = {}
+        for name, records in (("train", train), ("eval", held_out)):
+            text = "".join(dumps(_dataset_line(r)) + "\n" for r in records)
+            write_text_atomic(self.folder.dataset / f"{name}.jsonl", text)
+            hashes[f"{name}_sha256"] = hashlib.sha256(text.encode()).hexdigest()
+        self.console.info(f"{'dataset':<24} {len(train):,} train, {len(held_out):,} eval"
+                          f" -> {self.folder.dataset}")
+        return {"train": len(train), "eval": len(held_out), **hashes}
+
+    def _remove_dataset(self) -> None:
+        for name in ("train.jsonl", "eval.jsonl"):
+            (self.folder.dataset / name).unlink(missing_ok=True)
+
+    def _train(self) -> dict:
+        spec = self.recipe.train
+        context = TrainContext(self.folder.path, self.recipe.file.parent,
+                               self.folder.dataset / "train.jsonl",
+                               self.folder.dataset / "eval.jsonl", self.recipe.run.seed,
+                               self.console.info)
+        started = time.monotonic()
+        metrics = spec.plugin().train(spec.options, context)
+        result = {"use": spec.use, "metrics": metrics or {},
+                  "seconds": round(time.monotonic() - started, 3)}
+        if self.recipe.evals:
+            result["evals"] = self._evaluate(context)
+        return result
+
+    def _evaluate(self, context: TrainContext) -> dict:
+        results = {spec.name: spec.plugin().evaluate(spec.options, context)
+                   for spec in self.recipe.evals}
+        write_json_atomic(self.folder.path / "eval" / "results.json", results)
+        return results
+
+    def _write_manifest(self, status: str, **extra: object) -> dict:
+        manifest = {
+            "run_format": RUN_FORMAT,
+            "status": status,
+            "recipe": {"file": str(self.recipe.file), "name": self.recipe.name,
+                       "sha256": self.recipe.digest},
+            "seed": self.recipe.run.seed,
+            "versions": self._versions(),
+            "sources": self.state.sources,
+            "steps": self.state.steps,
+            **extra,
+        }
+        if status == "complete":
+            manifest["final"] = self._final_counts(manifest)
+        write_json_atomic(self.folder.manifest_file, manifest)
+        return manifest
+
+    def _final_counts(self, manifest: dict) -> dict:
+        rows = self.state.steps[0]["in"] if self.state.steps else 0
+        rejected = sum(step["rejected"] for step in self.state.steps)
+        split = manifest["split"]
+        return {"input": rows, "rejected": rejected, "train": split["train"],
+                "eval": split["eval"], "accounted": rejected + split["train"] + split["eval"]}
+
+    def _versions(self) -> dict:
+        import pyarrow
+
+        plugins = {name: info.version or curate.__version__
+                   for name, info in sorted(self.host.plugins.items())}
+        return {"curate": curate.__version__, "python": platform.python_version(),
+                "pyarrow": pyarrow.__version__, "plugins": plugins}
+
+
+class _Counter:
+    """Counts the records a stage pulls from its input."""
+
+    def __init__(self, records: Iterator[Record]):
+        self.records = records
+        self.count = 0
+
+    def __iter__(self) -> Iterator[Record]:
+        for record in self.records:
+            self.count += 1
+            yield record
+
+
+def _dataset_line(record: Record) -> dict:
+    return {"id": record.id, "source": record.source, "origin": record.origin,
+            "messages": record.messages}
+
+
+def _counts(summary: dict) -> str:
+    return (f"{summary['in']:>8,} in  {summary['kept']:>8,} kept  "
+            f"{summary['rejected']:>7,} rejected")
+

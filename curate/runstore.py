@@ -1,0 +1,208 @@
+"""The run folder: stage outputs as parquet, the final dataset, and the manifest.
+
+    <dir>/manifest.json               recipe hash, versions, per-step counts and fingerprints
+    <dir>/stages/NN-name/             kept.parquet, rejected.parquet, step.json (written last)
+    <dir>/dataset/train.jsonl, eval.jsonl
+
+Every file is written to a temporary name and renamed into place, and a stage folder appears
+only once complete, so a run killed at any moment leaves nothing half-written behind.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from curate.errors import CurateError
+from curate.records import Record, Rejection
+
+RUN_FORMAT = 1
+"""Bumped whenever this layout changes in a way older readers cannot follow."""
+
+BATCH_ROWS = 4096
+
+MESSAGES = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
+KEPT_SCHEMA = pa.schema([("id", pa.string()), ("messages", MESSAGES), ("source", pa.string()),
+                         ("origin", pa.string()), ("meta", pa.string())])
+REJECTED_SCHEMA = pa.schema([("id", pa.string()), ("stage", pa.string()),
+                             ("reason", pa.string()), ("detail", pa.string()),
+                             ("source", pa.string()), ("origin", pa.string()),
+                             ("messages", MESSAGES), ("meta", pa.string()), ("raw", pa.string())])
+
+
+def dumps(data: Any) -> str:
+    """Canonical JSON: the same data always gives the same bytes."""
+    return json.dumps(data, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(temporary, "w", encoding="utf-8", newline="\n") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    write_text_atomic(path, json.dumps(data, ensure_ascii=False, indent=2, sort_keys=True) + "\n")
+
+
+def read_json(path: Path) -> Any:
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+class StepWriter:
+    """Streams one step's kept records and rejections into parquet files, in batches."""
+
+    def __init__(self, folder: Path, stage: str):
+        self.folder, self.stage = folder, stage
+        self.kept_rows: list[dict] = []
+        self.rejected_rows: list[dict] = []
+        self.kept = self.rejected = 0
+        self.reasons: dict[str, int] = {}
+        self._kept_file = pq.ParquetWriter(folder / "kept.parquet", KEPT_SCHEMA)
+        self._rejected_file = pq.ParquetWriter(folder / "rejected.parquet", REJECTED_SCHEMA)
+
+    def add(self, outcome: Record | Rejection) -> None:
+        if isinstance(outcome, Rejection):
+            self.rejected += 1
+            self.reasons[outcome.reason] = self.reasons.get(outcome.reason, 0) + 1
+            self.rejected_rows.append(rejection_row(outcome, self.stage))
+            if len(self.rejected_rows) >= BATCH_ROWS:
+                self._flush_rejected()
+        else:
+            self.kept += 1
+            self.kept_rows.append(record_row(outcome))
+            if len(self.kept_rows) >= BATCH_ROWS:
+                self._flush_kept()
+
+    def close(self) -> None:
+        self._flush_kept()
+        self._flush_rejected()
+        self._kept_file.close()
+        self._rejected_file.close()
+
+    def _flush_kept(self) -> None:
+        if self.kept_rows:
+            self._kept_file.write_table(pa.Table.from_pylist(self.kept_rows, KEPT_SCHEMA))
+            self.kept_rows = []
+
+    def _flush_rejected(self) -> None:
+        if self.rejected_rows:
+            self._rejected_file.write_table(
+                pa.Table.from_pylist(self.rejected_rows, REJECTED_SCHEMA))
+            self.rejected_rows = []
+
+
+def record_row(record: Record) -> dict:
+    return {"id": record.id, "messages": record.messages, "source": record.source,
+            "origin": record.origin, "meta": dumps(record.meta)}
+
+
+def rejection_row(rejection: Rejection, stage: str) -> dict:
+    record = rejection.record
+    return {"id": rejection.id, "stage": rejection.stage or stage, "reason": rejection.reason,
+            "detail": rejection.detail, "source": rejection.source,
+            "origin": record.origin if record else None,
+            "messages": record.messages if record else None,
+            "meta": dumps(record.meta) if record else None, "raw": rejection.raw or None}
+
+
+def read_records(path: Path) -> Iterator[Record]:
+    """Stream the records of a kept.parquet file, in order."""
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=BATCH_ROWS):
+        for row in batch.to_pylist():
+            yield Record(row["messages"], row["source"], row["origin"], json.loads(row["meta"]),
+                         row["id"])
+
+
+def count_rows(path: Path) -> int:
+    return pq.ParquetFile(path).metadata.num_rows
+
+
+class RunFolder:
+    """One run folder on disk: its steps, its dataset and its manifest."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.stages = path / "stages"
+        self.dataset = path / "dataset"
+        self.manifest_file = path / "manifest.json"
+
+    def check_compatible(self) -> None:
+        """Refuse a folder that is not a run folder, or one another curate version laid out."""
+        if not self.path.exists() or not any(self.path.iterdir()):
+            return
+        if not self.manifest_file.exists():
+            raise CurateError(f"{self.path}: exists but is not a curate run folder (no"
+                              f" manifest.json): choose another --run-dir or empty it")
+        try:
+            found = read_json(self.manifest_file).get("run_format")
+        except (json.JSONDecodeError, OSError, AttributeError):
+            found = "unreadable"
+        if found != RUN_FORMAT:
+            raise CurateError(f"{self.path}: written by an incompatible curate (run format"
+                              f" {found}, this curate writes {RUN_FORMAT}): use a new --run-dir"
+                              f" or delete the folder to start over")
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        self.path.mkdir(parents=True, exist_ok=True)
+        with open(self.path / ".lock", "w") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise CurateError(f"{self.path}: another curate process is using this run"
+                                  f" folder; wait for it to finish") from None
+            yield
+
+    def step_dir(self, index: int, name: str) -> Path:
+        return self.stages / f"{index:02d}-{name}"
+
+    def cached_step(self, folder: Path, fingerprint: str) -> dict | None:
+        """The step's saved summary, if it finished with this fingerprint."""
+        summary_file = folder / "step.json"
+        if not summary_file.exists():
+            return None
+        summary = read_json(summary_file)
+        return summary if summary.get("fingerprint") == fingerprint else None
+
+    @contextmanager
+    def new_step(self, folder: Path) -> Iterator[Path]:
+        """A temporary folder that replaces `folder` only if the block finishes."""
+        self.stages.mkdir(parents=True, exist_ok=True)
+        temporary = folder.with_name(f".{folder.name}.tmp")
+        shutil.rmtree(temporary, ignore_errors=True)
+        temporary.mkdir()
+        yield temporary
+        replace_folder(temporary, folder)
+
+    def remove_stale_steps(self, keep: Iterable[Path]) -> None:
+        """Delete step folders the recipe no longer has, and leftovers of killed runs."""
+        if not self.stages.exists():
+            return
+        wanted = {p.name for p in keep}
+        for child in self.stages.iterdir():
+            if child.name not in wanted:
+                shutil.rmtree(child, ignore_errors=True)
+
+
+def replace_folder(source: Path, target: Path) -> None:
+    trash = target.with_name(f".{target.name}.old")
+    shutil.rmtree(trash, ignore_errors=True)
+    if target.exists():
+        os.replace(target, trash)
+    os.replace(source, target)
+    shutil.rmtree(trash, ignore_errors=True)

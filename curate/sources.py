@@ -1,0 +1,110 @@
+"""Data sources: plugins that read raw rows, which the host turns into records.
+
+A source yields `Row` (a dict plus where it came from, e.g. "data/a.jsonl:17") or `BadRow` for a
+row it could not read (malformed JSON, invalid UTF-8). The host applies the recipe's `columns`
+mapping and `format`, and records every row that fails as a rejection with its location.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from curate.errors import RecipeError
+
+
+@dataclass
+class Row:
+    data: dict[str, Any]
+    location: str
+
+
+@dataclass
+class BadRow:
+    location: str
+    reason: str
+    message: str
+    raw: str = ""
+
+
+@dataclass
+class NoOptions:
+    pass
+
+
+@dataclass
+class SourceContext:
+    """What a source needs to know about the recipe it runs in."""
+
+    recipe_file: Path
+    key_path: str
+    """Where the source sits in the recipe, e.g. `sources[0]`, for error messages."""
+    seed: int = 0
+
+    @property
+    def recipe_dir(self) -> Path:
+        return self.recipe_file.parent
+
+    def resolve(self, pattern: str, key: str = "path") -> list[Path]:
+        """Files matching a path or glob pattern relative to the recipe file, sorted.
+
+        Raises a RecipeError naming the key when nothing matches.
+        """
+        full = pattern if Path(pattern).is_absolute() else str(self.recipe_dir / pattern)
+        matches = sorted(Path(p) for p in glob.glob(full, recursive=True) if Path(p).is_file())
+        if not matches:
+            raise RecipeError(str(self.recipe_file), f"{self.key_path}.{key}",
+                              f"no file matches '{pattern}' (paths are relative to the recipe's"
+                              f" folder, {self.recipe_dir})")
+        return matches
+
+    def display(self, path: Path) -> str:
+        """A path as the user wrote it: relative to the recipe folder when inside it."""
+        try:
+            return str(path.relative_to(self.recipe_dir))
+        except ValueError:
+            return str(path)
+
+
+class Source:
+    """Reads raw rows. Subclasses set `name` and `Options`, and implement `rows`."""
+
+    name: ClassVar[str]
+    Options: ClassVar[type] = NoOptions
+    version: ClassVar[str] = "1"
+
+    def rows(self, options: Any, context: SourceContext) -> Iterator[Row | BadRow]:
+        raise NotImplementedError
+
+    def fingerprint(self, options: Any, context: SourceContext) -> str:
+        """What identifies the data this source would read; it decides whether caches are valid.
+
+        The default hashes the bytes of every file that `options.path` matches.
+        """
+        paths = getattr(options, "path", None)
+        if paths is None:
+            raise NotImplementedError(f"source '{self.name}' must implement fingerprint()")
+        return hash_files(resolve_paths(paths, context))
+
+
+def resolve_paths(paths: str | list[str], context: SourceContext) -> list[Path]:
+    """All files named by a path, a glob or a list of either, in order, without repeats."""
+    patterns = [paths] if isinstance(paths, str) else paths
+    found: dict[Path, None] = {}
+    for pattern in patterns:
+        found.update(dict.fromkeys(context.resolve(pattern)))
+    return list(found)
+
+
+def hash_files(paths: list[Path]) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(str(path.name).encode())
+        with open(path, "rb") as handle:
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+    return digest.hexdigest()

@@ -1,0 +1,44 @@
+"""Trainers and evaluations: what runs on the final dataset once curation is done.
+
+A trainer (`[train] use = "..."`) and evaluations (`[[evals]] use = "..."`) are plugins like any
+other. Import heavy libraries inside `train` / `evaluate`, never at module level.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from curate.sources import NoOptions
+
+
+@dataclass
+class TrainContext:
+    run_dir: Path
+    recipe_dir: Path
+    train_file: Path
+    eval_file: Path
+    seed: int
+    log: Callable[[str], None] = print
+
+
+class Trainer:
+    name: ClassVar[str]
+    Options: ClassVar[type] = NoOptions
+    version: ClassVar[str] = "1"
+
+    def train(self, options: Any, context: TrainContext) -> dict:
+        """Train on `context.train_file`; return metrics for the manifest."""
+        raise NotImplementedError
+
+
+class Evaluation:
+    name: ClassVar[str]
+    Options: ClassVar[type] = NoOptions
+    version: ClassVar[str] = "1"
+
+    def evaluate(self, options: Any, context: TrainContext) -> dict:
+        """Evaluate the trained model; return results for `eval/results.json`."""
+        raise NotImplementedError

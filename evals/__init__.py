@@ -1,0 +1,1 @@
+"""Evaluation plugins, installed as `curate.evals`."""

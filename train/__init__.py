@@ -1,0 +1,1 @@
+"""The QLoRA training plugin, installed as `curate.train`."""
