@@ -14,6 +14,8 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import metadata
@@ -171,7 +173,24 @@ def _call_registry_hook(host: PluginHost, impl: pluggy.HookImpl, hook_name: str,
         host.failed[impl.plugin_name] = f"{hook_name}: {type(error).__name__}: {error}"
 
 
+_extra_plugins: list[tuple[str, Any]] = []
+
+
 @cache
 def get_host() -> PluginHost:
     """The process-wide plugin host, built on first use."""
-    return build_host()
+    return build_host(tuple(_extra_plugins))
+
+
+@contextmanager
+def plugins_registered(*plugins: tuple[str, Any]) -> Iterator[PluginHost]:
+    """Within the block, the process-wide host also has these (name, plugin) pairs registered,
+    the way an installed third-party plugin would be. For tests."""
+    _extra_plugins.extend(plugins)
+    get_host.cache_clear()
+    try:
+        yield get_host()
+    finally:
+        for pair in plugins:
+            _extra_plugins.remove(pair)
+        get_host.cache_clear()

@@ -114,6 +114,9 @@ class Runner:
                 self._remove_dataset()
                 self.console.info(f"stopped after step '{step.name}' (--until)")
                 return self._write_manifest("partial", until=step.name)
+        if all(step["cached"] for step in self.state.steps):
+            self.console.info(f"nothing changed: all {len(plan)} curation steps reused from the"
+                              f" run folder (--force reruns them)")
         final = plan[-1].folder / "kept.parquet"
         split = self._write_dataset(final)
         extra: dict = {"split": split}

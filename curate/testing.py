@@ -1,0 +1,108 @@
+"""Pytest helpers for curate and for plugin authors (loaded as a pytest plugin when curate is
+installed).
+
+    def test_my_stage(curate_plugin, run_recipe):
+        curate_plugin(my_plugin_module)
+        result = run_recipe('''
+            [[sources]]
+            name = "data"
+            use = "jsonl"
+            path = "data.jsonl"
+            [[stages]]
+            use = "my-stage"
+        ''', files={"data.jsonl": '{"prompt": "hi", "completion": "hello there"}\\n'})
+        assert result.exit_code == 0, result.output
+        assert result.rejected("my-stage") == []
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+
+@dataclass
+class RunResult:
+    """What `curate run` printed and left in its run folder."""
+
+    exit_code: int
+    output: str
+    run_dir: Path
+    recipe: Path
+
+    @property
+    def manifest(self) -> dict:
+        return json.loads((self.run_dir / "manifest.json").read_text(encoding="utf-8"))
+
+    def dataset(self, split: str = "train") -> list[dict]:
+        path = self.run_dir / "dataset" / f"{split}.jsonl"
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+    def step_dir(self, name: str) -> Path:
+        matches = sorted((self.run_dir / "stages").glob(f"[0-9][0-9]-{name}"))
+        if not matches:
+            raise KeyError(f"no step '{name}' in {self.run_dir}")
+        return matches[0]
+
+    def rejected(self, step: str) -> list[dict]:
+        import pyarrow.parquet as pq
+
+        return pq.read_table(self.step_dir(step) / "rejected.parquet").to_pylist()
+
+    def kept(self, step: str) -> list[dict]:
+        import pyarrow.parquet as pq
+
+        return pq.read_table(self.step_dir(step) / "kept.parquet").to_pylist()
+
+
+def invoke_cli(args: list[str]) -> tuple[int, str]:
+    """Run the curate CLI in this process; returns (exit code, stdout and stderr together)."""
+    from click.testing import CliRunner
+
+    from curate.cli import build_cli
+
+    result = CliRunner().invoke(build_cli(), args, catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+@pytest.fixture
+def curate_plugin() -> Iterator[Any]:
+    """Call `curate_plugin(plugin, name=...)` to register a plugin object for this test only."""
+    from curate.pluginmanager import plugins_registered
+
+    with ExitStack() as stack:
+        def register(plugin: Any, name: str | None = None) -> None:
+            label = name or getattr(plugin, "__name__", None) or type(plugin).__name__
+            stack.enter_context(plugins_registered((label, plugin)))
+
+        yield register
+
+
+@pytest.fixture
+def run_recipe(tmp_path: Path):
+    """Call `run_recipe(toml_text, files={...}, args=[...])`: writes the recipe and data files in
+    a temporary folder, runs `curate run`, and returns a RunResult."""
+
+    def run(text: str, files: dict[str, str | bytes] | None = None,
+            args: list[str] | None = None, name: str = "recipe") -> RunResult:
+        for relative, content in (files or {}).items():
+            path = tmp_path / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(content, bytes):
+                path.write_bytes(content)
+            else:
+                path.write_text(textwrap.dedent(content), encoding="utf-8")
+        recipe = tmp_path / f"{name}.toml"
+        recipe.write_text(textwrap.dedent(text), encoding="utf-8")
+        run_dir = tmp_path / "runs" / name
+        code, output = invoke_cli(["run", str(recipe), "--run-dir", str(run_dir), *(args or [])])
+        return RunResult(code, output, run_dir, recipe)
+
+    return run
