@@ -167,6 +167,7 @@ def _call_registry_hook(host: PluginHost, impl: pluggy.HookImpl, hook_name: str,
         info.registered.append((registry.kind, obj.name))
         _trace(f"{impl.plugin_name} registered {registry.kind} '{obj.name}'")
 
+    _trace(f"calling {hook_name} of {impl.plugin_name}")
     try:
         impl.function(**{arg: register for arg in impl.argnames})
     except Exception as error:

@@ -68,6 +68,7 @@ def _where_from(row: dict) -> str:
 
 
 def _kept(folder: RunFolder, prefix: str) -> list[Finding]:
+    origins = _kept_origins(folder, prefix)
     findings = []
     for split in ("train", "eval"):
         path = folder.dataset / f"{split}.jsonl"
@@ -79,5 +80,23 @@ def _kept(folder: RunFolder, prefix: str) -> list[Finding]:
                     record = json.loads(line)
                     findings.append(Finding(record["id"], split, split, source=record["source"],
                                             origin=record["origin"],
-                                            detail=f"dataset/{split}.jsonl line {number}"))
+                                            detail=f"dataset/{split}.jsonl line {number}",
+                                            where_from=_next(origins, record["id"])))
     return findings
+
+
+def _next(origins: dict[str, list[str]], record_id: str) -> str:
+    places = origins.get(record_id)
+    return places.pop(0) if places else ""
+
+
+def _kept_origins(folder: RunFolder, prefix: str) -> dict[str, list[str]]:
+    """Input locations of the final step's kept records matching the prefix, in order."""
+    steps = sorted(p for p in folder.stages.glob("[0-9][0-9]-*"))
+    if not steps:
+        return {}
+    table = pq.read_table(steps[-1] / "kept.parquet", columns=["id", "meta"])
+    origins: dict[str, list[str]] = {}
+    for row in table.filter(pc.starts_with(table["id"], prefix)).to_pylist():
+        origins.setdefault(row["id"], []).append(_where_from(row))
+    return origins

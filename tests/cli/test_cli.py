@@ -1,0 +1,137 @@
+"""The command line as a person meets it: help, one-line errors, exit codes, no heavy imports."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import types
+from dataclasses import dataclass
+
+from curate import hookimpl
+from curate.stages import Filter
+from curate.testing import invoke_cli
+
+HEAVY = ("torch", "transformers", "datasets")
+RECIPE = '[[sources]]\nname = "d"\nuse = "jsonl"\npath = "d.jsonl"\n[[stages]]\nuse = "length"\n'
+DATA = '{"prompt": "What is 2 + 2?", "completion": "It is four, of course."}\n' * 3
+
+
+def curate_subprocess(*args, cwd=None, env=None):
+    code = textwrap.dedent(f"""
+        import sys
+        from curate.cli import main
+        sys.argv = ["curate", *{list(args)!r}]
+        try:
+            main()
+        finally:
+            print("HEAVY=" + ",".join(m for m in {HEAVY!r} if m in sys.modules), file=sys.stderr)
+    """)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd,
+                          env={**os.environ, **(env or {})})
+
+
+def write(tmp_path, recipe=RECIPE, data=DATA):
+    (tmp_path / "d.jsonl").write_text(data)
+    (tmp_path / "r.toml").write_text(recipe)
+    return tmp_path / "r.toml"
+
+
+def test_help_lists_commands_with_examples_without_heavy_imports():
+    result = curate_subprocess("--help")
+    assert result.returncode == 0
+    for command in ("run", "validate", "why", "plugins"):
+        assert command in result.stdout
+    assert "Examples:" in result.stdout
+    assert "HEAVY=\n" in result.stderr
+
+
+def test_validate_is_fast_and_light(tmp_path):
+    result = curate_subprocess("validate", str(write(tmp_path)))
+    assert result.returncode == 0, result.stderr
+    assert "ok" in result.stdout and "stage 01-length: length" in result.stdout
+    assert "HEAVY=\n" in result.stderr
+
+
+def test_a_user_mistake_is_one_line_and_exit_2_without_traceback(tmp_path):
+    recipe = write(tmp_path, recipe=RECIPE.replace('"length"', '"lenght"'))
+    result = curate_subprocess("run", str(recipe))
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[0] == (
+        f"error: {recipe}: stages[0].use: unknown stage 'lenght': did you mean 'length'?")
+    assert "Traceback" not in result.stderr
+
+
+def test_curate_traceback_shows_the_traceback_of_user_mistakes(tmp_path):
+    recipe = write(tmp_path, recipe=RECIPE.replace('"length"', '"lenght"'))
+    result = curate_subprocess("run", str(recipe), env={"CURATE_TRACEBACK": "1"})
+    assert result.returncode != 0 and "Traceback" in result.stderr
+
+
+def test_an_unexpected_error_keeps_its_traceback(tmp_path, curate_plugin):
+    @dataclass
+    class Options:
+        pass
+
+    class Crashing(Filter):
+        name = "crashing"
+
+        def check(self, record):
+            raise ZeroDivisionError("a bug in a stage")
+
+    Crashing.Options = Options
+    module = types.ModuleType("crashing_plugin")
+    module.register_stages = hookimpl(lambda register: register(Crashing))
+    curate_plugin(module, name="crashing")
+    recipe = write(tmp_path, recipe=RECIPE.replace('"length"', '"crashing"'))
+    try:
+        invoke_cli(["run", str(recipe), "--run-dir", str(tmp_path / "run")])
+    except ZeroDivisionError:
+        pass
+    else:
+        raise AssertionError("the bug was swallowed")
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["status"] == "running"
+
+
+def test_quiet_prints_nothing(tmp_path):
+    code, output = invoke_cli(["run", str(write(tmp_path)), "--run-dir", str(tmp_path / "run"),
+                               "--quiet"])
+    assert code == 0 and output == ""
+
+
+def test_run_prints_a_line_per_step_and_a_summary(tmp_path):
+    code, output = invoke_cli(["run", str(write(tmp_path)), "--run-dir", str(tmp_path / "run")])
+    assert code == 0, output
+    assert "00-read" in output and "01-length" in output
+    assert "done: 3 input rows -> 3 train + 0 eval, 0 rejected" in output
+
+
+def test_a_folder_that_is_not_a_run_folder_is_refused(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "precious.txt").write_text("keep me")
+    code, output = invoke_cli(["run", str(write(tmp_path)), "--run-dir", str(tmp_path / "run")])
+    assert code == 2 and "is not a curate run folder" in output
+    assert (tmp_path / "run" / "precious.txt").read_text() == "keep me"
+
+
+def test_a_run_folder_of_an_incompatible_version_is_refused(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "manifest.json").write_text('{"run_format": 99}')
+    code, output = invoke_cli(["run", str(write(tmp_path)), "--run-dir", str(tmp_path / "run")])
+    assert code == 2
+    assert "written by an incompatible curate (run format 99, this curate writes 1)" in output
+
+
+def test_a_failed_run_does_not_claim_success(tmp_path):
+    recipe = write(tmp_path, data="")
+    code, output = invoke_cli(["run", str(recipe), "--run-dir", str(tmp_path / "run")])
+    assert code == 2 and "contains no rows" in output
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["status"] == "failed" and "contains no rows" in manifest["error"]
+    assert not (tmp_path / "run" / "dataset").exists()
+
+
+def test_version_option():
+    code, output = invoke_cli(["--version"])
+    assert code == 0 and output.startswith("curate, version ")

@@ -1,0 +1,67 @@
+"""`curate why`: where each record went."""
+
+import json
+
+from curate.testing import invoke_cli
+
+DATA = (
+    '{"instruction": "Name a colour.", "output": "Blue is a colour."}\n'
+    '{"instruction": "Too short", "output": "no"}\n'
+    'this line is not json\n'
+)
+RECIPE = """
+[[sources]]
+name = "colours"
+use = "jsonl"
+path = "d.jsonl"
+max_bad_fraction = 0.5
+
+[[stages]]
+use = "length"
+
+[split]
+eval_fraction = 0
+"""
+
+
+def test_why_explains_rejected_and_kept_records(run_recipe):
+    result = run_recipe(RECIPE, files={"d.jsonl": DATA})
+    assert result.exit_code == 0, result.output
+    short = result.rejected("length")[0]["id"]
+    code, output = invoke_cli(["why", str(result.run_dir), short[:8]])
+    assert code == 0
+    assert output.splitlines() == [
+        f"{short}  (source colours, human, from d.jsonl:2)",
+        "  rejected at step 'length': response-too-short",
+        "  detail: response has 2 characters, minimum is 10",
+        "  passed: read",
+    ]
+    unreadable = result.rejected("read")[0]["id"]
+    code, output = invoke_cli(["why", str(result.run_dir), unreadable])
+    assert "rejected at step 'read': malformed-json" in output
+    assert "detail: d.jsonl:3: Expecting value at column 1" in output
+    kept = result.dataset("train")[0]["id"]
+    code, output = invoke_cli(["why", str(result.run_dir), kept])
+    assert f"{kept}  (source colours, human, from d.jsonl:1)" in output
+    assert "kept in the train split: dataset/train.jsonl line 1" in output
+    assert "passed: read, length" in output
+
+
+def test_why_with_an_unknown_id_or_folder_is_one_line(run_recipe, tmp_path):
+    result = run_recipe(RECIPE, files={"d.jsonl": DATA})
+    code, output = invoke_cli(["why", str(result.run_dir), "ffffffff"])
+    assert code == 2 and output.startswith("error: no record whose id starts with 'ffffffff'")
+    code, output = invoke_cli(["why", str(tmp_path / "nowhere"), "ffffffff"])
+    assert code == 2 and "not a curate run folder" in output
+    code, output = invoke_cli(["why", str(result.run_dir), "ff"])
+    assert code == 2 and "too short" in output
+
+
+def test_every_row_of_the_run_can_be_explained(run_recipe):
+    result = run_recipe(RECIPE, files={"d.jsonl": DATA})
+    ids = [r["id"] for step in ("read", "length") for r in result.rejected(step)]
+    ids += [r["id"] for r in result.dataset("train")]
+    assert len(ids) == result.manifest["final"]["input"] == 3
+    for record_id in ids:
+        code, output = invoke_cli(["why", str(result.run_dir), record_id])
+        assert code == 0 and record_id in output

@@ -1,0 +1,108 @@
+"""Recipe validation: every mistake is one line naming the file, the key path and the fix."""
+
+import pytest
+
+from curate.errors import CurateError, RecipeError
+from curate.pluginmanager import build_host
+from curate.recipe import load_recipe
+
+SOURCE = '[[sources]]\nname = "d"\nuse = "jsonl"\npath = "data.jsonl"\n'
+
+
+@pytest.fixture(scope="module")
+def host():
+    return build_host()
+
+
+def load(tmp_path, host, text):
+    path = tmp_path / "recipe.toml"
+    path.write_text(text, encoding="utf-8")
+    return load_recipe(path, host)
+
+
+def error_of(tmp_path, host, text) -> str:
+    with pytest.raises(CurateError) as caught:
+        load(tmp_path, host, text)
+    return str(caught.value)
+
+
+def test_a_valid_recipe_loads_with_defaults(tmp_path, host):
+    recipe = load(tmp_path, host, SOURCE + '[[stages]]\nuse = "length"\n')
+    assert recipe.name == "recipe" and recipe.run.seed == 0
+    assert recipe.sources[0].extra.format == "auto"
+    assert recipe.stages[0].options.min_chars == 10
+    assert recipe.split.eval_fraction == 0.1
+    assert str(recipe.default_run_dir()) == "runs/recipe"
+
+
+def test_run_dir_in_the_recipe_is_relative_to_the_recipe(tmp_path, host):
+    recipe = load(tmp_path, host, '[run]\ndir = "out/here"\n' + SOURCE)
+    assert recipe.default_run_dir() == tmp_path / "out" / "here"
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("[run\n", "recipe.toml: invalid TOML: "),
+    ('[runn]\nseed = 1\n' + SOURCE, "recipe.toml: runn: unknown section 'runn': did you mean 'run'?"),
+    ('[run]\nseed = "one"\n' + SOURCE, "recipe.toml: run.seed: expected an integer, found string 'one'"),
+    ('[run]\nsede = 1\n' + SOURCE, "recipe.toml: run.sede: unknown key 'sede': did you mean 'seed'?"),
+    (SOURCE + '[[stages]]\nuse = "lenght"\n',
+     "recipe.toml: stages[0].use: unknown stage 'lenght': did you mean 'length'?"),
+    (SOURCE + '[[stages]]\nuse = "length"\nmin_char = 3\n',
+     "recipe.toml: stages[0].min_char: unknown key 'min_char' for stage 'length': did you mean 'min_chars'?"),
+    (SOURCE + '[[stages]]\nuse = "length"\nmin_chars = -1\n',
+     "recipe.toml: stages[0].min_chars: expected a value at least 0, found -1"),
+    (SOURCE + '[[stages]]\nuse = "length"\nmin_chars = 1.5\n',
+     "recipe.toml: stages[0].min_chars: expected an integer, found number 1.5"),
+    (SOURCE + '[[stages]]\nmin_chars = 1\n', "recipe.toml: stages[0].use: required key 'use' is missing"),
+    ('[[sources]]\nname = "d"\nuse = "jsonl"\n', "recipe.toml: sources[0].path: required key 'path' is missing"),
+    ('[[sources]]\nuse = "jsonl"\npath = "x"\n', "recipe.toml: sources[0].name: required key 'name' is missing"),
+    (SOURCE.replace('"jsonl"', '"jsnl"'), "recipe.toml: sources[0].use: unknown source 'jsnl': did you mean 'jsonl'?"),
+    (SOURCE + 'format = "alpacca"\n', "recipe.toml: sources[0].format: unknown format 'alpacca': did you mean 'alpaca'?"),
+    (SOURCE + 'origin = "robot"\n', "recipe.toml: sources[0].origin: expected one of 'human', 'generated', 'rehearsal', found string 'robot'"),
+    (SOURCE + 'max_bad_fraction = 2\n', "recipe.toml: sources[0].max_bad_fraction: expected a value between 0.0 and 1.0, found 2"),
+    (SOURCE + 'columns = {instruction = 3}\n', "recipe.toml: sources[0].columns.instruction: expected a string, found integer 3"),
+    ('[run]\nseed = 1\n', "recipe.toml: sources: the recipe has no [[sources]]: add at least one"),
+    (SOURCE + SOURCE, "recipe.toml: sources[1].name: sources name 'd' is used twice"),
+    (SOURCE + '[[stages]]\nuse = "length"\n[[stages]]\nuse = "length"\n',
+     "recipe.toml: stages[1].name: stages name 'length' is used twice (also stages[0]): give each a distinct"),
+    (SOURCE + '[split]\neval_fraction = 0.95\n', "recipe.toml: split.eval_fraction: expected a value between 0.0 and 0.9"),
+    (SOURCE + '[train]\nuse = "qlora"\n', "recipe.toml: train.use: unknown trainer 'qlora'"),
+    (SOURCE + '[[evals]]\nuse = "x"\n', "recipe.toml: evals[0].use: unknown evaluation 'x'"),
+    (SOURCE + 'stages = 3\n', "recipe.toml: sources[0].stages: unknown key 'stages' for source 'jsonl'"),
+    ('stages = 3\n' + SOURCE, "recipe.toml: stages: expected an array of tables [[stages]]"),
+    (SOURCE + '[[stages]]\nuse = "length"\nname = "a b"\n', "recipe.toml: stages[0].name: expected a name of letters"),
+])
+def test_mistakes_name_the_file_and_key(tmp_path, host, text, expected):
+    message = error_of(tmp_path, host, text)
+    assert expected in message
+    assert "\n" not in message
+
+
+def test_toml_syntax_errors_give_the_line(tmp_path, host):
+    assert "line 2" in error_of(tmp_path, host, '[run]\nseed = = 1\n')
+
+
+def test_a_missing_recipe_file_is_one_line(tmp_path, host):
+    with pytest.raises(CurateError, match="recipe file not found"):
+        load_recipe(tmp_path / "nope.toml", host)
+
+
+def test_a_recipe_that_is_not_utf8_is_reported(tmp_path, host):
+    path = tmp_path / "recipe.toml"
+    path.write_bytes(b'[run]\nname = "\xff"\n')
+    with pytest.raises(RecipeError, match="not UTF-8 text"):
+        load_recipe(path, host)
+
+
+def test_an_unknown_stage_mentions_plugins_that_failed_to_load(tmp_path, monkeypatch):
+    broken = type("Broken", (), {})()
+
+    def register_stages(register):
+        raise RuntimeError("needs a GPU")
+
+    broken.register_stages = register_stages
+    from curate import hookimpl
+    hookimpl(broken.register_stages)
+    host = build_host(extra_plugins=(("gpu-stages", broken),))
+    message = error_of(tmp_path, host, SOURCE + '[[stages]]\nuse = "gpu-dedupe"\n')
+    assert "plugins that failed to load: gpu-stages (register_stages: RuntimeError: needs a GPU)" in message
