@@ -13,6 +13,6 @@ os.environ.pop("CURATE_TRACEBACK", None)
 REPO = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def repo() -> Path:
     return REPO
