@@ -58,8 +58,9 @@ def register_stages(register: Callable[[type], None]) -> None:
 
     Call `register(MyStage)` with a subclass of `curate.stages.Filter` (judge one record at a
     time: return `None` to keep it, or `Reject(reason, detail)`) or of `curate.stages.Stage`
-    (implement `process(records, context)` yielding kept `Record`s and `Rejection`s, for stages
-    that compare records). Set `name`, `Options` and `version`: the version is part of the stage's
+    (implement `process(records)` yielding every input record once, kept as a `Record` or
+    dropped as a `Rejection`, for stages that compare records; the stage's options and
+    `StageContext` are `self.options` and `self.context`). Set `name`, `Options` and `version`: the version is part of the stage's
     cache fingerprint, so bump it when the stage's behaviour changes.
 
     Since 0.1.
@@ -70,8 +71,9 @@ def register_stages(register: Callable[[type], None]) -> None:
 def register_chat_templates(register: Callable[[Any], None]) -> None:
     """Register chat templates for model families.
 
-    Call `register(template)` with an object that has a `name` attribute; the chat-template
-    machinery (`curate templates`) describes what else it must carry.
+    Call `register(template)` with an object that has a `name` attribute. Nothing in curate
+    uses registered templates yet: the chat-template machinery that renders training examples
+    with them is still to come, and will define what else a template carries.
 
     Since 0.1.
     """

@@ -1,8 +1,8 @@
 """Turning a source's raw rows into records: column mapping, format detection and conversion.
 
 Every row ends as a Record or as a Rejection naming its location. A source with no rows, data
-that fits no format, a declared format that fits none of the first rows, or too many unreadable
-rows stops the run with one clear line.
+that fits no format, a declared format that fits none of the first rows, too many unreadable
+rows, or no row that became a record stops the run with one clear line.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from curate.errors import CurateError
+from curate.errors import CurateError, RecipeError
 from curate.formats import Format, RowError
 from curate.recipe import PluginSpec
 from curate.records import Record, Rejection
@@ -29,6 +29,21 @@ class SourceCounts:
     records: int = 0
     rejected: int = 0
     unreadable: int = 0
+    first_rejected: str = ""
+    first_unreadable: str = ""
+    """The first problems as "location: message (reason)", for errors about the whole source."""
+
+    def add(self, outcome: Record | Rejection, unreadable: bool) -> None:
+        self.rows += 1
+        if isinstance(outcome, Record):
+            self.records += 1
+            return
+        self.rejected += 1
+        problem = f"{outcome.detail} ({outcome.reason})"
+        self.first_rejected = self.first_rejected or problem
+        if unreadable:
+            self.unreadable += 1
+            self.first_unreadable = self.first_unreadable or problem
 
 
 class RowConverter:
@@ -42,15 +57,16 @@ class RowConverter:
         self.last_misfit: tuple[str, list[str]] = ("", [])
         self.settled = False
         """True once a row converted or failed for another reason than its shape."""
+        check_columns(spec, context, formats, self.format)
 
     def convert(self, item: Row) -> Record | Rejection:
         row = map_columns(item.data, self.spec.extra.columns)
         fmt = self.format or self._detect(row)
         if fmt is None:
             return self._misfit(item, row, "unknown-format", "fits no format (keys: "
-                                + ", ".join(sorted(row)) + ")")
+                                + ", ".join(sorted(map(str, row))) + ")")
         try:
-            messages = fmt.to_messages(row)
+            messages = check_unicode(fmt.to_messages(row))
         except RowError as error:
             if error.reason == "missing-field" and not fmt.matches(row):
                 return self._misfit(item, row, error.reason, str(error))
@@ -73,13 +89,13 @@ class RowConverter:
 
     def _misfit(self, item: Row, row: dict, reason: str, message: str) -> Rejection:
         self.misfits += 1
-        self.last_misfit = (item.location, sorted(row))
+        self.last_misfit = (item.location, sorted(map(str, row)))
         if not self.settled and self.misfits >= FORMAT_CHECK_ROWS:
             self._fail_format()
         return self.reject(item.location, reason, message, preview(row))
 
     def _fail_format(self) -> None:
-        location, keys = self.last_misfit
+        location, keys = self.last_misfit[0], [printable(k) for k in self.last_misfit[1]]
         where = f"{self.context.recipe_file}: {self.spec.key_path}"
         names = ", ".join(self.formats.names())
         if self.spec.extra.format == "auto":
@@ -95,8 +111,8 @@ class RowConverter:
                           f" `columns`")
 
     def reject(self, location: str, reason: str, message: str, raw: str) -> Rejection:
-        return Rejection(None, reason, f"{location}: {message}", stage=STAGE, raw=raw,
-                         source=self.spec.name)
+        return Rejection(None, reason, printable(f"{location}: {message}"), stage=STAGE,
+                         raw=printable(raw), source=self.spec.name)
 
 
 def read_source(spec: PluginSpec, context: SourceContext, formats: Registry,
@@ -104,16 +120,12 @@ def read_source(spec: PluginSpec, context: SourceContext, formats: Registry,
     """Yield a Record or a Rejection for every row of one recipe source."""
     converter = RowConverter(spec, context, formats)
     for item in spec.plugin().rows(spec.options, context):
-        counts.rows += 1
-        if isinstance(item, BadRow):
-            counts.unreadable += 1
+        unreadable = isinstance(item, BadRow)
+        if unreadable:
             outcome = converter.reject(item.location, item.reason, item.message, item.raw)
         else:
             outcome = converter.convert(item)
-        if isinstance(outcome, Rejection):
-            counts.rejected += 1
-        else:
-            counts.records += 1
+        counts.add(outcome, unreadable)
         yield outcome
     converter.finish(counts)
     check_totals(counts, spec, context)
@@ -128,6 +140,41 @@ def map_columns(row: dict, columns: dict[str, str]) -> dict:
     return mapped
 
 
+def check_columns(spec: PluginSpec, context: SourceContext, formats: Registry,
+                  declared: Format | None) -> None:
+    """Every `columns` key must be a field of the format (or of some format, for auto)."""
+    candidates = [declared] if declared else [formats.get(n) for n in formats.names()]
+    if any(not fmt.fields for fmt in candidates):
+        return  # a plugin format that does not list its fields may read any key
+    fields = sorted({field for fmt in candidates for field in fmt.fields})
+    for field, column in spec.extra.columns.items():
+        if field in fields:
+            continue
+        flipped = (f"; `columns` maps field = \"column\", so write {column} = \"{field}\""
+                   if column in fields else "")
+        owner = f"format '{declared.name}'" if declared else "any format"
+        raise RecipeError(str(context.recipe_file), f"{spec.key_path}.columns.{field}",
+                          f"'{field}' is not a field of {owner} (fields: {', '.join(fields)})"
+                          f"{flipped}")
+
+
+def check_unicode(messages: list[dict]) -> list[dict]:
+    """The messages, or RowError when a text holds a lone surrogate (JSON allows "\\ud800")."""
+    for index, message in enumerate(messages):
+        try:
+            message["content"].encode("utf-8")
+        except UnicodeEncodeError as error:
+            raise RowError("invalid-unicode", f"message {index} contains"
+                           f" {error.object[error.start]!r} at character {error.start}, which"
+                           f" is not valid Unicode text") from None
+    return messages
+
+
+def printable(text: str) -> str:
+    """Text that can be written as UTF-8, with lone surrogates shown as escapes."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def check_totals(counts: SourceCounts, spec: PluginSpec, context: SourceContext) -> None:
     where = f"{context.recipe_file}: {spec.key_path}"
     if counts.rows == 0:
@@ -137,9 +184,12 @@ def check_totals(counts: SourceCounts, spec: PluginSpec, context: SourceContext)
     if fraction > spec.extra.max_bad_fraction:
         raise CurateError(f"{where}: {counts.unreadable} of {counts.rows} rows of source"
                           f" '{spec.name}' are unreadable ({fraction:.0%}, more than"
-                          f" max_bad_fraction = {spec.extra.max_bad_fraction}): fix the data"
-                          f" or raise max_bad_fraction (`curate why` and the read step's"
-                          f" rejected rows list each one)")
+                          f" max_bad_fraction = {spec.extra.max_bad_fraction}), the first at"
+                          f" {counts.first_unreadable}: fix the data or raise max_bad_fraction")
+    if counts.records == 0:
+        raise CurateError(f"{where}: none of the {counts.rows} rows of source '{spec.name}'"
+                          f" became a record, the first rejected at {counts.first_rejected}:"
+                          f" fix the data, or check `format` and `columns`")
 
 
 def preview(row: dict, limit: int = 2000) -> str:

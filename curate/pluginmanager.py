@@ -113,7 +113,7 @@ def build_host(extra_plugins: tuple[tuple[str, Any], ...] = ()) -> PluginHost:
         if module_path in disabled or _short_name(module_path) in disabled:
             continue
         _register(host, module_path, lambda m=module_path: importlib.import_module(m), builtin=True)
-    _load_entry_points(host, disabled)
+    _load_entry_points(host, disabled | {name for name, _ in extra_plugins})
     for name, plugin in extra_plugins:
         _register(host, name, lambda p=plugin: p, builtin=False)
     _collect_registrations(host)
@@ -143,7 +143,7 @@ def _register(host: PluginHost, name: str, load, builtin: bool, **info: str) -> 
 
 
 def _check_hook_names(pm: pluggy.PluginManager, plugin: Any) -> None:
-    known = [name for name in dir(hookspecs) if not name.startswith("_")]
+    known = [name for name in dir(hookspecs) if hasattr(getattr(hookspecs, name), "curate_spec")]
     for attribute in dir(plugin):
         if pm.parse_hookimpl_opts(plugin, attribute) is not None and attribute not in known:
             raise AttributeError(f"implements unknown hook '{attribute}'"

@@ -39,6 +39,8 @@ class Registry:
             self.entries[name] = Entry(name, obj, plugin, builtin)
         elif existing.builtin and not builtin:
             self.entries[name] = Entry(name, obj, plugin, builtin, replaces=existing.plugin)
+        elif builtin and not existing.builtin:
+            existing.replaces = plugin
         elif existing.plugin != plugin:
             self.clashes.setdefault(name, [existing.plugin]).append(plugin)
 

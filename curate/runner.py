@@ -148,7 +148,7 @@ class Runner:
             if step.spec is None:
                 total_in = self._read_sources(writer)
             else:
-                total_in = self._run_stage(step, writer, temporary)
+                total_in = self._run_stage(step, writer)
         finally:
             writer.close()
         summary = {"in": total_in, "kept": writer.kept, "rejected": writer.rejected,
@@ -176,12 +176,14 @@ class Runner:
                                        "unreadable": counts.unreadable})
         return total
 
-    def _run_stage(self, step: PlannedStep, writer: StepWriter, temporary: Path) -> int:
+    def _run_stage(self, step: PlannedStep, writer: StepWriter) -> int:
         previous = self.folder.step_dir(step.index - 1, self.state.steps[-1]["name"])
         source_file = previous / "kept.parquet"
         total = count_rows(source_file)
+        work_dir = self.folder.path / "work" / step.name
+        work_dir.mkdir(parents=True, exist_ok=True)
         context = StageContext(step.name, self.recipe.run.seed, self.recipe.file.parent,
-                               temporary / "work", self.console.info)
+                               work_dir, self.console.info)
         stage = step.spec.plugin(step.spec.options, context)
         counted = _Counter(read_records(source_file))
         for outcome in self.console.progress(stage.process(counted), step.name, total):

@@ -54,8 +54,11 @@ class SourceContext:
 
         Raises a RecipeError naming the key when nothing matches.
         """
-        full = pattern if Path(pattern).is_absolute() else str(self.recipe_dir / pattern)
-        matches = sorted(Path(p) for p in glob.glob(full, recursive=True) if Path(p).is_file())
+        full = self.recipe_dir / Path(pattern).expanduser()
+        # A file whose name has glob characters ("data[1].jsonl") is still found by its name.
+        if full.is_file():
+            return [full]
+        matches = sorted(Path(p) for p in glob.glob(str(full), recursive=True) if Path(p).is_file())
         if not matches:
             raise RecipeError(str(self.recipe_file), f"{self.key_path}.{key}",
                               f"no file matches '{pattern}' (paths are relative to the recipe's"
@@ -94,6 +97,9 @@ class Source:
 def resolve_paths(paths: str | list[str], context: SourceContext) -> list[Path]:
     """All files named by a path, a glob or a list of either, in order, without repeats."""
     patterns = [paths] if isinstance(paths, str) else paths
+    if not patterns:
+        raise RecipeError(str(context.recipe_file), f"{context.key_path}.path",
+                          "the list of paths is empty: name at least one file or pattern")
     found: dict[Path, None] = {}
     for pattern in patterns:
         found.update(dict.fromkeys(context.resolve(pattern)))

@@ -42,7 +42,8 @@ class StageContext:
     seed: int
     recipe_dir: Path
     work_dir: Path
-    """A folder of the stage's own in the run folder, for indexes it keeps between runs."""
+    """`<run dir>/work/<stage name>/`: the stage's own folder, kept between runs (for indexes).
+    Write to it atomically: a run can be killed at any moment."""
     log: Callable[[str], None] = print
 
 

@@ -134,3 +134,21 @@ def test_tracing_prints_hook_calls_and_registrations(monkeypatch, capsys):
     err = capsys.readouterr().err
     assert "curate-trace: curate.plugins.length registered stage 'length'" in err
     assert "curate-trace: calling register_stages of curate.plugins.length" in err
+
+
+def test_a_replacement_called_before_the_builtin_still_replaces_it():
+    module = stage_plugin("length", "replaced-first")
+    module.register_stages = hookimpl(trylast=True)(module.register_stages)
+    host = build_host(extra_plugins=(("early", module),))
+    entry = host.registry("stage").entries["length"]
+    assert entry.plugin == "early" and entry.replaces == "curate.plugins.length"
+    assert not host.registry("stage").clashes
+
+
+def test_a_plugin_given_directly_wins_over_its_installed_entry_point(tmp_path, monkeypatch):
+    write_entry_point(tmp_path, "hello", "curate_hello_plugin", "from curate import hookimpl\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("CURATE_LOAD_PLUGINS", "hello")
+    host = build_host(extra_plugins=(("hello", stage_plugin("greeting")),))
+    assert not host.failed
+    assert host.registry("stage").entries["greeting"].plugin == "hello"

@@ -45,10 +45,19 @@ def build_cli() -> click.Group:
     from curate.pluginmanager import get_host
 
     host = get_host()
-    host.pm.hook.register_commands(cli=cli)
+    add_plugin_commands(host, cli)
     for name, reason in host.failed.items():
         click.echo(f"warning: plugin '{name}' failed to load: {reason}", err=True)
     return cli
+
+
+def add_plugin_commands(host, cli: click.Group) -> None:
+    """Each plugin's commands; a plugin whose hook raises is reported, the others still load."""
+    for impl in host.pm.hook.register_commands.get_hookimpls():
+        try:
+            impl.function(**{arg: cli for arg in impl.argnames})
+        except Exception as error:  # a broken plugin must not take the command line down
+            host.failed[impl.plugin_name] = f"register_commands: {type(error).__name__}: {error}"
 
 
 def main() -> None:

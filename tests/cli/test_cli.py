@@ -17,7 +17,8 @@ RECIPE = '[[sources]]\nname = "d"\nuse = "jsonl"\npath = "d.jsonl"\n[[stages]]\n
 DATA = '{"prompt": "What is 2 + 2?", "completion": "It is four, of course."}\n' * 3
 
 
-def curate_subprocess(*args, cwd=None, env=None):
+def curate_subprocess(*args, cwd="/", env=None):
+    """`curate` in a fresh interpreter, run outside the checkout so the installed curate is used."""
     code = textwrap.dedent(f"""
         import sys
         from curate.cli import main
@@ -135,3 +136,16 @@ def test_a_failed_run_does_not_claim_success(tmp_path):
 def test_version_option():
     code, output = invoke_cli(["--version"])
     assert code == 0 and output.startswith("curate, version ")
+
+
+def test_a_plugin_whose_commands_hook_raises_does_not_take_the_cli_down(curate_plugin):
+    module = types.ModuleType("bad_commands")
+
+    def register_commands(cli):
+        raise RuntimeError("boom")
+
+    module.register_commands = hookimpl(register_commands)
+    curate_plugin(module, name="bad-commands")
+    code, output = invoke_cli(["plugins"])
+    assert code == 0
+    assert "bad-commands FAILED TO LOAD: register_commands: RuntimeError: boom" in output
