@@ -113,17 +113,23 @@ def build_host(extra_plugins: tuple[tuple[str, Any], ...] = ()) -> PluginHost:
         if module_path in disabled or _short_name(module_path) in disabled:
             continue
         _register(host, module_path, lambda m=module_path: importlib.import_module(m), builtin=True)
-    _load_entry_points(host, disabled | {name for name, _ in extra_plugins})
+    given = {name for name, _ in extra_plugins} | {
+        getattr(plugin, "__name__", "") for _, plugin in extra_plugins}
+    _load_entry_points(host, disabled, given)
     for name, plugin in extra_plugins:
         _register(host, name, lambda p=plugin: p, builtin=False)
     _collect_registrations(host)
     return host
 
 
-def _load_entry_points(host: PluginHost, disabled: set[str]) -> None:
+def _load_entry_points(host: PluginHost, disabled: set[str], given: set[str]) -> None:
+    """Installed plugins, except disabled ones and those also given directly (by name or module),
+    which would otherwise be registered twice."""
     only = _env_names("CURATE_LOAD_PLUGINS")
     for entry_point in sorted(metadata.entry_points(group="curate"), key=lambda e: e.name):
         if entry_point.name in disabled or (only is not None and entry_point.name not in only):
+            continue
+        if entry_point.name in given or entry_point.value in given:
             continue
         dist = entry_point.dist
         _register(host, entry_point.name, entry_point.load, builtin=False,

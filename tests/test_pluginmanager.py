@@ -152,3 +152,14 @@ def test_a_plugin_given_directly_wins_over_its_installed_entry_point(tmp_path, m
     host = build_host(extra_plugins=(("hello", stage_plugin("greeting")),))
     assert not host.failed
     assert host.registry("stage").entries["greeting"].plugin == "hello"
+
+
+def test_a_module_given_directly_under_another_name_is_not_registered_twice(tmp_path, monkeypatch):
+    write_entry_point(tmp_path, "hello", "curate_hello_plugin", "from curate import hookimpl\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("CURATE_LOAD_PLUGINS", "hello")
+    import importlib
+
+    module = importlib.import_module("curate_hello_plugin")
+    host = build_host(extra_plugins=(("curate_hello_plugin", module),))
+    assert not host.failed and "hello" not in host.plugins
