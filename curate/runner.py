@@ -128,6 +128,7 @@ class Runner:
         label = f"{step.index:02d}-{step.name}"
         cached = None if self.settings.force else self.folder.cached_step(step.folder,
                                                                           step.fingerprint)
+        self.console.detail(f"{label}: fingerprint {step.fingerprint[:16]}, folder {step.folder}")
         if cached is not None:
             self.console.info(f"{label:<24} cached   {_counts(cached)}")
             self.state.sources = cached.get("sources", self.state.sources)
@@ -140,6 +141,8 @@ class Runner:
                            seconds=round(time.monotonic() - started, 3))
             write_json_atomic(temporary / "step.json", summary)
         self.console.info(f"{label:<24} ran      {_counts(summary)}  {summary['seconds']:.1f}s")
+        for reason, count in summary["reasons"].items():
+            self.console.detail(f"{'':<24}   {count:>7,} {reason}")
         return {**summary, "cached": False}
 
     def _execute(self, step: PlannedStep, temporary: Path) -> dict:
@@ -244,6 +247,8 @@ class Runner:
         if status == "complete":
             manifest["final"] = self._final_counts(manifest)
         write_json_atomic(self.folder.manifest_file, manifest)
+        if status != "running":
+            self.console.detail(f"manifest: {self.folder.manifest_file} ({status})")
         return manifest
 
     def _final_counts(self, manifest: dict) -> dict:

@@ -149,3 +149,43 @@ def test_a_plugin_whose_commands_hook_raises_does_not_take_the_cli_down(curate_p
     code, output = invoke_cli(["plugins"])
     assert code == 0
     assert "bad-commands FAILED TO LOAD: register_commands: RuntimeError: boom" in output
+
+
+def test_verbose_adds_fingerprints_reasons_and_the_manifest(tmp_path):
+    data = DATA + '{"prompt": "Hi", "completion": "no"}\n'
+    code, output = invoke_cli(["run", str(write(tmp_path, data=data)), "--run-dir",
+                               str(tmp_path / "run"), "--verbose"])
+    assert code == 0, output
+    assert "01-length: fingerprint " in output
+    assert "      1 response-too-short" in output
+    assert f"manifest: {tmp_path / 'run' / 'manifest.json'} (complete)" in output
+    code, quiet_output = invoke_cli(["run", str(write(tmp_path)), "--run-dir",
+                                     str(tmp_path / "run2")])
+    assert ": fingerprint " not in quiet_output
+
+
+def test_progress_shows_count_rate_and_time_left_only_on_a_terminal():
+    import io
+
+    from curate.console import Console
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    terminal, pipe = Terminal(), io.StringIO()
+    from curate.console import ProgressMeter
+
+    meter = ProgressMeter("length", 1000, terminal)
+    meter.count = 250
+    line = meter.line(meter.start + 5.0)
+    assert line == "  length: 250/1,000 records, 50/s, 0:15 left"
+    items = list(Console(progress_stream=pipe).progress(range(3), "x", 3))
+    assert items == [0, 1, 2] and pipe.getvalue() == ""
+    ProgressMeter.INTERVAL = 0.0
+    try:
+        assert list(Console(progress_stream=terminal).progress(range(3), "x", 3)) == [0, 1, 2]
+    finally:
+        ProgressMeter.INTERVAL = 0.2
+    assert "x: 3/3 records" in terminal.getvalue()
+    assert list(Console(quiet=True, progress_stream=Terminal()).progress(range(2), "x")) == [0, 1]

@@ -1,0 +1,81 @@
+"""[train] and [[evals]] hand the final dataset to trainer and evaluation plugins."""
+
+import json
+import types
+from dataclasses import dataclass
+
+from curate import hookimpl
+from curate.options import option
+from curate.training import Evaluation, Trainer
+
+
+@dataclass
+class CountingOptions:
+    epochs: int = option(1, min=1)
+
+
+class CountingTrainer(Trainer):
+    """Counts what it was given, so the test can see the exact files reached it."""
+
+    name = "counting"
+    Options = CountingOptions
+
+    def train(self, options, context):
+        lines = context.train_file.read_text().splitlines()
+        (context.run_dir / "adapter").mkdir(exist_ok=True)
+        (context.run_dir / "adapter" / "seen.txt").write_text(str(len(lines)))
+        return {"examples": len(lines), "epochs": options.epochs}
+
+
+class EvalCounter(Evaluation):
+    name = "eval-count"
+
+    def evaluate(self, options, context):
+        return {"eval_examples": len(context.eval_file.read_text().splitlines())}
+
+
+def training_plugin():
+    module = types.ModuleType("counting_trainer")
+    module.register_trainers = hookimpl(lambda register: register(CountingTrainer))
+    module.register_evals = hookimpl(lambda register: register(EvalCounter))
+    return module
+
+
+DATA = "".join(f'{{"prompt": "Question {i}", "completion": "Answer number {i}."}}\n'
+               for i in range(10))
+RECIPE = """
+[[sources]]
+name = "d"
+use = "jsonl"
+path = "d.jsonl"
+
+[split]
+eval_size = 2
+
+[train]
+use = "counting"
+epochs = 3
+
+[[evals]]
+use = "eval-count"
+"""
+
+
+def test_trainer_and_evals_receive_the_final_dataset(curate_plugin, run_recipe):
+    curate_plugin(training_plugin(), name="counting")
+    result = run_recipe(RECIPE, files={"d.jsonl": DATA})
+    assert result.exit_code == 0, result.output
+    train = result.manifest["train"]
+    assert train["use"] == "counting"
+    assert train["metrics"] == {"examples": 8, "epochs": 3}
+    assert train["evals"] == {"eval-count": {"eval_examples": 2}}
+    results = json.loads((result.run_dir / "eval" / "results.json").read_text())
+    assert results == {"eval-count": {"eval_examples": 2}}
+    assert (result.run_dir / "adapter" / "seen.txt").read_text() == "8"
+
+
+def test_trainer_options_are_validated_like_any_plugin(curate_plugin, run_recipe):
+    curate_plugin(training_plugin(), name="counting")
+    result = run_recipe(RECIPE.replace("epochs = 3", "epochs = 0"), files={"d.jsonl": DATA})
+    assert result.exit_code == 2
+    assert "train.epochs: expected a value at least 1, found 0" in result.output
