@@ -17,17 +17,17 @@ from pathlib import Path
 import curate
 from curate.console import Console
 from curate.errors import CurateError
+from curate.finishing import train_and_evaluate
 from curate.ingest import STAGE as READ_STEP, SourceCounts, read_source
 from curate.options import options_to_dict
 from curate.pluginmanager import PluginHost
 from curate.recipe import PluginSpec, Recipe
 from curate.records import Record
-from curate.runstore import (RUN_FORMAT, RunFolder, StepWriter, count_rows, dumps, read_records,
-                             write_json_atomic, write_text_atomic)
+from curate.runstore import (RUN_FORMAT, RunFolder, StepWriter, count_rows, dumps, fingerprint,
+                             read_records, write_json_atomic, write_text_atomic)
 from curate.sources import SourceContext
 from curate.split import split_records
 from curate.stages import StageContext
-from curate.training import TrainContext
 
 
 @dataclass
@@ -51,10 +51,6 @@ class PlannedStep:
 class RunState:
     steps: list[dict] = field(default_factory=list)
     sources: list[dict] = field(default_factory=list)
-
-
-def fingerprint(*parts: object) -> str:
-    return hashlib.sha256(dumps(parts).encode()).hexdigest()
 
 
 class Runner:
@@ -121,7 +117,8 @@ class Runner:
         split = self._write_dataset(final)
         extra: dict = {"split": split}
         if self.recipe.train:
-            extra["train"] = self._train()
+            extra["train"] = train_and_evaluate(self.recipe, self.folder, split, self.console,
+                                                self.settings.force)
         return self._write_manifest("complete", **extra)
 
     def _run_step(self, step: PlannedStep) -> dict:
@@ -211,26 +208,6 @@ class Runner:
     def _remove_dataset(self) -> None:
         for name in ("train.jsonl", "eval.jsonl"):
             (self.folder.dataset / name).unlink(missing_ok=True)
-
-    def _train(self) -> dict:
-        spec = self.recipe.train
-        context = TrainContext(self.folder.path, self.recipe.file.parent,
-                               self.folder.dataset / "train.jsonl",
-                               self.folder.dataset / "eval.jsonl", self.recipe.run.seed,
-                               self.console.info)
-        started = time.monotonic()
-        metrics = spec.plugin().train(spec.options, context)
-        result = {"use": spec.use, "metrics": metrics or {},
-                  "seconds": round(time.monotonic() - started, 3)}
-        if self.recipe.evals:
-            result["evals"] = self._evaluate(context)
-        return result
-
-    def _evaluate(self, context: TrainContext) -> dict:
-        results = {spec.name: spec.plugin().evaluate(spec.options, context)
-                   for spec in self.recipe.evals}
-        write_json_atomic(self.folder.path / "eval" / "results.json", results)
-        return results
 
     def _write_manifest(self, status: str, **extra: object) -> dict:
         manifest = {

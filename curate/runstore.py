@@ -11,6 +11,7 @@ only once complete, so a run killed at any moment leaves nothing half-written be
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -42,6 +43,11 @@ REJECTED_SCHEMA = pa.schema([("id", pa.string()), ("stage", pa.string()),
 def dumps(data: Any) -> str:
     """Canonical JSON: the same data always gives the same bytes."""
     return json.dumps(data, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+def fingerprint(*parts: Any) -> str:
+    """A sha256 of the canonical JSON of `parts`: what a cached result depends on."""
+    return hashlib.sha256(dumps(parts).encode()).hexdigest()
 
 
 def write_text_atomic(path: Path, text: str) -> None:

@@ -68,7 +68,7 @@ def test_trainer_and_evals_receive_the_final_dataset(curate_plugin, run_recipe):
     train = result.manifest["train"]
     assert train["use"] == "counting"
     assert train["metrics"] == {"examples": 8, "epochs": 3}
-    assert train["evals"] == {"eval-count": {"eval_examples": 2}}
+    assert train["evals"] == {"eval-count": {"eval_examples": 2, "cached": False}}
     results = json.loads((result.run_dir / "eval" / "results.json").read_text())
     assert results == {"eval-count": {"eval_examples": 2}}
     assert (result.run_dir / "adapter" / "seen.txt").read_text() == "8"
@@ -79,3 +79,17 @@ def test_trainer_options_are_validated_like_any_plugin(curate_plugin, run_recipe
     result = run_recipe(RECIPE.replace("epochs = 3", "epochs = 0"), files={"d.jsonl": DATA})
     assert result.exit_code == 2
     assert "train.epochs: expected a value at least 1, found 0" in result.output
+
+
+def test_training_and_evals_are_cached_until_something_they_depend_on_changes(curate_plugin,
+                                                                              run_recipe):
+    curate_plugin(training_plugin(), name="counting")
+    first = run_recipe(RECIPE, files={"d.jsonl": DATA})
+    again = run_recipe(RECIPE)
+    assert again.manifest["train"]["cached"] is True
+    assert again.manifest["train"]["evals"]["eval-count"]["cached"] is True
+    assert "train                    cached" in again.output
+    more_data = run_recipe(RECIPE, files={"d.jsonl": DATA + DATA.replace("Question", "Ask")})
+    assert more_data.manifest["train"]["cached"] is False
+    assert more_data.manifest["train"]["metrics"]["examples"] == 18
+    assert first.manifest["train"]["cached"] is False

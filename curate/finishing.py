@@ -1,0 +1,61 @@
+"""After curation: hand the final dataset to the trainer, then to the evaluations.
+
+Both are cached like curation steps: training reruns only when its options, its plugin's
+version, the dataset or the seed changed, and an evaluation only when it or the training did.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from curate.console import Console
+from curate.options import options_to_dict
+from curate.recipe import PluginSpec, Recipe
+from curate.runstore import RunFolder, fingerprint, read_json, write_json_atomic
+from curate.training import TrainContext
+
+
+def plugin_fingerprint(spec: PluginSpec, *inputs: object) -> str:
+    return fingerprint(spec.use, spec.plugin.version, options_to_dict(spec.options), *inputs)
+
+
+def train_and_evaluate(recipe: Recipe, folder: RunFolder, split: dict, console: Console,
+                       force: bool) -> dict:
+    context = TrainContext(folder.path, recipe.file.parent, folder.dataset / "train.jsonl",
+                           folder.dataset / "eval.jsonl", recipe.run.seed, console.info)
+    spec = recipe.train
+    train_print = plugin_fingerprint(spec, split["train_sha256"], split["eval_sha256"],
+                                     recipe.run.seed)
+    result = cached_call(folder.path / "train.json", train_print, force, console, "train",
+                         lambda: {"use": spec.use,
+                                  "metrics": spec.plugin().train(spec.options, context) or {}})
+    if recipe.evals:
+        result["evals"] = {
+            evaluation.name: cached_call(
+                folder.path / "eval" / f"{evaluation.name}.json",
+                plugin_fingerprint(evaluation, train_print), force, console,
+                f"eval {evaluation.name}",
+                lambda e=evaluation: e.plugin().evaluate(e.options, context) or {})
+            for evaluation in recipe.evals}
+        write_json_atomic(folder.path / "eval" / "results.json",
+                          {name: {k: v for k, v in results.items() if k != "cached"}
+                           for name, results in result["evals"].items()})
+    return result
+
+
+def cached_call(path: Path, fingerprint: str, force: bool, console: Console, label: str,
+                compute: Callable[[], dict]) -> dict:
+    """compute()'s result, saved with its fingerprint; reused while the fingerprint holds."""
+    if not force and path.exists():
+        saved = read_json(path)
+        if saved.get("fingerprint") == fingerprint:
+            console.info(f"{label:<24} cached")
+            return {**saved["result"], "cached": True}
+    started = time.monotonic()
+    result = compute()
+    seconds = round(time.monotonic() - started, 3)
+    write_json_atomic(path, {"fingerprint": fingerprint, "result": result, "seconds": seconds})
+    console.info(f"{label:<24} ran      {seconds:.1f}s")
+    return {**result, "cached": False}
