@@ -59,7 +59,11 @@ class MessagesFormat(Format):
 
 
 class SharegptFormat(Format):
-    """`{"conversations": [{"from": "human", "value": "..."}, {"from": "gpt", ...}]}`."""
+    """`{"conversations": [{"from": "human", "value": "..."}, {"from": "gpt", ...}]}`.
+
+    Turns written as `{"role": ..., "content": ...}` are read too: many exports keep the
+    `conversations` key but use the OpenAI names inside it.
+    """
 
     name = "sharegpt"
     fields = required = ("conversations",)
@@ -70,11 +74,19 @@ class SharegptFormat(Format):
     def to_messages(self, row: dict[str, Any]) -> list[dict]:
         messages = []
         for index, turn in enumerate(_message_list(row, "conversations")):
-            if "from" not in turn or "value" not in turn:
-                raise RowError("bad-field", f"turn {index} needs 'from' and 'value'")
-            role = self.ROLE_NAMES.get(str(turn["from"]).lower(), turn["from"])
-            messages.append({"role": role, "content": turn["value"]})
+            speaker, text = self._turn(turn, index)
+            role = self.ROLE_NAMES.get(str(speaker).lower(), speaker)
+            messages.append({"role": role, "content": text})
         return checked_messages(messages)
+
+    @staticmethod
+    def _turn(turn: dict, index: int) -> tuple[Any, Any]:
+        for speaker_key, text_key in (("from", "value"), ("role", "content")):
+            # Datasets that mix both spellings fill the other pair with None.
+            if turn.get(speaker_key) is not None and text_key in turn:
+                return turn[speaker_key], turn[text_key]
+        raise RowError("bad-field", f"turn {index} needs 'from' and 'value' (or 'role' and"
+                       f" 'content'), found keys {', '.join(sorted(map(str, turn))) or 'none'}")
 
 
 class AlpacaFormat(Format):
@@ -89,7 +101,7 @@ class AlpacaFormat(Format):
         extra = text_field(row, "input", optional=True)
         output = text_field(row, "output")
         system = text_field(row, "system", optional=True)
-        prompt = f"{instruction}\n\n{extra}" if extra.strip() else instruction
+        prompt = "\n\n".join(part for part in (instruction, extra) if part.strip()) or instruction
         messages = [{"role": "system", "content": system}] if system.strip() else []
         return messages + [{"role": "user", "content": prompt},
                            {"role": "assistant", "content": output}]

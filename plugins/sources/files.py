@@ -9,12 +9,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from curate import hookimpl
-from curate.errors import CurateError
+from curate.errors import CurateError, RecipeError
 from curate.options import option
 from curate.sources import BadRow, Row, Source, SourceContext, resolve_paths
 
@@ -52,8 +53,14 @@ class JsonlSource(FileSource):
     def read_file(self, path: Path, shown: str, options) -> Iterator[Row | BadRow]:
         with open(path, "rb") as handle:
             for number, raw in enumerate(handle, start=1):
+                if number == 1:
+                    raw = raw.removeprefix(UTF8_BOM)
                 if raw.strip():
                     yield parse_json_line(raw, f"{shown}:{number}")
+
+
+UTF8_BOM = b"\xef\xbb\xbf"
+"""Editors on Windows start UTF-8 files with it; it is not part of the data."""
 
 
 def parse_json_line(raw: bytes, location: str) -> Row | BadRow:
@@ -65,7 +72,9 @@ def parse_json_line(raw: bytes, location: str) -> Row | BadRow:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as error:
-        return BadRow(location, "malformed-json", f"{error.msg} at column {error.colno}", text)
+        # Some messages end in " at" because json puts the position after them.
+        message = error.msg.removesuffix(" at")
+        return BadRow(location, "malformed-json", f"{message} at column {error.colno}", text)
     if not isinstance(data, dict):
         return BadRow(location, "not-an-object", f"expected a JSON object, found"
                       f" {type(data).__name__}", text)
@@ -98,7 +107,7 @@ class JsonSource(FileSource):
 def load_json_rows(path: Path, shown: str, field: str | None) -> list:
     raw = path.read_bytes()
     try:
-        data = json.loads(raw.decode("utf-8"))
+        data = json.loads(raw.decode("utf-8-sig"))
     except UnicodeDecodeError as error:
         raise CurateError(f"{shown}: invalid UTF-8 at byte {error.start}: re-save the file as"
                           f" UTF-8") from None
@@ -107,12 +116,21 @@ def load_json_rows(path: Path, shown: str, field: str | None) -> list:
                           f" (for one object per line, use `use = \"jsonl\"`)") from None
     if field is not None:
         if not isinstance(data, dict) or field not in data:
-            raise CurateError(f"{shown}: no top-level key '{field}' (the source's `field`)")
+            raise CurateError(f"{shown}: no top-level key '{field}' (the source's `field`)"
+                              f"{list_keys_hint(data)}")
         data = data[field]
     if not isinstance(data, list):
         raise CurateError(f"{shown}: expected a JSON list of rows, found {type(data).__name__}:"
-                          f" name the key that holds the rows with `field = \"...\"`")
+                          f" name the key that holds the rows with `field = \"...\"`"
+                          f"{list_keys_hint(data)}")
     return data
+
+
+def list_keys_hint(data: object) -> str:
+    if not isinstance(data, dict):
+        return f"; the file holds a {type(data).__name__}, not an object"
+    keys = [key for key, value in data.items() if isinstance(value, list)]
+    return f" (keys holding lists: {', '.join(keys)})" if keys else ""
 
 
 @dataclass
@@ -121,33 +139,65 @@ class CsvOptions(FileOptions):
 
 
 class CsvSource(FileSource):
-    """A CSV file with a header row; each other row becomes one raw row."""
+    """A CSV file with a header row; each other row becomes one raw row, located by the line
+    it starts on (a quoted field may span lines)."""
 
     name = "csv"
     Options = CsvOptions
 
+    def rows(self, options, context: SourceContext) -> Iterator[Row | BadRow]:
+        if len(options.delimiter) != 1:
+            raise RecipeError(str(context.recipe_file), f"{context.key_path}.delimiter",
+                              f"expected one character, found {options.delimiter!r}")
+        yield from super().rows(options, context)
+
     def read_file(self, path: Path, shown: str, options) -> Iterator[Row | BadRow]:
-        text = path.read_bytes().decode("utf-8", "surrogateescape")
-        reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=options.delimiter)
-        try:
-            for row in reader:
-                location = f"{shown}:{reader.line_num}"
-                yield check_csv_row(row, location, reader.fieldnames or [])
-        except csv.Error as error:
-            raise CurateError(f"{shown}:{reader.line_num}: unreadable CSV: {error}") from None
+        # Invalid bytes survive decoding as surrogates, so one bad row does not stop the file.
+        text = path.read_bytes().decode("utf-8-sig", "surrogateescape")
+        # The default limit (128 KiB per field) is smaller than some long responses.
+        csv.field_size_limit(MAX_CSV_FIELD)
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter=options.delimiter)
+        header = read_csv_header(reader, shown)
+        while True:
+            start = reader.line_num + 1
+            try:
+                fields = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as error:
+                raise CurateError(f"{shown}:{reader.line_num}: unreadable CSV: {error}") from None
+            if fields:
+                yield check_csv_row(header, fields, f"{shown}:{start}", options.delimiter)
 
 
-def check_csv_row(row: dict, location: str, header: list[str]) -> Row | BadRow:
-    raw = ",".join(str(v) for v in row.values())
-    if None in row or any(value is None for value in row.values()):
-        return BadRow(location, "wrong-column-count",
-                      f"the row has a different number of fields than the header"
-                      f" ({len(header)})", raw)
-    if any(_has_surrogates(value) for value in row.values()):
+MAX_CSV_FIELD = min(sys.maxsize, 2**31 - 1)
+
+
+def read_csv_header(reader, shown: str) -> list[str]:
+    try:
+        header = next(reader, [])
+    except csv.Error as error:
+        raise CurateError(f"{shown}:1: unreadable CSV header: {error}") from None
+    if any(_has_surrogates(name) for name in header):
+        raise CurateError(f"{shown}:1: invalid UTF-8 in the header row: re-save the file as"
+                          f" UTF-8")
+    return header
+
+
+def check_csv_row(header: list[str], fields: list[str], location: str,
+                  delimiter: str) -> Row | BadRow:
+    if len(fields) != len(header):
+        return BadRow(location, "wrong-column-count", f"the row has {len(fields)} fields, the"
+                      f" header has {len(header)}", _csv_text(fields, delimiter))
+    if any(_has_surrogates(value) for value in fields):
         return BadRow(location, "invalid-utf8", "invalid UTF-8 in the row: re-save the file"
-                      " as UTF-8", raw.encode("utf-8", "surrogateescape").decode("utf-8",
-                                                                                "replace"))
-    return Row(row, location)
+                      " as UTF-8", _csv_text(fields, delimiter))
+    return Row(dict(zip(header, fields)), location)
+
+
+def _csv_text(fields: list[str], delimiter: str) -> str:
+    joined = delimiter.join(fields).encode("utf-8", "surrogateescape")
+    return joined.decode("utf-8", "replace")
 
 
 def _has_surrogates(text: str) -> bool:
@@ -167,7 +217,10 @@ class ParquetSource(FileSource):
         except Exception as error:  # pyarrow raises several types for a file that is not parquet
             raise CurateError(f"{shown}: not a readable parquet file ({error})") from None
         index = 0
-        for batch in parquet.iter_batches(batch_size=4096):
-            for row in batch.to_pylist():
-                yield Row(row, f"{shown} row {index}")
-                index += 1
+        try:
+            for batch in parquet.iter_batches(batch_size=4096):
+                for row in batch.to_pylist():
+                    yield Row(row, f"{shown} row {index}")
+                    index += 1
+        except (OSError, ValueError) as error:  # pyarrow's errors derive from these
+            raise CurateError(f"{shown} row {index}: unreadable parquet data ({error})") from None
