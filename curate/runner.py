@@ -7,7 +7,6 @@ runs nothing, and changing one stage reruns it and what follows.
 
 from __future__ import annotations
 
-import hashlib
 import platform
 import time
 from collections.abc import Iterator
@@ -23,10 +22,10 @@ from curate.options import options_to_dict
 from curate.pluginmanager import PluginHost
 from curate.recipe import PluginSpec, Recipe
 from curate.records import Record
-from curate.runstore import (RUN_FORMAT, RunFolder, StepWriter, count_rows, dumps, fingerprint,
-                             read_records, write_json_atomic, write_text_atomic)
+from curate.runstore import (RUN_FORMAT, RunFolder, StepWriter, count_rows, fingerprint,
+                             read_records, write_json_atomic)
 from curate.sources import SourceContext
-from curate.split import split_records
+from curate.split import write_split
 from curate.stages import StageContext
 
 
@@ -62,13 +61,15 @@ class Runner:
     def run(self) -> dict:
         self.folder.check_compatible()
         with self.folder.lock():
-            plan = self.plan()
-            self.folder.remove_stale_steps(step.folder for step in plan)
             self._write_manifest("running")
+            self._remove_dataset()
             try:
+                plan = self.plan()
+                self.folder.remove_stale_steps(step.folder for step in plan)
                 return self._run_plan(plan)
-            except CurateError as error:
-                self._write_manifest("failed", error=str(error))
+            except Exception as error:
+                message = str(error) if isinstance(error, CurateError) else repr(error)
+                self._write_manifest("failed", error=message)
                 raise
 
     def plan(self) -> list[PlannedStep]:
@@ -107,7 +108,6 @@ class Runner:
         for step in plan:
             self.state.steps.append(self._run_step(step))
             if step.name == self.settings.until:
-                self._remove_dataset()
                 self.console.info(f"stopped after step '{step.name}' (--until)")
                 return self._write_manifest("partial", until=step.name)
         if all(step["cached"] for step in self.state.steps):
@@ -194,16 +194,10 @@ class Runner:
         return SourceContext(self.recipe.file, spec.key_path, self.recipe.run.seed)
 
     def _write_dataset(self, final: Path) -> dict:
-        train, held_out = split_records(read_records(final), self.recipe.split,
-                                        self.recipe.run.seed)
-        hashes = {}
-        for name, records in (("train", train), ("eval", held_out)):
-            text = "".join(dumps(_dataset_line(r)) + "\n" for r in records)
-            write_text_atomic(self.folder.dataset / f"{name}.jsonl", text)
-            hashes[f"{name}_sha256"] = hashlib.sha256(text.encode()).hexdigest()
-        self.console.info(f"{'dataset':<24} {len(train):,} train, {len(held_out):,} eval"
+        split = write_split(final, self.folder.dataset, self.recipe.split, self.recipe.run.seed)
+        self.console.info(f"{'dataset':<24} {split['train']:,} train, {split['eval']:,} eval"
                           f" -> {self.folder.dataset}")
-        return {"train": len(train), "eval": len(held_out), **hashes}
+        return split
 
     def _remove_dataset(self) -> None:
         for name in ("train.jsonl", "eval.jsonl"):
@@ -255,11 +249,6 @@ class _Counter:
         for record in self.records:
             self.count += 1
             yield record
-
-
-def _dataset_line(record: Record) -> dict:
-    return {"id": record.id, "source": record.source, "origin": record.origin,
-            "messages": record.messages}
 
 
 def _counts(summary: dict) -> str:

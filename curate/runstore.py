@@ -60,6 +60,41 @@ def write_text_atomic(path: Path, text: str) -> None:
     os.replace(temporary, path)
 
 
+class AtomicTextWriter:
+    """Writes a text file line by line under a temporary name, renamed into place on success;
+    counts the lines and hashes the bytes as it goes."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        self.lines = 0
+        self._digest = hashlib.sha256()
+
+    def __enter__(self) -> "AtomicTextWriter":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._handle = open(self.temporary, "wb")
+        return self
+
+    def write(self, line: str) -> None:
+        data = line.encode("utf-8")
+        self._handle.write(data)
+        self._digest.update(data)
+        self.lines += 1
+
+    @property
+    def sha256(self) -> str:
+        return self._digest.hexdigest()
+
+    def __exit__(self, kind, error, traceback) -> None:
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+        self._handle.close()
+        if kind is None:
+            os.replace(self.temporary, self.path)
+        else:
+            self.temporary.unlink(missing_ok=True)
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
     write_text_atomic(path, json.dumps(data, ensure_ascii=False, indent=2, sort_keys=True) + "\n")
 

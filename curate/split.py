@@ -2,16 +2,21 @@
 
 Each record's side is decided by a hash of the seed and its id, not by its position, so adding
 data later leaves most existing assignments where they were, and records with the same id (the
-same normalised content) always land on the same side.
+same normalised content) always land on the same side. Records stream from the last step to the
+dataset files; only the ids are held in memory.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections import Counter
+from pathlib import Path
+
+import pyarrow.parquet as pq
 
 from curate.recipe import SplitOptions
 from curate.records import Record
+from curate.runstore import AtomicTextWriter, dumps, read_records
 
 
 def eval_count(total: int, options: SplitOptions) -> int:
@@ -20,25 +25,35 @@ def eval_count(total: int, options: SplitOptions) -> int:
     return round(total * options.eval_fraction)
 
 
-def split_records(records: Iterable[Record], options: SplitOptions,
-                  seed: int) -> tuple[list[Record], list[Record]]:
-    """(train, eval), each in input order."""
-    records = list(records)
-    wanted = eval_count(len(records), options)
-    ids_in_order = sorted({r.id for r in records}, key=lambda i: _rank(seed, i))
-    group_sizes: dict[str, int] = {}
-    for record in records:
-        group_sizes[record.id] = group_sizes.get(record.id, 0) + 1
-    eval_ids: set[str] = set()
+def choose_eval_ids(ids: list[str], options: SplitOptions, seed: int) -> set[str]:
+    """The ids held out: whole groups of equal ids, in seeded-hash order, until enough."""
+    wanted = eval_count(len(ids), options)
+    group_sizes = Counter(ids)
+    chosen: set[str] = set()
     taken = 0
-    for record_id in ids_in_order:
+    for record_id in sorted(group_sizes, key=lambda i: _rank(seed, i)):
         if taken >= wanted:
             break
-        eval_ids.add(record_id)
+        chosen.add(record_id)
         taken += group_sizes[record_id]
-    train = [r for r in records if r.id not in eval_ids]
-    held_out = [r for r in records if r.id in eval_ids]
-    return train, held_out
+    return chosen
+
+
+def write_split(kept_file: Path, dataset_dir: Path, options: SplitOptions, seed: int) -> dict:
+    """Write train.jsonl and eval.jsonl from a step's kept records; return counts and hashes."""
+    ids = pq.read_table(kept_file, columns=["id"])["id"].to_pylist()
+    held_out = choose_eval_ids(ids, options, seed)
+    with AtomicTextWriter(dataset_dir / "train.jsonl") as train, \
+            AtomicTextWriter(dataset_dir / "eval.jsonl") as evaluation:
+        for record in read_records(kept_file):
+            (evaluation if record.id in held_out else train).write(dumps(dataset_line(record)) + "\n")
+    return {"train": train.lines, "eval": evaluation.lines, "train_sha256": train.sha256,
+            "eval_sha256": evaluation.sha256}
+
+
+def dataset_line(record: Record) -> dict:
+    return {"id": record.id, "source": record.source, "origin": record.origin,
+            "messages": record.messages}
 
 
 def _rank(seed: int, record_id: str) -> str:

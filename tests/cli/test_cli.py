@@ -92,7 +92,8 @@ def test_an_unexpected_error_keeps_its_traceback(tmp_path, curate_plugin):
     else:
         raise AssertionError("the bug was swallowed")
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
-    assert manifest["status"] == "running"
+    assert manifest["status"] == "failed"
+    assert manifest["error"] == "ZeroDivisionError('a bug in a stage')"
 
 
 def test_quiet_prints_nothing(tmp_path):

@@ -1,0 +1,29 @@
+"""The train/eval split."""
+
+from curate.recipe import SplitOptions
+from curate.split import choose_eval_ids, eval_count
+
+
+def test_eval_count_by_fraction_and_by_size():
+    assert eval_count(100, SplitOptions(eval_fraction=0.1)) == 10
+    assert eval_count(100, SplitOptions(eval_size=7)) == 7
+    assert eval_count(5, SplitOptions(eval_size=7)) == 5
+    assert eval_count(100, SplitOptions(eval_fraction=0.0)) == 0
+
+
+def test_the_split_is_seeded_and_stable_when_data_is_added():
+    ids = [f"{i:016x}" for i in range(1000)]
+    first = choose_eval_ids(ids, SplitOptions(eval_fraction=0.1), seed=0)
+    assert len(first) == 100
+    assert choose_eval_ids(ids, SplitOptions(eval_fraction=0.1), seed=0) == first
+    assert choose_eval_ids(ids, SplitOptions(eval_fraction=0.1), seed=1) != first
+    grown = choose_eval_ids(ids + [f"{i:016x}" for i in range(1000, 1100)],
+                            SplitOptions(eval_fraction=0.1), seed=0)
+    assert len(first & grown) >= 90
+
+
+def test_equal_ids_are_held_out_together():
+    ids = ["a" * 16] * 5 + [f"{i:016x}" for i in range(20)]
+    chosen = choose_eval_ids(ids, SplitOptions(eval_size=6), seed=0)
+    held = [i for i in ids if i in chosen]
+    assert len(held) >= 6 and (("a" * 16 in chosen) == (held.count("a" * 16) == 5))
