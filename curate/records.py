@@ -7,8 +7,6 @@ Every input row ends as exactly one of: a record in the final dataset, or a reje
 from __future__ import annotations
 
 import hashlib
-import json
-import re
 import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,19 +14,18 @@ from typing import Any
 ROLES = ("system", "user", "assistant")
 ORIGINS = ("human", "generated", "rehearsal")
 
-_WHITESPACE = re.compile(r"\s+")
-
 
 def normalise_text(text: str) -> str:
     """NFKC, trimmed, with runs of whitespace collapsed: the form ids are computed from."""
-    return _WHITESPACE.sub(" ", unicodedata.normalize("NFKC", text)).strip()
+    return " ".join(unicodedata.normalize("NFKC", text).split())
 
 
 def record_id(messages: list[dict]) -> str:
     """A stable 16-hex-digit id from the normalised roles and contents of the messages."""
-    canonical = json.dumps([[m["role"], normalise_text(m["content"])] for m in messages],
-                           ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
+    # Unit and record separators cannot survive normalisation inside a text (they count as
+    # whitespace), so this encoding is unambiguous.
+    canonical = "\x1e".join(f"{m['role']}\x1f{normalise_text(m['content'])}" for m in messages)
+    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
 @dataclass
