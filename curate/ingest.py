@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from curate.errors import CurateError, RecipeError
+from curate.errors import CurateError
 from curate.formats import Format, RowError
 from curate.recipe import PluginSpec
 from curate.records import Record, Rejection
@@ -57,7 +57,6 @@ class RowConverter:
         self.last_misfit: tuple[str, list[str]] = ("", [])
         self.settled = False
         """True once a row converted or failed for another reason than its shape."""
-        check_columns(spec, context, formats, self.format)
 
     def convert(self, item: Row) -> Record | Rejection:
         row = map_columns(item.data, self.spec.extra.columns)
@@ -138,24 +137,6 @@ def map_columns(row: dict, columns: dict[str, str]) -> dict:
     mapped = {k: v for k, v in row.items() if k not in columns.values()}
     mapped.update({field: row[column] for field, column in columns.items() if column in row})
     return mapped
-
-
-def check_columns(spec: PluginSpec, context: SourceContext, formats: Registry,
-                  declared: Format | None) -> None:
-    """Every `columns` key must be a field of the format (or of some format, for auto)."""
-    candidates = [declared] if declared else [formats.get(n) for n in formats.names()]
-    if any(not fmt.fields for fmt in candidates):
-        return  # a plugin format that does not list its fields may read any key
-    fields = sorted({field for fmt in candidates for field in fmt.fields})
-    for field, column in spec.extra.columns.items():
-        if field in fields:
-            continue
-        flipped = (f"; `columns` maps field = \"column\", so write {column} = \"{field}\""
-                   if column in fields else "")
-        owner = f"format '{declared.name}'" if declared else "any format"
-        raise RecipeError(str(context.recipe_file), f"{spec.key_path}.columns.{field}",
-                          f"'{field}' is not a field of {owner} (fields: {', '.join(fields)})"
-                          f"{flipped}")
 
 
 def check_unicode(messages: list[dict]) -> list[dict]:

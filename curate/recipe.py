@@ -15,6 +15,7 @@ from typing import Any, Literal
 from curate.errors import CurateError, RecipeError, did_you_mean
 from curate.options import option, parse_options
 from curate.pluginmanager import PluginHost
+from curate.registry import Registry
 
 SECTIONS = ("run", "sources", "stages", "split", "train", "evals")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -146,7 +147,26 @@ def _source(table: dict, index: int, where: str, host: PluginHost) -> PluginSpec
     spec.extra = parse_options(SourceHostOptions, host_keys, where, key_path)
     if spec.extra.format != "auto":
         _lookup(host, "format", spec.extra.format, where, f"{key_path}.format")
+    _check_columns(spec, where, host.registry("format"))
     return spec
+
+
+def _check_columns(spec: PluginSpec, where: str, formats: Registry) -> None:
+    """Every `columns` key must be a field of the format (or of some format, for auto)."""
+    declared = None if spec.extra.format == "auto" else formats.get(spec.extra.format)
+    candidates = [declared] if declared else [formats.get(n) for n in formats.names()]
+    if any(not fmt.fields for fmt in candidates):
+        return  # a plugin format that does not list its fields may read any key
+    fields = sorted({name for fmt in candidates for name in fmt.fields})
+    for key, column in spec.extra.columns.items():
+        if key in fields:
+            continue
+        flipped = (f"; `columns` maps field = \"column\", so write {column} = \"{key}\""
+                   if column in fields else "")
+        owner = f"format '{declared.name}'" if declared else "any format"
+        raise RecipeError(where, f"{spec.key_path}.columns.{key}",
+                          f"'{key}' is not a field of {owner} (fields: {', '.join(fields)})"
+                          f"{flipped}")
 
 
 def _plugin_spec(table: Any, key_path: str, kind: str, where: str, host: PluginHost,

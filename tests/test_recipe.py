@@ -60,6 +60,8 @@ def test_run_dir_in_the_recipe_is_relative_to_the_recipe(tmp_path, host):
     (SOURCE + 'format = "alpacca"\n', "recipe.toml: sources[0].format: unknown format 'alpacca': did you mean 'alpaca'?"),
     (SOURCE + 'origin = "robot"\n', "recipe.toml: sources[0].origin: expected one of 'human', 'generated', 'rehearsal', found string 'robot'"),
     (SOURCE + 'max_bad_fraction = 2\n', "recipe.toml: sources[0].max_bad_fraction: expected a value between 0.0 and 1.0, found 2"),
+    (SOURCE + 'format = "alpaca"\ncolumns = {question = "instruction"}\n',
+     "recipe.toml: sources[0].columns.question: 'question' is not a field of format 'alpaca' (fields: input, instruction, output, system); `columns` maps field = \"column\", so write instruction = \"question\""),
     (SOURCE + 'columns = {instruction = 3}\n', "recipe.toml: sources[0].columns.instruction: expected a string, found integer 3"),
     ('[run]\nseed = 1\n', "recipe.toml: sources: the recipe has no [[sources]]: add at least one"),
     (SOURCE + SOURCE, "recipe.toml: sources[1].name: sources name 'd' is used twice"),

@@ -1,7 +1,5 @@
 """`curate why`: where each record went."""
 
-import json
-
 from curate.testing import invoke_cli
 
 DATA = (
