@@ -18,7 +18,7 @@ from curate.training import TrainContext
 
 
 def plugin_fingerprint(spec: PluginSpec, *inputs: object) -> str:
-    return fingerprint(spec.use, spec.plugin.version, options_to_dict(spec.options), *inputs)
+    return fingerprint(spec.identity, options_to_dict(spec.options), *inputs)
 
 
 def train_and_evaluate(recipe: Recipe, folder: RunFolder, split: dict, console: Console,

@@ -51,7 +51,7 @@ class RowConverter:
 
     def __init__(self, spec: PluginSpec, context: SourceContext, formats: Registry):
         self.spec, self.context, self.formats = spec, context, formats
-        declared = spec.extra.format
+        declared = spec.source_options.format
         self.format: Format | None = None if declared == "auto" else formats.get(declared)()
         self.misfits = 0
         self.last_misfit: tuple[str, list[str]] = ("", [])
@@ -59,7 +59,7 @@ class RowConverter:
         """True once a row converted or failed for another reason than its shape."""
 
     def convert(self, item: Row) -> Record | Rejection:
-        row = map_columns(item.data, self.spec.extra.columns)
+        row = map_columns(item.data, self.spec.source_options.columns)
         fmt = self.format or self._detect(row)
         if fmt is None:
             return self._misfit(item, row, "unknown-format", "fits no format (keys: "
@@ -72,7 +72,7 @@ class RowConverter:
             self.settled = True
             return self.reject(item.location, error.reason, str(error), preview(row))
         self.settled = True
-        return Record(messages, source=self.spec.name, origin=self.spec.extra.origin,
+        return Record(messages, source=self.spec.name, origin=self.spec.source_options.origin,
                       meta={"from": item.location})
 
     def finish(self, counts: SourceCounts) -> None:
@@ -97,14 +97,14 @@ class RowConverter:
         location, keys = self.last_misfit[0], [printable(k) for k in self.last_misfit[1]]
         where = f"{self.context.recipe_file}: {self.spec.key_path}"
         names = ", ".join(self.formats.names())
-        if self.spec.extra.format == "auto":
+        if self.spec.source_options.format == "auto":
             raise CurateError(f"{where}: cannot tell the format of source '{self.spec.name}'"
                               f" ({location}: keys {', '.join(keys) or 'none'}): set format ="
                               f" one of {names}, and `columns` to map other column names")
         fitting = [n for n in self.formats.names()
                    if self.formats.get(n).matches(dict.fromkeys(keys))]
         hint = f"; the data looks like '{fitting[0]}'" if fitting else ""
-        raise CurateError(f"{where}.format: format '{self.spec.extra.format}' fits none of the"
+        raise CurateError(f"{where}.format: format '{self.spec.source_options.format}' fits none of the"
                           f" first rows of source '{self.spec.name}' ({location}: keys"
                           f" {', '.join(keys)}){hint}: fix `format`, or map column names with"
                           f" `columns`")
@@ -162,10 +162,10 @@ def check_totals(counts: SourceCounts, spec: PluginSpec, context: SourceContext)
         raise CurateError(f"{where}: source '{spec.name}' contains no rows: check its path"
                           f" and data")
     fraction = counts.unreadable / counts.rows
-    if fraction > spec.extra.max_bad_fraction:
+    if fraction > spec.source_options.max_bad_fraction:
         raise CurateError(f"{where}: {counts.unreadable} of {counts.rows} rows of source"
                           f" '{spec.name}' are unreadable ({fraction:.0%}, more than"
-                          f" max_bad_fraction = {spec.extra.max_bad_fraction}), the first at"
+                          f" max_bad_fraction = {spec.source_options.max_bad_fraction}), the first at"
                           f" {counts.first_unreadable}: fix the data or raise max_bad_fraction")
     if counts.records == 0:
         raise CurateError(f"{where}: none of the {counts.rows} rows of source '{spec.name}'"

@@ -73,6 +73,15 @@ class PluginHost:
     def get(self, kind: str, name: str) -> Any:
         return self.registries[kind].get(name, failed_plugins=self.failed)
 
+    def identity(self, kind: str, name: str) -> list[str]:
+        """What code a registered name resolves to: the plugin, its distribution's version,
+        the class and the class's `version`. Part of cache fingerprints."""
+        entry = self.registries[kind].entries[name]
+        info = self.plugins[entry.plugin]
+        obj = entry.obj
+        return [entry.plugin, info.version, f"{obj.__module__}.{obj.__qualname__}",
+                str(getattr(obj, "version", ""))]
+
 
 def _base_classes() -> dict[str, type | None]:
     from curate.formats import Format

@@ -18,6 +18,7 @@ from curate.pluginmanager import PluginHost
 from curate.registry import Registry
 
 SECTIONS = ("run", "sources", "stages", "split", "train", "evals")
+RESERVED_STEP_NAMES = ("read",)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -55,8 +56,11 @@ class PluginSpec:
     plugin: type
     options: Any
     key_path: str
-    extra: Any = None
-    """Host-level options of the table (for sources: format, columns, origin, ...)."""
+    identity: list = field(default_factory=list)
+    """Which code runs it (plugin, distribution version, class, class version): part of every
+    cache fingerprint, so replacing or upgrading a plugin reruns what it computed."""
+    source_options: SourceHostOptions | None = None
+    """For sources: the host's keys of the table (format, columns, origin, ...)."""
 
 
 @dataclass
@@ -101,6 +105,7 @@ def load_recipe(path: str | Path, host: PluginHost) -> Recipe:
     train = _plugin_spec(raw["train"], "train", "trainer", where, host) if "train" in raw else None
     evals = [_plugin_spec(t, f"evals[{i}]", "evaluation", where, host)
              for i, t in enumerate(_tables(raw, "evals", where))]
+    _check_unique(evals, "evals", where)
     if evals and train is None:
         raise RecipeError(where, "evals", "evaluations need a model: add a [train] section")
     digest = hashlib.sha256(file.read_bytes()).hexdigest()
@@ -144,21 +149,21 @@ def _source(table: dict, index: int, where: str, host: PluginHost) -> PluginSpec
             raise RecipeError(where, f"{key_path}.{key}", f"required key '{key}' is missing")
     spec = _plugin_spec(table, key_path, "source", where, host,
                         host_keys=SourceHostOptions.__dataclass_fields__)
-    spec.extra = parse_options(SourceHostOptions, host_keys, where, key_path)
-    if spec.extra.format != "auto":
-        _lookup(host, "format", spec.extra.format, where, f"{key_path}.format")
+    spec.source_options = parse_options(SourceHostOptions, host_keys, where, key_path)
+    if spec.source_options.format != "auto":
+        _lookup(host, "format", spec.source_options.format, where, f"{key_path}.format")
     _check_columns(spec, where, host.registry("format"))
     return spec
 
 
 def _check_columns(spec: PluginSpec, where: str, formats: Registry) -> None:
     """Every `columns` key must be a field of the format (or of some format, for auto)."""
-    declared = None if spec.extra.format == "auto" else formats.get(spec.extra.format)
+    declared = None if spec.source_options.format == "auto" else formats.get(spec.source_options.format)
     candidates = [declared] if declared else [formats.get(n) for n in formats.names()]
     if any(not fmt.fields for fmt in candidates):
         return  # a plugin format that does not list its fields may read any key
     fields = sorted({name for fmt in candidates for name in fmt.fields})
-    for key, column in spec.extra.columns.items():
+    for key, column in spec.source_options.columns.items():
         if key in fields:
             continue
         flipped = (f"; `columns` maps field = \"column\", so write {column} = \"{key}\""
@@ -189,7 +194,10 @@ def _plugin_spec(table: Any, key_path: str, kind: str, where: str, host: PluginH
     if not isinstance(name, str) or not _NAME.match(name):
         raise RecipeError(where, f"{key_path}.name", f"expected a name of letters, digits, '-', '_'"
                           f" and '.', found {name!r}")
-    return PluginSpec(name, use, plugin, options, key_path)
+    if kind == "stage" and name in RESERVED_STEP_NAMES:
+        raise RecipeError(where, f"{key_path}.name", f"'{name}' is the name of a built-in step:"
+                          f" give this stage another `name = \"...\"`")
+    return PluginSpec(name, use, plugin, options, key_path, host.identity(kind, use))
 
 
 def _lookup(host: PluginHost, kind: str, name: str, where: str, key_path: str) -> Any:

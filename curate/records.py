@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 ROLES = ("system", "user", "assistant")
+RECORD_ID_SCHEME = 2
+"""Bumped whenever record_id changes, so cached steps holding old ids are recomputed."""
 ORIGINS = ("human", "generated", "rehearsal")
 
 

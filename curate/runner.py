@@ -21,7 +21,7 @@ from curate.ingest import STAGE as READ_STEP, SourceCounts, read_source
 from curate.options import options_to_dict
 from curate.pluginmanager import PluginHost
 from curate.recipe import PluginSpec, Recipe
-from curate.records import Record
+from curate.records import RECORD_ID_SCHEME, Record
 from curate.runstore import (RUN_FORMAT, RunFolder, StepWriter, count_rows, fingerprint,
                              read_records, write_json_atomic)
 from curate.sources import SourceContext
@@ -59,6 +59,7 @@ class Runner:
         self.state = RunState()
 
     def run(self) -> dict:
+        self._check_until()
         self.folder.check_compatible()
         with self.folder.lock():
             self._write_manifest("running")
@@ -79,30 +80,30 @@ class Runner:
         steps = [read]
         for index, spec in enumerate(self.recipe.stages, start=1):
             previous = steps[-1].fingerprint
-            step_print = fingerprint(previous, spec.use, spec.plugin.version,
-                                     options_to_dict(spec.options), self.recipe.run.seed)
+            step_print = fingerprint(previous, spec.identity, options_to_dict(spec.options),
+                                     self.recipe.run.seed)
             steps.append(PlannedStep(index, spec.name, spec.use,
                                      self.folder.step_dir(index, spec.name), step_print, spec))
-        self._check_until(steps)
         return steps
 
     def _read_fingerprint(self) -> str:
         parts = []
         for spec in self.recipe.sources:
             context = self._source_context(spec)
-            parts.append([spec.name, spec.use, spec.plugin.version, options_to_dict(spec.options),
-                          options_to_dict(spec.extra), spec.plugin().fingerprint(spec.options,
-                                                                                 context)])
-        formats = {name: entry.obj.version
-                   for name, entry in sorted(self.host.registry("format").entries.items())}
-        return fingerprint(curate.__version__, RUN_FORMAT, parts, formats)
+            parts.append([spec.name, spec.identity, options_to_dict(spec.options),
+                          options_to_dict(spec.source_options),
+                          spec.plugin().fingerprint(spec.options, context)])
+        formats = [self.host.identity("format", name)
+                   for name in self.host.registry("format").names()]
+        return fingerprint(curate.__version__, RUN_FORMAT, RECORD_ID_SCHEME, parts, formats)
 
-    def _check_until(self, steps: list[PlannedStep]) -> None:
+    def _check_until(self) -> None:
+        """Refuse an unknown --until before the run folder is touched."""
+        names = [READ_STEP, *(spec.name for spec in self.recipe.stages)]
         until = self.settings.until
-        if until is not None and until not in {s.name for s in steps}:
-            names = ", ".join(s.name for s in steps)
+        if until is not None and until not in names:
             raise CurateError(f"--until {until}: no such step in {self.recipe.file.name}"
-                              f" (steps: {names})")
+                              f" (steps: {', '.join(names)})")
 
     def _run_plan(self, plan: list[PlannedStep]) -> dict:
         for step in plan:
@@ -188,7 +189,12 @@ class Runner:
         counted = _Counter(read_records(source_file))
         for outcome in self.console.progress(stage.process(counted), step.name, total):
             writer.add(outcome)
-        return counted.count
+        if counted.count != total:
+            raise RuntimeError(f"stage '{step.use}' (plugin {step.spec.identity[0]}) read only"
+                               f" {counted.count} of its {total} input records: a stage must"
+                               f" consume its whole input and yield every record kept or"
+                               f" rejected")
+        return total
 
     def _source_context(self, spec: PluginSpec) -> SourceContext:
         return SourceContext(self.recipe.file, spec.key_path, self.recipe.run.seed)
@@ -226,8 +232,12 @@ class Runner:
         rows = self.state.steps[0]["in"] if self.state.steps else 0
         rejected = sum(step["rejected"] for step in self.state.steps)
         split = manifest["split"]
+        accounted = rejected + split["train"] + split["eval"]
+        if accounted != rows:
+            raise RuntimeError(f"{rows} input rows but {accounted} accounted for: records were"
+                               f" lost or duplicated between steps")
         return {"input": rows, "rejected": rejected, "train": split["train"],
-                "eval": split["eval"], "accounted": rejected + split["train"] + split["eval"]}
+                "eval": split["eval"], "accounted": accounted}
 
     def _versions(self) -> dict:
         import pyarrow

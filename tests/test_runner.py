@@ -202,3 +202,61 @@ def test_a_failed_rerun_leaves_no_stale_dataset_and_says_failed(run_recipe):
     assert "no file matches" in failed.manifest["error"]
     assert not (failed.run_dir / "dataset" / "train.jsonl").exists()
     assert (failed.run_dir / "stages" / "00-read" / "step.json").exists()
+
+
+def test_replacing_a_stage_plugin_invalidates_its_cache(run_recipe, curate_plugin):
+    import types
+
+    from curate import hookimpl
+    from curate.stages import Filter, Reject
+
+    from curate.plugins.length import LengthOptions
+
+    class StrictLength(Filter):
+        name = "length"
+        Options = LengthOptions
+
+        def check(self, record):
+            return Reject("strict", "everything goes")
+
+    first_rejected = run_recipe(recipe(), files={"data.jsonl": ALPACA}).manifest["final"]["rejected"]
+    module = types.ModuleType("strict_length")
+    module.register_stages = hookimpl(lambda register: register(StrictLength))
+    curate_plugin(module, name="strict-length")
+    replaced = run_recipe(recipe())
+    cached = {s["name"]: s["cached"] for s in replaced.manifest["steps"]}
+    assert cached == {"read": True, "length": False}
+    assert replaced.manifest["final"]["rejected"] == 21 != first_rejected
+
+
+def test_a_stage_that_drops_records_silently_fails_the_run(run_recipe, curate_plugin):
+    import itertools
+    import types
+
+    from curate import hookimpl
+    from curate.stages import Stage
+
+    class Lossy(Stage):
+        name = "lossy"
+
+        def process(self, records):
+            return itertools.islice(records, 3)
+
+    module = types.ModuleType("lossy")
+    module.register_stages = hookimpl(lambda register: register(Lossy))
+    curate_plugin(module, name="lossy")
+    try:
+        run_recipe(recipe().replace('"length"', '"lossy"').replace("min_chars = 10", ""),
+                   files={"data.jsonl": ALPACA})
+    except RuntimeError as error:
+        assert "stage 'lossy' (plugin lossy) read only 3 of its 21 input records" in str(error)
+    else:
+        raise AssertionError("a lossy stage passed")
+
+
+def test_a_misspelt_until_leaves_the_previous_run_alone(run_recipe):
+    first = run_recipe(recipe(), files={"data.jsonl": ALPACA})
+    failed = run_recipe(recipe(), args=["--until", "nope"])
+    assert failed.exit_code == 2
+    assert first.manifest["status"] == "complete"
+    assert (first.run_dir / "dataset" / "train.jsonl").exists()

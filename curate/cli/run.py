@@ -68,7 +68,7 @@ def validate(recipe: Path):
     loaded = load_recipe(recipe, get_host())
     click.echo(f"{recipe}: ok")
     for spec in loaded.sources:
-        click.echo(f"  source {spec.name}: {spec.use}, format {spec.extra.format}")
+        click.echo(f"  source {spec.name}: {spec.use}, format {spec.source_options.format}")
     for index, spec in enumerate(loaded.stages, start=1):
         click.echo(f"  stage {index:02d}-{spec.name}: {spec.use}")
     if loaded.train:
