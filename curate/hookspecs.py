@@ -7,10 +7,11 @@ the hooks below. Register it under the `curate` entry-point group in your packag
     [project.entry-points.curate]
     my_plugin = "my_package.plugin"
 
-Registry hooks receive a `register` callback: call it once per thing you provide. The host checks
-what you pass, refuses a name that another third-party plugin already registered (naming both
-plugins), and lets a third-party plugin replace a built-in of the same name. Every built-in of
-curate is registered through these same hooks.
+Every hook receives a `register` callback: call it once per thing you provide. The host checks
+what you pass (a plugin that registers something malformed fails to load, reported by name). A
+third-party plugin that registers a built-in's name replaces the built-in. When two third-party
+plugins register one name, the name is reported with both plugins' names and cannot be used
+until one of them is disabled. Every built-in of curate is registered through these same hooks.
 
 Hooks are plain calls (not `firstresult`): every plugin's implementation runs.
 """
@@ -105,12 +106,13 @@ def register_evals(register: Callable[[type], None]) -> None:
 
 
 @hookspec
-def register_commands(cli: Any) -> None:
+def register_commands(register: Callable[[Any], None]) -> None:
     """Add commands to the `curate` command line.
 
-    `cli` is the top-level `click.Group`: decorate functions with `@cli.command()` or call
-    `cli.add_command(...)`. Raise `curate.errors.CurateError` for user mistakes; it is printed as
-    one line without a traceback.
+    Call `register(command)` with a `click.Command` (or `click.Group`), e.g. a function decorated
+    with `@click.command()`; its name is the subcommand's name. Import heavy libraries inside the
+    command's function. Raise `curate.errors.CurateError` for user mistakes: it is printed as one
+    line without a traceback.
 
     Since 0.1.
     """

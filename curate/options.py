@@ -13,6 +13,7 @@ what was found, and suggest close matches for misspelt keys.
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 import types
 import typing
 from typing import Any, Literal, Union, get_args, get_origin
@@ -20,6 +21,11 @@ from typing import Any, Literal, Union, get_args, get_origin
 from curate.errors import RecipeError, did_you_mean
 
 _MISSING = dataclasses.MISSING
+
+
+@dataclass
+class NoOptions:
+    """The options of a plugin that takes none."""
 
 
 def option(default: Any = _MISSING, *, min: float | None = None, max: float | None = None,

@@ -44,6 +44,7 @@ REGISTRY_HOOKS = {
     "register_chat_templates": "chat template",
     "register_trainers": "trainer",
     "register_evals": "evaluation",
+    "register_commands": "command",
 }
 
 
@@ -83,14 +84,25 @@ class PluginHost:
                 str(getattr(obj, "version", ""))]
 
 
-def _base_classes() -> dict[str, type | None]:
+def _registries() -> dict[str, Registry]:
+    """An empty registry per kind, knowing what a registered thing must be."""
+    import click
+
     from curate.formats import Format
-    from curate.sources import Source
+    from curate.sources import Source, SourceHostOptions
     from curate.stages import Stage
     from curate.training import Evaluation, Trainer
 
-    return {"source": Source, "format": Format, "stage": Stage, "chat template": None,
-            "trainer": Trainer, "evaluation": Evaluation}
+    table_keys = frozenset({"name", "use"})
+    return {
+        "source": Registry("source", Source, frozenset(SourceHostOptions.__dataclass_fields__)),
+        "format": Registry("format", Format),
+        "stage": Registry("stage", Stage, table_keys),
+        "chat template": Registry("chat template"),
+        "trainer": Registry("trainer", Trainer, table_keys),
+        "evaluation": Registry("evaluation", Evaluation, table_keys),
+        "command": Registry("command", click.Command, instances=True),
+    }
 
 
 def _env_names(variable: str) -> set[str] | None:
@@ -113,9 +125,6 @@ def build_host(extra_plugins: tuple[tuple[str, Any], ...] = ()) -> PluginHost:
     """A fresh plugin host: built-ins, then installed entry points, then `extra_plugins`."""
     pm = pluggy.PluginManager("curate")
     pm.add_hookspecs(hookspecs)
-    if os.environ.get("CURATE_TRACE_PLUGINS"):
-        pm.trace.root.setwriter(lambda line: print(f"curate-trace: {line}", end="", file=sys.stderr))
-        pm.enable_tracing()
     host = PluginHost(pm, {}, {}, {})
     disabled = _env_names("CURATE_DISABLE_PLUGINS") or set()
     for module_path in BUILTIN_PLUGINS:
@@ -166,11 +175,10 @@ def _check_hook_names(pm: pluggy.PluginManager, plugin: Any) -> None:
 
 
 def _collect_registrations(host: PluginHost) -> None:
-    bases = _base_classes()
+    host.registries = _registries()
     for hook_name, kind in REGISTRY_HOOKS.items():
-        registry = host.registries[kind] = Registry(kind, bases[kind])
         for impl in getattr(host.pm.hook, hook_name).get_hookimpls():
-            _call_registry_hook(host, impl, hook_name, registry)
+            _call_registry_hook(host, impl, hook_name, host.registries[kind])
 
 
 def _call_registry_hook(host: PluginHost, impl: pluggy.HookImpl, hook_name: str,
@@ -179,8 +187,8 @@ def _call_registry_hook(host: PluginHost, impl: pluggy.HookImpl, hook_name: str,
 
     def register(obj: Any) -> None:
         registry.add(obj, impl.plugin_name, info.builtin)
-        info.registered.append((registry.kind, obj.name))
-        _trace(f"{impl.plugin_name} registered {registry.kind} '{obj.name}'")
+        info.registered.append((registry.kind, registry.name_of(obj)))
+        _trace(f"{impl.plugin_name} registered {registry.kind} '{registry.name_of(obj)}'")
 
     _trace(f"calling {hook_name} of {impl.plugin_name}")
     try:

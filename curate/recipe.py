@@ -16,6 +16,7 @@ from curate.errors import CurateError, RecipeError, did_you_mean
 from curate.options import option, parse_options
 from curate.pluginmanager import PluginHost
 from curate.registry import Registry
+from curate.sources import SourceHostOptions
 
 SECTIONS = ("run", "sources", "stages", "split", "train", "evals")
 RESERVED_STEP_NAMES = ("read",)
@@ -28,17 +29,6 @@ class RunOptions:
     seed: int = option(0, help="seed for every random choice; same seed, same output bytes")
     dir: str = option("", help="run folder, relative to the recipe; defaults to runs/<stem> "
                                "in the current directory")
-
-
-@dataclass
-class SourceHostOptions:
-    name: str = option(help="the source's name, stored in every record's `source`")
-    use: str = option(help="the source plugin, e.g. jsonl, csv, parquet, datasets")
-    format: str = option("auto", help="alpaca, sharegpt, messages, prompt-completion, or auto")
-    columns: dict[str, str] = option({}, help="format field -> column name in the data")
-    origin: Literal["human", "generated", "rehearsal"] = option("human", help="who wrote it")
-    max_bad_fraction: float = option(0.1, min=0.0, max=1.0,
-                                     help="fail the run when more rows than this are unreadable")
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,16 +25,41 @@ class Registry:
 
     kind: str
     base: type | None = None
+    reserved_options: frozenset[str] = frozenset()
+    """Keys the host reads from the recipe table, which the plugin's Options must not use."""
+    instances: bool = False
+    """Registered things are instances of `base` (commands) rather than subclasses."""
     entries: dict[str, Entry] = field(default_factory=dict)
     clashes: dict[str, list[str]] = field(default_factory=dict)
 
-    def add(self, obj: Any, plugin: str, builtin: bool) -> None:
+    def name_of(self, obj: Any) -> str:
         name = getattr(obj, "name", None)
         if not isinstance(name, str) or not name:
             raise TypeError(f"registered {self.kind} {obj!r} has no `name` string")
-        if self.base is not None and not (isinstance(obj, type) and issubclass(obj, self.base)):
-            raise TypeError(f"registered {self.kind} {obj!r} is not a subclass of "
-                            f"{self.base.__module__}.{self.base.__qualname__}")
+        return name
+
+    def check(self, obj: Any) -> None:
+        """Raise TypeError unless obj is what this registry holds."""
+        if self.base is not None:
+            fits = isinstance(obj, self.base) if self.instances else (
+                isinstance(obj, type) and issubclass(obj, self.base))
+            if not fits:
+                what = "an instance" if self.instances else "a subclass"
+                raise TypeError(f"registered {self.kind} {obj!r} is not {what} of "
+                                f"{self.base.__module__}.{self.base.__qualname__}")
+        options = getattr(obj, "Options", None)
+        if options is not None and not self.instances:
+            if not dataclasses.is_dataclass(options):
+                raise TypeError(f"{self.kind} '{obj.name}': Options must be a dataclass")
+            clashing = sorted(set(options.__dataclass_fields__) & self.reserved_options)
+            if clashing:
+                raise TypeError(f"{self.kind} '{obj.name}': option '{clashing[0]}' clashes with"
+                                f" the host's own key of that name in the recipe table; rename"
+                                f" it")
+
+    def add(self, obj: Any, plugin: str, builtin: bool) -> None:
+        name = self.name_of(obj)
+        self.check(obj)
         existing = self.entries.get(name)
         if existing is None:
             self.entries[name] = Entry(name, obj, plugin, builtin)

@@ -12,9 +12,10 @@ import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from curate.errors import RecipeError
+from curate.options import NoOptions, option
 
 
 @dataclass
@@ -32,8 +33,16 @@ class BadRow:
 
 
 @dataclass
-class NoOptions:
-    pass
+class SourceHostOptions:
+    """The keys of every [[sources]] table that the host reads; the rest go to the plugin."""
+
+    name: str = option(help="the source's name, stored in every record's `source`")
+    use: str = option(help="the source plugin, e.g. jsonl, csv, parquet, datasets")
+    format: str = option("auto", help="alpaca, sharegpt, messages, prompt-completion, or auto")
+    columns: dict[str, str] = option({}, help="format field -> column name in the data")
+    origin: Literal["human", "generated", "rehearsal"] = option("human", help="who wrote it")
+    max_bad_fraction: float = option(0.1, min=0.0, max=1.0,
+                                     help="fail the run when more rows than this are unreadable")
 
 
 @dataclass

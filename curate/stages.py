@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from curate.records import Record, Rejection
-from curate.sources import NoOptions
+from curate.options import NoOptions
 
 
 @dataclass(frozen=True)

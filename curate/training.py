@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from curate.sources import NoOptions
+from curate.options import NoOptions
 
 
 @dataclass

@@ -4,6 +4,7 @@ A wheel is built from the checkout and installed, non-editable, into a temporary
 goes first on the path of a fresh interpreter.
 """
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -16,9 +17,16 @@ REPO_PACKAGES = ("curate.plugins", "curate.plugins.sources", "curate.train", "cu
 
 @pytest.fixture(scope="module")
 def wheel(repo, tmp_path_factory):
+    # Built from a copy: setuptools leaves build/ behind in the tree it builds.
+    source = tmp_path_factory.mktemp("source")
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(repo / name, source / name)
+    for name in ("curate", "plugins", "train", "evals"):
+        shutil.copytree(repo / name, source / name,
+                        ignore=shutil.ignore_patterns("__pycache__"))
     out = tmp_path_factory.mktemp("wheel")
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
-                    "--no-build-isolation", "--wheel-dir", str(out), str(repo)], check=True)
+                    "--no-build-isolation", "--wheel-dir", str(out), str(source)], check=True)
     return next(out.glob("curate-*.whl"))
 
 

@@ -163,3 +163,46 @@ def test_a_module_given_directly_under_another_name_is_not_registered_twice(tmp_
     module = importlib.import_module("curate_hello_plugin")
     host = build_host(extra_plugins=(("curate_hello_plugin", module),))
     assert not host.failed and "hello" not in host.plugins
+
+
+def test_a_source_option_that_shadows_a_host_key_fails_the_plugin():
+    from curate.sources import Source
+
+    @dataclass
+    class Options:
+        path: str = ""
+        format: str = "markdown"
+
+    class Shadowing(Source):
+        name = "shadowing"
+
+    Shadowing.Options = Options
+    module = types.ModuleType("shadowing")
+    module.register_sources = hookimpl(lambda register: register(Shadowing))
+    host = build_host(extra_plugins=(("shadowing", module),))
+    assert ("source 'shadowing': option 'format' clashes with the host's own key"
+            in host.failed["shadowing"])
+
+
+def command_plugin(command_name: str, text: str):
+    import click
+
+    @click.command(name=command_name)
+    def command():
+        click.echo(text)
+
+    module = types.ModuleType(f"commands_{text}")
+    module.register_commands = hookimpl(lambda register: register(command))
+    return module
+
+
+def test_commands_replace_builtins_and_clashes_name_both_plugins(curate_plugin, capsys):
+    from curate.testing import invoke_cli
+
+    curate_plugin(command_plugin("why", "my why"), name="my-why")
+    curate_plugin(command_plugin("hello", "first"), name="first")
+    curate_plugin(command_plugin("hello", "second"), name="second")
+    assert invoke_cli(["why"]) == (0, "my why\n")
+    assert invoke_cli(["hello"]) == (0, "first\n")
+    assert ("warning: command 'hello' is registered by plugins first and second; using first's"
+            in capsys.readouterr().err)

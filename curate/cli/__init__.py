@@ -45,19 +45,15 @@ def build_cli() -> click.Group:
     from curate.pluginmanager import get_host
 
     host = get_host()
-    add_plugin_commands(host, cli)
+    commands = host.registry("command")
+    for name, entry in sorted(commands.entries.items()):
+        cli.add_command(entry.obj, name)
+    for name, plugins in commands.clashes.items():
+        click.echo(f"warning: command '{name}' is registered by plugins "
+                   f"{' and '.join(plugins)}; using {plugins[0]}'s", err=True)
     for name, reason in host.failed.items():
         click.echo(f"warning: plugin '{name}' failed to load: {reason}", err=True)
     return cli
-
-
-def add_plugin_commands(host, cli: click.Group) -> None:
-    """Each plugin's commands; a plugin whose hook raises is reported, the others still load."""
-    for impl in host.pm.hook.register_commands.get_hookimpls():
-        try:
-            impl.function(**{arg: cli for arg in impl.argnames})
-        except Exception as error:  # a broken plugin must not take the command line down
-            host.failed[impl.plugin_name] = f"register_commands: {type(error).__name__}: {error}"
 
 
 def main() -> None:

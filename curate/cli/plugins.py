@@ -10,8 +10,8 @@ from curate import hookimpl
 
 
 @hookimpl
-def register_commands(cli):
-    cli.add_command(plugins)
+def register_commands(register):
+    register(plugins)
 
 
 @click.command()

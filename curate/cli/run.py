@@ -10,9 +10,9 @@ from curate import hookimpl
 
 
 @hookimpl
-def register_commands(cli):
-    cli.add_command(run)
-    cli.add_command(validate)
+def register_commands(register):
+    register(run)
+    register(validate)
 
 
 @click.command()

@@ -75,6 +75,8 @@ def parse_json_line(raw: bytes, location: str) -> Row | BadRow:
         # Some messages end in " at" because json puts the position after them.
         message = error.msg.removesuffix(" at")
         return BadRow(location, "malformed-json", f"{message} at column {error.colno}", text)
+    except RecursionError:
+        return BadRow(location, "malformed-json", "nested too deeply to parse", text[:2000])
     if not isinstance(data, dict):
         return BadRow(location, "not-an-object", f"expected a JSON object, found"
                       f" {type(data).__name__}", text)
@@ -114,6 +116,8 @@ def load_json_rows(path: Path, shown: str, field: str | None) -> list:
     except json.JSONDecodeError as error:
         raise CurateError(f"{shown}:{error.lineno}:{error.colno}: invalid JSON: {error.msg}"
                           f" (for one object per line, use `use = \"jsonl\"`)") from None
+    except RecursionError:
+        raise CurateError(f"{shown}: JSON nested too deeply to parse") from None
     if field is not None:
         if not isinstance(data, dict) or field not in data:
             raise CurateError(f"{shown}: no top-level key '{field}' (the source's `field`)"

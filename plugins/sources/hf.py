@@ -26,7 +26,7 @@ def register_sources(register):
 class DatasetsOptions:
     path: str = option(help="a hub id (org/name), a builder (json, csv, parquet), or a local"
                             " folder, including `save_to_disk` output")
-    name: str | None = option(None, help="the dataset configuration")
+    config: str | None = option(None, help="the dataset configuration (load_dataset's `name`)")
     split: str = option("train", help="the split to read")
     data_files: str | list[str] | dict[str, str] | None = option(
         None, help="files for a builder such as json or csv, relative to the recipe")
@@ -62,7 +62,7 @@ class DatasetsSource(Source):
               context: SourceContext):
         if local is not None and is_saved_dataset(local):
             return pick_split(datasets.load_from_disk(str(local)), options.split, local)
-        return datasets.load_dataset(str(local or options.path), options.name,
+        return datasets.load_dataset(str(local or options.path), options.config,
                                      split=options.split, revision=options.revision,
                                      data_files=self.data_files(options, context))
 

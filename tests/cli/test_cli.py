@@ -142,7 +142,7 @@ def test_version_option():
 def test_a_plugin_whose_commands_hook_raises_does_not_take_the_cli_down(curate_plugin):
     module = types.ModuleType("bad_commands")
 
-    def register_commands(cli):
+    def register_commands(register):
         raise RuntimeError("boom")
 
     module.register_commands = hookimpl(register_commands)
