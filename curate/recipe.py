@@ -10,7 +10,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from curate.errors import CurateError, RecipeError, did_you_mean
 from curate.options import option, parse_options

@@ -184,6 +184,9 @@ class RunFolder:
 
     def check_compatible(self) -> None:
         """Refuse a folder that is not a run folder, or one another curate version laid out."""
+        if self.path.exists() and not self.path.is_dir():
+            raise CurateError(f"{self.path}: is a file, not a run folder: choose another"
+                              f" --run-dir")
         if not self.path.exists() or not any(self.path.iterdir()):
             return
         if not self.manifest_file.exists():
@@ -200,8 +203,13 @@ class RunFolder:
 
     @contextmanager
     def lock(self) -> Iterator[None]:
-        self.path.mkdir(parents=True, exist_ok=True)
-        with open(self.path / ".lock", "w") as handle:
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            handle = open(self.path / ".lock", "w")
+        except OSError as error:
+            raise CurateError(f"{self.path}: cannot create the run folder here"
+                              f" ({error.strerror}): choose another --run-dir") from None
+        with handle:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

@@ -26,16 +26,18 @@ def eval_count(total: int, options: SplitOptions) -> int:
 
 
 def choose_eval_ids(ids: list[str], options: SplitOptions, seed: int) -> set[str]:
-    """The ids held out: whole groups of equal ids, in seeded-hash order, until enough."""
+    """The ids held out: whole groups of equal ids, in seeded-hash order, skipping any group
+    that would take the count past the target, so the eval split never exceeds it."""
     wanted = eval_count(len(ids), options)
     group_sizes = Counter(ids)
     chosen: set[str] = set()
     taken = 0
     for record_id in sorted(group_sizes, key=lambda i: _rank(seed, i)):
-        if taken >= wanted:
+        if taken == wanted:
             break
-        chosen.add(record_id)
-        taken += group_sizes[record_id]
+        if taken + group_sizes[record_id] <= wanted:
+            chosen.add(record_id)
+            taken += group_sizes[record_id]
     return chosen
 
 

@@ -33,10 +33,15 @@ def locate(run_dir: Path, prefix: str) -> list[Finding]:
     folder = RunFolder(run_dir)
     if not folder.manifest_file.exists():
         raise CurateError(f"{run_dir}: not a curate run folder (no manifest.json)")
+    read_manifest(run_dir)
     if len(prefix) < MIN_PREFIX:
         raise CurateError(f"record id '{prefix}' is too short: give at least {MIN_PREFIX}"
                           f" characters")
-    findings = _rejections(folder, prefix) + _kept(folder, prefix)
+    try:
+        findings = _rejections(folder, prefix) + _kept(folder, prefix)
+    except (OSError, ValueError) as error:  # pyarrow raises ArrowInvalid, a ValueError
+        raise CurateError(f"{run_dir}: the run folder is damaged ({error}): run the recipe"
+                          f" again to rebuild it") from None
     if not findings:
         raise CurateError(f"no record whose id starts with '{prefix}' in {run_dir}")
     return findings
@@ -44,8 +49,19 @@ def locate(run_dir: Path, prefix: str) -> list[Finding]:
 
 def steps_passed(run_dir: Path, step: str) -> list[str]:
     """Names of the steps a record got through before `step` (all of them for kept records)."""
-    names = [s["name"] for s in read_json(RunFolder(run_dir).manifest_file).get("steps", [])]
+    names = [s["name"] for s in read_manifest(run_dir).get("steps", [])]
     return names[: names.index(step)] if step in names else names
+
+
+def read_manifest(run_dir: Path) -> dict:
+    try:
+        manifest = read_json(RunFolder(run_dir).manifest_file)
+    except (OSError, ValueError) as error:
+        raise CurateError(f"{run_dir}: manifest.json is unreadable ({error}): run the recipe"
+                          f" again to rebuild it") from None
+    if not isinstance(manifest, dict):
+        raise CurateError(f"{run_dir}: manifest.json is not a curate manifest")
+    return manifest
 
 
 def _rejections(folder: RunFolder, prefix: str) -> list[Finding]:

@@ -22,8 +22,15 @@ def test_the_split_is_seeded_and_stable_when_data_is_added():
     assert len(first & grown) >= 90
 
 
-def test_equal_ids_are_held_out_together():
-    ids = ["a" * 16] * 5 + [f"{i:016x}" for i in range(20)]
-    chosen = choose_eval_ids(ids, SplitOptions(eval_size=6), seed=0)
-    held = [i for i in ids if i in chosen]
-    assert len(held) >= 6 and (("a" * 16 in chosen) == (held.count("a" * 16) == 5))
+def test_equal_ids_are_held_out_together_without_overshooting():
+    ids = ["a" * 16] * 30 + [f"{i:016x}" for i in range(90)]
+    for seed in range(20):
+        chosen = choose_eval_ids(ids, SplitOptions(eval_fraction=0.1), seed=seed)
+        held = [i for i in ids if i in chosen]
+        assert len(held) == 12
+        assert held.count("a" * 16) in (0, 30)
+    small_group = ["b" * 16] * 3 + [f"{i:016x}" for i in range(7)]
+    sizes = {len([i for i in small_group if i in choose_eval_ids(small_group,
+                                                                 SplitOptions(eval_size=4), s)])
+             for s in range(30)}
+    assert sizes == {4}

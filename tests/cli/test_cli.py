@@ -190,3 +190,22 @@ def test_progress_shows_count_rate_and_time_left_only_on_a_terminal():
         ProgressMeter.INTERVAL = 0.2
     assert "x: 3/3 records" in terminal.getvalue()
     assert list(Console(quiet=True, progress_stream=Terminal()).progress(range(2), "x")) == [0, 1]
+
+
+def test_a_run_dir_that_is_a_file_or_under_one_is_one_line(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    code, output = invoke_cli(["run", str(write(tmp_path)), "--run-dir",
+                               str(tmp_path / "afile" / "sub")])
+    assert code == 2 and output.splitlines()[-1] == (
+        f"error: {tmp_path / 'afile' / 'sub'}: cannot create the run folder here (Not a"
+        " directory): choose another --run-dir")
+    code, output = invoke_cli(["run", str(write(tmp_path, recipe='[run]\ndir = "afile"\n' + RECIPE))])
+    assert code == 2 and output.splitlines()[-1] + "\n" == f"error: {tmp_path / 'afile'}: is a file, not a run folder:" \
+                                   " choose another --run-dir\n"
+
+
+def test_why_on_a_damaged_run_folder_is_one_line(tmp_path):
+    code, _ = invoke_cli(["run", str(write(tmp_path)), "--run-dir", str(tmp_path / "run")])
+    (tmp_path / "run" / "manifest.json").write_text("{not json")
+    code, output = invoke_cli(["why", str(tmp_path / "run"), "abcd"])
+    assert code == 2 and "manifest.json is unreadable" in output
