@@ -23,6 +23,14 @@ from curate.errors import RecipeError, did_you_mean
 _MISSING = dataclasses.MISSING
 
 
+class OptionError(ValueError):
+    """Raised by a plugin's option check: `key` is the recipe key at fault."""
+
+    def __init__(self, key: str, message: str):
+        self.key = key
+        super().__init__(message)
+
+
 @dataclass
 class NoOptions:
     """The options of a plugin that takes none."""

@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from curate.errors import CurateError, RecipeError, did_you_mean
-from curate.options import option, parse_options
+from curate.options import OptionError, option, parse_options
 from curate.pluginmanager import PluginHost
 from curate.registry import Registry
-from curate.sources import SourceHostOptions
+from curate.sources import SourceContext, SourceHostOptions
 
 SECTIONS = ("run", "sources", "stages", "split", "train", "evals")
 RESERVED_STEP_NAMES = ("read",)
@@ -140,6 +140,8 @@ def _source(table: dict, index: int, where: str, host: PluginHost) -> PluginSpec
     spec = _plugin_spec(table, key_path, "source", where, host,
                         host_keys=SourceHostOptions.__dataclass_fields__)
     spec.source_options = parse_options(SourceHostOptions, host_keys, where, key_path)
+    context = SourceContext(Path(where), key_path)
+    _run_check(lambda: spec.plugin().check(spec.options, context), where, key_path)
     if spec.source_options.format != "auto":
         _lookup(host, "format", spec.source_options.format, where, f"{key_path}.format")
     _check_columns(spec, where, host.registry("format"))
@@ -180,6 +182,8 @@ def _plugin_spec(table: Any, key_path: str, kind: str, where: str, host: PluginH
             raise RecipeError(where, f"{key_path}.{key}", f"unknown key '{key}' for {kind} '{use}'"
                               f"{did_you_mean(key, known)} (known keys: {', '.join(sorted(known))})")
     options = parse_options(plugin.Options, own, where, key_path)
+    if kind != "source":
+        _run_check(lambda: plugin.check_options(options), where, key_path)
     name = table.get("name", use)
     if not isinstance(name, str) or not _NAME.match(name):
         raise RecipeError(where, f"{key_path}.name", f"expected a name of letters, digits, '-', '_'"
@@ -188,6 +192,13 @@ def _plugin_spec(table: Any, key_path: str, kind: str, where: str, host: PluginH
         raise RecipeError(where, f"{key_path}.name", f"'{name}' is the name of a built-in step:"
                           f" give this stage another `name = \"...\"`")
     return PluginSpec(name, use, plugin, options, key_path, host.identity(kind, use))
+
+
+def _run_check(check, where: str, key_path: str) -> None:
+    try:
+        check()
+    except OptionError as error:
+        raise RecipeError(where, f"{key_path}.{error.key}", str(error)) from None
 
 
 def _lookup(host: PluginHost, kind: str, name: str, where: str, key_path: str) -> Any:

@@ -92,6 +92,14 @@ class Source:
     def rows(self, options: Any, context: SourceContext) -> Iterator[Row | BadRow]:
         raise NotImplementedError
 
+    def check(self, options: Any, context: SourceContext) -> None:
+        """Checks beyond types and ranges, run when the recipe is validated, before any data is
+        read: raise `curate.options.OptionError(key, message)`. The default checks that
+        `options.path`, if there is one, matches a file."""
+        paths = getattr(options, "path", None)
+        if paths is not None:
+            resolve_paths(paths, context)
+
     def fingerprint(self, options: Any, context: SourceContext) -> str:
         """What identifies the data this source would read; it decides whether caches are valid.
 

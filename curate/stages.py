@@ -54,6 +54,11 @@ class Stage:
     Options: ClassVar[type] = NoOptions
     version: ClassVar[str] = "1"
 
+    @classmethod
+    def check_options(cls, options: Any) -> None:
+        """Checks beyond types and ranges, run when the recipe is validated: raise
+        `curate.options.OptionError(key, message)`."""
+
     def __init__(self, options: Any, context: StageContext):
         self.options = options
         self.context = context

@@ -29,6 +29,11 @@ class Trainer:
     Options: ClassVar[type] = NoOptions
     version: ClassVar[str] = "1"
 
+    @classmethod
+    def check_options(cls, options: Any) -> None:
+        """Checks beyond types and ranges, run when the recipe is validated: raise
+        `curate.options.OptionError(key, message)`."""
+
     def train(self, options: Any, context: TrainContext) -> dict:
         """Train on `context.train_file`; return metrics for the manifest."""
         raise NotImplementedError
@@ -38,6 +43,11 @@ class Evaluation:
     name: ClassVar[str]
     Options: ClassVar[type] = NoOptions
     version: ClassVar[str] = "1"
+
+    @classmethod
+    def check_options(cls, options: Any) -> None:
+        """Checks beyond types and ranges, run when the recipe is validated: raise
+        `curate.options.OptionError(key, message)`."""
 
     def evaluate(self, options: Any, context: TrainContext) -> dict:
         """Evaluate the trained model; return results for `eval/results.json`."""

@@ -15,6 +15,7 @@ def host():
 
 
 def load(tmp_path, host, text):
+    (tmp_path / "data.jsonl").touch()
     path = tmp_path / "recipe.toml"
     path.write_text(text, encoding="utf-8")
     return load_recipe(path, host)
@@ -108,3 +109,44 @@ def test_an_unknown_stage_mentions_plugins_that_failed_to_load(tmp_path, monkeyp
     host = build_host(extra_plugins=(("gpu-stages", broken),))
     message = error_of(tmp_path, host, SOURCE + '[[stages]]\nuse = "gpu-dedupe"\n')
     assert "plugins that failed to load: gpu-stages (register_stages: RuntimeError: needs a GPU)" in message
+
+
+def test_validation_checks_that_input_files_exist(tmp_path, host):
+    path = tmp_path / "recipe.toml"
+    path.write_text(SOURCE)
+    with pytest.raises(RecipeError, match=r"sources\[0\]\.path: no file matches 'data.jsonl'"):
+        load_recipe(path, host)
+
+
+def test_plugin_option_checks_run_at_validation(tmp_path, host):
+    message = error_of(tmp_path, host, SOURCE.replace('"jsonl"', '"csv"') + 'delimiter = ";;"\n')
+    assert "sources[0].delimiter: expected one character, found ';;'" in message
+
+
+def test_stage_option_checks_run_at_validation(tmp_path):
+    import types
+    from dataclasses import dataclass
+
+    from curate import hookimpl
+    from curate.options import OptionError
+    from curate.stages import Filter
+
+    @dataclass
+    class Options:
+        low: int = 0
+        high: int = 10
+
+    class Ranged(Filter):
+        name = "ranged"
+
+        @classmethod
+        def check_options(cls, options):
+            if options.low > options.high:
+                raise OptionError("low", f"low ({options.low}) is above high ({options.high})")
+
+    Ranged.Options = Options
+    module = types.ModuleType("ranged")
+    module.register_stages = hookimpl(lambda register: register(Ranged))
+    host = build_host(extra_plugins=(("ranged", module),))
+    message = error_of(tmp_path, host, SOURCE + '[[stages]]\nuse = "ranged"\nlow = 11\n')
+    assert "stages[0].low: low (11) is above high (10)" in message

@@ -195,11 +195,11 @@ def test_two_runs_on_one_folder_at_once_are_refused(tmp_path):
 def test_a_failed_rerun_leaves_no_stale_dataset_and_says_failed(run_recipe):
     first = run_recipe(recipe(), files={"data.jsonl": ALPACA})
     assert (first.run_dir / "dataset" / "train.jsonl").exists()
-    (first.recipe.parent / "data.jsonl").unlink()
+    (first.recipe.parent / "data.jsonl").write_text("")
     failed = run_recipe(recipe())
-    assert failed.exit_code == 2 and "no file matches 'data.jsonl'" in failed.output
+    assert failed.exit_code == 2 and "source 'qa' contains no rows" in failed.output
     assert failed.manifest["status"] == "failed"
-    assert "no file matches" in failed.manifest["error"]
+    assert "contains no rows" in failed.manifest["error"]
     assert not (failed.run_dir / "dataset" / "train.jsonl").exists()
     assert (failed.run_dir / "stages" / "00-read" / "step.json").exists()
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from curate import hookimpl
-from curate.errors import CurateError, RecipeError
-from curate.options import option
+from curate.errors import CurateError
+from curate.options import OptionError, option
 from curate.sources import BadRow, Row, Source, SourceContext, resolve_paths
 
 
@@ -149,11 +149,10 @@ class CsvSource(FileSource):
     name = "csv"
     Options = CsvOptions
 
-    def rows(self, options, context: SourceContext) -> Iterator[Row | BadRow]:
+    def check(self, options, context: SourceContext) -> None:
         if len(options.delimiter) != 1:
-            raise RecipeError(str(context.recipe_file), f"{context.key_path}.delimiter",
-                              f"expected one character, found {options.delimiter!r}")
-        yield from super().rows(options, context)
+            raise OptionError("delimiter", f"expected one character, found {options.delimiter!r}")
+        super().check(options, context)
 
     def read_file(self, path: Path, shown: str, options) -> Iterator[Row | BadRow]:
         # Invalid bytes survive decoding as surrogates, so one bad row does not stop the file.

@@ -43,6 +43,11 @@ class DatasetsSource(Source):
         for index, row in enumerate(dataset):
             yield Row(dict(row), f"{label} row {index}")
 
+    def check(self, options: DatasetsOptions, context: SourceContext) -> None:
+        if self.local_folder(options, context) is None:
+            check_not_local(options.path, context)
+        self.data_files(options, context)
+
     def load(self, options: DatasetsOptions, context: SourceContext):
         import datasets
 

@@ -3,9 +3,8 @@ folders of data files, builders with `data_files`, and `save_to_disk` output."""
 
 import json
 
+import datasets
 import pytest
-
-datasets = pytest.importorskip("datasets")
 
 
 @pytest.fixture(autouse=True)
