@@ -44,6 +44,12 @@ class Record:
         if not self.id:
             self.id = record_id(self.messages)
 
+    def revised(self, messages: list[dict]) -> "Record":
+        """A copy with new messages, and so a new id. Stages that rewrite records use it:
+        `meta` keeps where the record came from and names the id it revises, which
+        `curate why` follows."""
+        return Record(messages, self.source, self.origin, {**self.meta, "revised_from": self.id})
+
     @property
     def prompt(self) -> str:
         """The user turns joined by blank lines (what the model is asked)."""

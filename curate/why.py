@@ -1,9 +1,13 @@
-"""Where did a record go? Looks an id (or a prefix of one) up in every step of a run folder."""
+"""Where did a record go? Looks an id (or a prefix of one) up in every step of a run folder.
+
+A record ends in a step's rejected set or in the dataset. A stage that rewrites a record gives
+it a new id; `Record.revised` notes the old one in `meta.revised_from`, and the lookup follows it.
+"""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow.compute as pc
@@ -19,7 +23,7 @@ MIN_PREFIX = 4
 class Finding:
     id: str
     place: str
-    """"rejected" or "train"/"eval"."""
+    """"rejected", "train", "eval", or "kept" (a run stopped early with --until)."""
     step: str
     reason: str = ""
     detail: str = ""
@@ -27,18 +31,95 @@ class Finding:
     origin: str = ""
     where_from: str = ""
     """The input location, e.g. data/reviews.jsonl:17."""
+    revisions: list[str] = field(default_factory=list)
+    """How the asked-for id became this one: "step 'x' revised A into B", in order."""
+
+
+class RunLookup:
+    """Searches the step folders of a run folder's latest run, in step order."""
+
+    def __init__(self, run_dir: Path):
+        self.folder = RunFolder(run_dir)
+        self.manifest = read_manifest(run_dir)
+        self.step_names = [s["name"] for s in self.manifest.get("steps", [])]
+        self.step_dirs = [self.folder.step_dir(s["index"], s["name"])
+                          for s in self.manifest.get("steps", [])]
+
+    def locate(self, prefix: str) -> list[Finding]:
+        findings = self.rejections(prefix) + self.kept(prefix)
+        if findings:
+            return findings
+        for revised_id, step, new_id in self.revisions(prefix):
+            for finding in self.locate(new_id):
+                finding.revisions.insert(0, f"step '{step}' revised {revised_id} into {new_id}")
+                findings.append(finding)
+        return findings
+
+    def rejections(self, prefix: str) -> list[Finding]:
+        findings = []
+        for step_dir in self.step_dirs:
+            table = pq.read_table(step_dir / "rejected.parquet")
+            matches = table.filter(pc.starts_with(table["id"], prefix)).to_pylist()
+            findings += [Finding(row["id"], "rejected", row["stage"], row["reason"],
+                                 row["detail"], row["source"] or "", row["origin"] or "",
+                                 _where_from(row)) for row in matches]
+        return findings
+
+    def kept(self, prefix: str) -> list[Finding]:
+        origins = self._kept_origins(prefix)
+        if self.manifest.get("status") == "partial":
+            return [Finding(record_id, "kept", self.step_names[-1], where_from=place)
+                    for record_id, places in origins.items() for place in places]
+        findings = []
+        for split in ("train", "eval"):
+            path = self.folder.dataset / f"{split}.jsonl"
+            if not path.exists():
+                continue
+            with open(path, encoding="utf-8") as handle:
+                for number, line in enumerate(handle, start=1):
+                    # Lines are canonical JSON with sorted keys: the id comes first.
+                    if line.startswith(f'{{"id":"{prefix}'):
+                        record = json.loads(line)
+                        findings.append(Finding(record["id"], split, split,
+                                                source=record["source"], origin=record["origin"],
+                                                detail=f"dataset/{split}.jsonl line {number}",
+                                                where_from=_next(origins, record["id"])))
+        return findings
+
+    def revisions(self, prefix: str) -> list[tuple[str, str, str]]:
+        """(old id, step, new id) for records rewritten from an id with this prefix, by the
+        first step whose output names it (later steps carry the same `meta` on)."""
+        for name, step_dir in zip(self.step_names, self.step_dirs):
+            found = []
+            for kind in ("kept", "rejected"):
+                table = pq.read_table(step_dir / f"{kind}.parquet", columns=["id", "meta"])
+                needle = f'"revised_from":"{prefix}'  # meta is canonical JSON, without spaces
+                hits = table.filter(pc.fill_null(pc.match_substring(table["meta"], needle),
+                                                  False)).to_pylist()
+                found += [(json.loads(row["meta"])["revised_from"], name, row["id"])
+                          for row in hits]
+            if found:
+                return found
+        return []
+
+    def _kept_origins(self, prefix: str) -> dict[str, list[str]]:
+        """Input locations of the last step's kept records matching the prefix, in order."""
+        if not self.step_dirs:
+            return {}
+        table = pq.read_table(self.step_dirs[-1] / "kept.parquet", columns=["id", "meta"])
+        origins: dict[str, list[str]] = {}
+        for row in table.filter(pc.starts_with(table["id"], prefix)).to_pylist():
+            origins.setdefault(row["id"], []).append(_where_from(row))
+        return origins
 
 
 def locate(run_dir: Path, prefix: str) -> list[Finding]:
-    folder = RunFolder(run_dir)
-    if not folder.manifest_file.exists():
-        raise CurateError(f"{run_dir}: not a curate run folder (no manifest.json)")
-    read_manifest(run_dir)
     if len(prefix) < MIN_PREFIX:
         raise CurateError(f"record id '{prefix}' is too short: give at least {MIN_PREFIX}"
                           f" characters")
+    lookup = RunLookup(run_dir)
     try:
-        findings = _rejections(folder, prefix) + _kept(folder, prefix)
+        findings = lookup.locate(prefix)
     except (OSError, ValueError) as error:  # pyarrow raises ArrowInvalid, a ValueError
         raise CurateError(f"{run_dir}: the run folder is damaged ({error}): run the recipe"
                           f" again to rebuild it") from None
@@ -54,8 +135,11 @@ def steps_passed(run_dir: Path, step: str) -> list[str]:
 
 
 def read_manifest(run_dir: Path) -> dict:
+    manifest_file = RunFolder(run_dir).manifest_file
+    if not manifest_file.exists():
+        raise CurateError(f"{run_dir}: not a curate run folder (no manifest.json)")
     try:
-        manifest = read_json(RunFolder(run_dir).manifest_file)
+        manifest = read_json(manifest_file)
     except (OSError, ValueError) as error:
         raise CurateError(f"{run_dir}: manifest.json is unreadable ({error}): run the recipe"
                           f" again to rebuild it") from None
@@ -64,55 +148,12 @@ def read_manifest(run_dir: Path) -> dict:
     return manifest
 
 
-def _rejections(folder: RunFolder, prefix: str) -> list[Finding]:
-    findings = []
-    if not folder.stages.exists():
-        return findings
-    for step_dir in sorted(p for p in folder.stages.iterdir() if not p.name.startswith(".")):
-        table = pq.read_table(step_dir / "rejected.parquet")
-        matches = table.filter(pc.starts_with(table["id"], prefix)).to_pylist()
-        findings += [Finding(row["id"], "rejected", row["stage"], row["reason"], row["detail"],
-                             row["source"] or "", row["origin"] or "", _where_from(row))
-                     for row in matches]
-    return findings
-
-
 def _where_from(row: dict) -> str:
     if row.get("meta"):
         return json.loads(row["meta"]).get("from", "")
-    return row["detail"].split(": ", 1)[0] if row["stage"] == "read" else ""
-
-
-def _kept(folder: RunFolder, prefix: str) -> list[Finding]:
-    origins = _kept_origins(folder, prefix)
-    findings = []
-    for split in ("train", "eval"):
-        path = folder.dataset / f"{split}.jsonl"
-        if not path.exists():
-            continue
-        with open(path, encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                if f'"id":"{prefix}' in line:
-                    record = json.loads(line)
-                    findings.append(Finding(record["id"], split, split, source=record["source"],
-                                            origin=record["origin"],
-                                            detail=f"dataset/{split}.jsonl line {number}",
-                                            where_from=_next(origins, record["id"])))
-    return findings
+    return row["detail"].split(": ", 1)[0] if row.get("stage") == "read" else ""
 
 
 def _next(origins: dict[str, list[str]], record_id: str) -> str:
     places = origins.get(record_id)
     return places.pop(0) if places else ""
-
-
-def _kept_origins(folder: RunFolder, prefix: str) -> dict[str, list[str]]:
-    """Input locations of the final step's kept records matching the prefix, in order."""
-    steps = sorted(p for p in folder.stages.glob("[0-9][0-9]-*"))
-    if not steps:
-        return {}
-    table = pq.read_table(steps[-1] / "kept.parquet", columns=["id", "meta"])
-    origins: dict[str, list[str]] = {}
-    for row in table.filter(pc.starts_with(table["id"], prefix)).to_pylist():
-        origins.setdefault(row["id"], []).append(_where_from(row))
-    return origins

@@ -198,7 +198,7 @@ def test_question_level_and_code_fences_with_the_shipped_fixtures(example_plugin
         "#### A deeper heading is part of the answer"]
     assert json.loads(record["meta"])["from"] == "faq.md:3"
     [read] = result.kept("read")
-    assert json.loads(record["meta"])["rewritten_from"] == read["id"] != record["id"]
+    assert json.loads(record["meta"])["revised_from"] == read["id"] != record["id"]
 
 
 def test_out_of_range_option_is_a_recipe_error(example_plugin, curate_plugin, run_recipe):

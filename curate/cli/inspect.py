@@ -33,9 +33,13 @@ def why(run_dir: Path, record_id: str):
         came_from = f", from {finding.where_from}" if finding.where_from else ""
         click.echo(f"{finding.id}  (source {finding.source or '?'}{origin}{came_from})")
         passed = steps_passed(run_dir, finding.step)
+        for revision in finding.revisions:
+            click.echo(f"  {revision}")
         if finding.place == "rejected":
             click.echo(f"  rejected at step '{finding.step}': {finding.reason}")
             click.echo(f"  detail: {finding.detail}")
+        elif finding.place == "kept":
+            click.echo(f"  kept through step '{finding.step}', where the run stopped (--until)")
         else:
             click.echo(f"  kept in the {finding.place} split: {finding.detail}")
         if passed:

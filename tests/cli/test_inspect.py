@@ -63,3 +63,49 @@ def test_every_row_of_the_run_can_be_explained(run_recipe):
     for record_id in ids:
         code, output = invoke_cli(["why", str(result.run_dir), record_id])
         assert code == 0 and record_id in output
+
+
+def rewriting_plugin():
+    import types
+
+    from curate import hookimpl
+    from curate.stages import Stage
+
+    class Shout(Stage):
+        name = "shout"
+
+        def process(self, records):
+            for record in records:
+                yield record.revised([{**m, "content": m["content"].upper()}
+                                      for m in record.messages])
+
+    module = types.ModuleType("shout")
+    module.register_stages = hookimpl(lambda register: register(Shout))
+    return module
+
+
+def test_why_follows_a_record_that_a_stage_rewrote(run_recipe, curate_plugin):
+    curate_plugin(rewriting_plugin(), name="shout")
+    result = run_recipe(RECIPE.replace('use = "length"', 'use = "shout"\n[[stages]]\nuse = "length"'),
+                        files={"d.jsonl": DATA})
+    assert result.exit_code == 0, result.output
+    original = [r for r in result.kept("read") if "colour" in r["messages"][0]["content"]][0]["id"]
+    [final] = result.dataset("train")
+    code, output = invoke_cli(["why", str(result.run_dir), original])
+    assert code == 0, output
+    assert output.splitlines() == [
+        f"{final['id']}  (source colours, human, from d.jsonl:1)",
+        f"  step 'shout' revised {original} into {final['id']}",
+        "  kept in the train split: dataset/train.jsonl line 1",
+        "  passed: read, shout, length",
+    ]
+
+
+def test_why_after_until_reports_kept_records_and_ignores_leftover_steps(run_recipe):
+    full = run_recipe(RECIPE, files={"d.jsonl": DATA})
+    short = full.rejected("length")[0]["id"]
+    partial = run_recipe(RECIPE, args=["--until", "read"])
+    code, output = invoke_cli(["why", str(partial.run_dir), short])
+    assert code == 0
+    assert "kept through step 'read', where the run stopped (--until)" in output
+    assert "rejected" not in output

@@ -42,8 +42,7 @@ class StripMarkdown(Stage):
             if messages == record.messages:
                 yield record
             else:
-                yield Record(messages, record.source, record.origin,
-                             {**record.meta, "rewritten_from": record.id})
+                yield record.revised(messages)
 
     def rewrite(self, message: dict) -> dict:
         if message["role"] not in self.options.roles:
