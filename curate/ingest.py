@@ -20,7 +20,7 @@ from curate.sources import BadRow, Row, SourceContext
 FORMAT_CHECK_ROWS = 10
 """When none of the first rows fits the format, the recipe is wrong, not the rows."""
 
-STAGE = "read"
+READ_STEP = "read"
 
 
 @dataclass
@@ -110,8 +110,8 @@ class RowConverter:
                           f" `columns`")
 
     def reject(self, location: str, reason: str, message: str, raw: str) -> Rejection:
-        return Rejection(None, reason, printable(f"{location}: {message}"), stage=STAGE,
-                         raw=printable(raw), source=self.spec.name)
+        return Rejection(None, reason, printable(f"{location}: {message}"), stage=READ_STEP,
+                         raw=printable(raw), source=self.spec.name, location=location)
 
 
 def read_source(spec: PluginSpec, context: SourceContext, formats: Registry,

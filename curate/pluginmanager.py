@@ -67,6 +67,7 @@ class PluginHost:
     plugins: dict[str, PluginInfo]
     failed: dict[str, str]
     """Plugin name -> one-line reason it could not be loaded."""
+    warnings: list[str] = field(default_factory=list)
 
     def registry(self, kind: str) -> Registry:
         return self.registries[kind]
@@ -133,18 +134,31 @@ def build_host(extra_plugins: tuple[tuple[str, Any], ...] = ()) -> PluginHost:
         _register(host, module_path, lambda m=module_path: importlib.import_module(m), builtin=True)
     given = {name for name, _ in extra_plugins} | {
         getattr(plugin, "__name__", "") for _, plugin in extra_plugins}
-    _load_entry_points(host, disabled, given)
+    installed = _load_entry_points(host, disabled, given)
     for name, plugin in extra_plugins:
         _register(host, name, lambda p=plugin: p, builtin=False)
     _collect_registrations(host)
+    known = {*BUILTIN_PLUGINS, *map(_short_name, BUILTIN_PLUGINS), *installed, *given}
+    host.warnings += _unknown_switch_names(known)
     return host
 
 
-def _load_entry_points(host: PluginHost, disabled: set[str], given: set[str]) -> None:
-    """Installed plugins, except disabled ones and those also given directly (by name or module),
-    which would otherwise be registered twice."""
+def _unknown_switch_names(known: set[str]) -> list[str]:
+    """A warning for each name in a switch that matches no plugin: likely a typo."""
+    warnings = []
+    for variable in ("CURATE_DISABLE_PLUGINS", "CURATE_LOAD_PLUGINS"):
+        for name in sorted((_env_names(variable) or set()) - known):
+            warnings.append(f"{variable} names '{name}', which is no plugin"
+                            f"{did_you_mean(name, known)}")
+    return warnings
+
+
+def _load_entry_points(host: PluginHost, disabled: set[str], given: set[str]) -> set[str]:
+    """Register installed plugins, except disabled ones and those also given directly (by name
+    or module), which would otherwise be registered twice. Returns every installed name."""
     only = _env_names("CURATE_LOAD_PLUGINS")
-    for entry_point in sorted(metadata.entry_points(group="curate"), key=lambda e: e.name):
+    entry_points = sorted(metadata.entry_points(group="curate"), key=lambda e: e.name)
+    for entry_point in entry_points:
         if entry_point.name in disabled or (only is not None and entry_point.name not in only):
             continue
         if entry_point.name in given or entry_point.value in given:
@@ -152,6 +166,7 @@ def _load_entry_points(host: PluginHost, disabled: set[str], given: set[str]) ->
         dist = entry_point.dist
         _register(host, entry_point.name, entry_point.load, builtin=False,
                   distribution=dist.name if dist else "", version=dist.version if dist else "")
+    return {entry_point.name for entry_point in entry_points}
 
 
 def _register(host: PluginHost, name: str, load, builtin: bool, **info: str) -> None:

@@ -84,12 +84,15 @@ class Rejection:
     raw: str = ""
     id: str = ""
     source: str = ""
+    location: str = ""
+    """Where the input row was read, e.g. data/reviews.jsonl:17."""
 
     def __post_init__(self) -> None:
         if not self.id:
             self.id = self.record.id if self.record else _raw_id(self.raw, self.detail)
-        if not self.source and self.record:
-            self.source = self.record.source
+        if self.record:
+            self.source = self.source or self.record.source
+            self.location = self.location or self.record.meta.get("from", "")
 
 
 def _raw_id(raw: str, detail: str) -> str:

@@ -17,7 +17,7 @@ import curate
 from curate.console import Console
 from curate.errors import CurateError
 from curate.finishing import train_and_evaluate
-from curate.ingest import STAGE as READ_STEP, SourceCounts, read_source
+from curate.ingest import READ_STEP, SourceCounts, read_source
 from curate.options import options_to_dict
 from curate.pluginmanager import PluginHost
 from curate.recipe import PluginSpec, Recipe

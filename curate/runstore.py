@@ -36,7 +36,8 @@ KEPT_SCHEMA = pa.schema([("id", pa.string()), ("messages", MESSAGES), ("source",
                          ("origin", pa.string()), ("meta", pa.string())])
 REJECTED_SCHEMA = pa.schema([("id", pa.string()), ("stage", pa.string()),
                              ("reason", pa.string()), ("detail", pa.string()),
-                             ("source", pa.string()), ("origin", pa.string()),
+                             ("source", pa.string()), ("location", pa.string()),
+                             ("origin", pa.string()),
                              ("messages", MESSAGES), ("meta", pa.string()), ("raw", pa.string())])
 
 
@@ -156,6 +157,7 @@ def rejection_row(rejection: Rejection, stage: str) -> dict:
     record = rejection.record
     return {"id": rejection.id, "stage": rejection.stage or stage, "reason": rejection.reason,
             "detail": rejection.detail, "source": rejection.source,
+            "location": rejection.location,
             "origin": record.origin if record else None,
             "messages": record.messages if record else None,
             "meta": dumps(record.meta) if record else None, "raw": rejection.raw or None}

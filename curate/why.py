@@ -62,7 +62,7 @@ class RunLookup:
             matches = table.filter(pc.starts_with(table["id"], prefix)).to_pylist()
             findings += [Finding(row["id"], "rejected", row["stage"], row["reason"],
                                  row["detail"], row["source"] or "", row["origin"] or "",
-                                 _where_from(row)) for row in matches]
+                                 row["location"] or "") for row in matches]
         return findings
 
     def kept(self, prefix: str) -> list[Finding]:
@@ -149,9 +149,7 @@ def read_manifest(run_dir: Path) -> dict:
 
 
 def _where_from(row: dict) -> str:
-    if row.get("meta"):
-        return json.loads(row["meta"]).get("from", "")
-    return row["detail"].split(": ", 1)[0] if row.get("stage") == "read" else ""
+    return json.loads(row["meta"]).get("from", "")
 
 
 def _next(origins: dict[str, list[str]], record_id: str) -> str:

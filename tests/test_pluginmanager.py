@@ -206,3 +206,11 @@ def test_commands_replace_builtins_and_clashes_name_both_plugins(curate_plugin, 
     assert invoke_cli(["hello"]) == (0, "first\n")
     assert ("warning: command 'hello' is registered by plugins first and second; using first's"
             in capsys.readouterr().err)
+
+
+def test_a_switch_naming_no_plugin_is_warned_about(monkeypatch):
+    monkeypatch.setenv("CURATE_DISABLE_PLUGINS", "lenght,files")
+    host = build_host()
+    assert host.warnings == ["CURATE_DISABLE_PLUGINS names 'lenght', which is no plugin: did you"
+                             " mean 'length'?"]
+    assert "jsonl" not in host.registry("source").names()

@@ -28,3 +28,14 @@ def test_recipe_runs_and_every_row_is_accounted_for(recipe, tmp_path):
     assert final["accounted"] == final["input"] == steps[0]["in"]
     assert final["train"] + final["eval"] == steps[-1]["kept"]
     assert final["rejected"] == sum(step["rejected"] for step in steps)
+
+
+def test_the_readme_why_example_matches_the_quickstart(tmp_path):
+    import re
+
+    readme = (RECIPES[0].parents[1] / "README.md").read_text()
+    shown_id, first_line = re.search(r"\$ curate why runs/quickstart (\w+)\n(.+)\n", readme).groups()
+    quickstart = RECIPES[0].parent / "quickstart.toml"
+    invoke_cli(["run", str(quickstart), "--run-dir", str(tmp_path / "run"), "-q"])
+    code, output = invoke_cli(["why", str(tmp_path / "run"), shown_id])
+    assert code == 0 and output.splitlines()[0] == first_line

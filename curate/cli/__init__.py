@@ -53,6 +53,8 @@ def build_cli() -> click.Group:
                    f"{' and '.join(plugins)}; using {plugins[0]}'s", err=True)
     for name, reason in host.failed.items():
         click.echo(f"warning: plugin '{name}' failed to load: {reason}", err=True)
+    for warning in host.warnings:
+        click.echo(f"warning: {warning}", err=True)
     return cli
 
 
