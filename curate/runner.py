@@ -167,9 +167,10 @@ class Runner:
         total = 0
         for spec in self.recipe.sources:
             counts = SourceCounts()
-            outcomes = read_source(spec, self._source_context(spec),
-                                   self.host.registry("format"), counts)
-            for outcome in self.console.progress(outcomes, f"read {spec.name}"):
+            context = self._source_context(spec)
+            outcomes = read_source(spec, context, self.host.registry("format"), counts)
+            estimate = spec.plugin().estimate_rows(spec.options, context)
+            for outcome in self.console.progress(outcomes, f"read {spec.name}", estimate):
                 writer.add(outcome)
             total += counts.rows
             self.state.sources.append({"name": spec.name, "use": spec.use, "rows": counts.rows,

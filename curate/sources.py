@@ -92,6 +92,11 @@ class Source:
     def rows(self, options: Any, context: SourceContext) -> Iterator[Row | BadRow]:
         raise NotImplementedError
 
+    def estimate_rows(self, options: Any, context: SourceContext) -> int | None:
+        """Roughly how many rows `rows` will yield, for progress and time left; None if unknown
+        or costly to tell."""
+        return None
+
     def check(self, options: Any, context: SourceContext) -> None:
         """Checks beyond types and ranges, run when the recipe is validated, before any data is
         read: raise `curate.options.OptionError(key, message)`. The default checks that

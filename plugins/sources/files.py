@@ -50,6 +50,9 @@ class JsonlSource(FileSource):
 
     name = "jsonl"
 
+    def estimate_rows(self, options, context: SourceContext) -> int:
+        return sum(count_lines(path) for path in resolve_paths(options.path, context))
+
     def read_file(self, path: Path, shown: str, options) -> Iterator[Row | BadRow]:
         with open(path, "rb") as handle:
             for number, raw in enumerate(handle, start=1):
@@ -61,6 +64,11 @@ class JsonlSource(FileSource):
 
 UTF8_BOM = b"\xef\xbb\xbf"
 """Editors on Windows start UTF-8 files with it; it is not part of the data."""
+
+
+def count_lines(path: Path) -> int:
+    with open(path, "rb") as handle:
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
 
 
 def parse_json_line(raw: bytes, location: str) -> Row | BadRow:
@@ -211,6 +219,15 @@ class ParquetSource(FileSource):
     """A parquet file; each table row becomes one raw row."""
 
     name = "parquet"
+
+    def estimate_rows(self, options, context: SourceContext) -> int | None:
+        import pyarrow.parquet as pq
+
+        try:
+            return sum(pq.ParquetFile(path).metadata.num_rows
+                       for path in resolve_paths(options.path, context))
+        except Exception:  # an unreadable file is reported, with its name, when it is read
+            return None
 
     def read_file(self, path: Path, shown: str, options) -> Iterator[Row | BadRow]:
         import pyarrow.parquet as pq

@@ -364,3 +364,18 @@ def test_changing_a_data_file_rereads_it(run_recipe, tmp_path):
     (tmp_path / "data.jsonl").write_text(jsonl(alpaca(0), alpaca(1)))
     second = run_recipe(recipe("jsonl", "data.jsonl"))
     assert assert_complete(second)["final"]["train"] == 2
+
+
+def test_jsonl_and_parquet_sources_estimate_their_rows_for_progress(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from curate.sources import SourceContext
+    from curate.plugins.sources.files import CsvSource, JsonlSource, ParquetSource
+
+    (tmp_path / "a.jsonl").write_text('{"a": 1}\n{"a": 2}\n{"a": 3}\n')
+    pq.write_table(pa.table({"a": [1, 2]}), tmp_path / "b.parquet")
+    context = SourceContext(tmp_path / "r.toml", "sources[0]")
+    assert JsonlSource().estimate_rows(JsonlSource.Options(path="*.jsonl"), context) == 3
+    assert ParquetSource().estimate_rows(ParquetSource.Options(path="b.parquet"), context) == 2
+    assert CsvSource().estimate_rows(CsvSource.Options(path="b.parquet"), context) is None
