@@ -7,7 +7,7 @@ the hooks below. Register it under the `curate` entry-point group in your packag
     [project.entry-points.curate]
     my_plugin = "my_package.plugin"
 
-Every hook receives a `register` callback: call it once per thing you provide. The host checks
+Every hook but `after_run` receives a `register` callback: call it once per thing you provide. The host checks
 what you pass (a plugin that registers something malformed fails to load, reported by name). A
 third-party plugin that registers a built-in's name replaces the built-in. When two third-party
 plugins register one name, the name is reported with both plugins' names and cannot be used
@@ -19,6 +19,7 @@ Hooks are plain calls (not `firstresult`): every plugin's implementation runs.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pluggy
@@ -100,6 +101,28 @@ def register_evals(register: Callable[[type], None]) -> None:
     Call `register(MyEval)` with a subclass of `curate.training.Evaluation`: `name`, `Options`,
     and `evaluate(options, context)` returning a dict of results. Import heavy libraries inside
     `evaluate`.
+
+    Since 0.1.
+    """
+
+
+@hookspec
+def register_language_detectors(register: Callable[[type], None]) -> None:
+    """Register language detectors for the `language` stage (`detector = "..."`).
+
+    Call `register(MyDetector)` with a subclass of `curate.language.LanguageDetector`: `name`,
+    and `detect(text)` returning `[(language code, probability), ...]`, most likely first. It
+    must be deterministic for the seed it is given. The built-in is `langdetect`.
+
+    Since 0.1.
+    """
+
+
+@hookspec
+def after_run(run_dir: Path, manifest: dict) -> None:
+    """Called when `curate run` has finished a run completely, with the run folder and its
+    manifest (the dict written to `manifest.json`). The built-in quality report is written here;
+    a plugin might post a summary somewhere. An exception fails the run with its traceback.
 
     Since 0.1.
     """

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import pluggy
@@ -35,6 +36,10 @@ BUILTIN_PLUGINS = (
     "curate.plugins.sources.files",
     "curate.plugins.sources.hf",
     "curate.plugins.length",
+    "curate.plugins.language",
+    "curate.plugins.dedupe",
+    "curate.plugins.consistency",
+    "curate.plugins.report",
 )
 
 REGISTRY_HOOKS = {
@@ -44,6 +49,7 @@ REGISTRY_HOOKS = {
     "register_chat_templates": "chat template",
     "register_trainers": "trainer",
     "register_evals": "evaluation",
+    "register_language_detectors": "language detector",
     "register_commands": "command",
 }
 
@@ -75,6 +81,11 @@ class PluginHost:
     def get(self, kind: str, name: str) -> Any:
         return self.registries[kind].get(name, failed_plugins=self.failed)
 
+    def after_run(self, run_dir: Path, manifest: dict) -> None:
+        implementations = self.pm.hook.after_run.get_hookimpls()
+        _trace(f"calling after_run of {', '.join(i.plugin_name for i in implementations)}")
+        self.pm.hook.after_run(run_dir=run_dir, manifest=manifest)
+
     def identity(self, kind: str, name: str) -> list[str]:
         """What code a registered name resolves to: the plugin, its distribution's version,
         the class and the class's `version`. Part of cache fingerprints."""
@@ -90,6 +101,7 @@ def _registries() -> dict[str, Registry]:
     import click
 
     from curate.formats import Format
+    from curate.language import LanguageDetector
     from curate.sources import Source, SourceHostOptions
     from curate.stages import Stage
     from curate.training import Evaluation, Trainer
@@ -102,6 +114,7 @@ def _registries() -> dict[str, Registry]:
         "chat template": Registry("chat template"),
         "trainer": Registry("trainer", Trainer, table_keys),
         "evaluation": Registry("evaluation", Evaluation, table_keys),
+        "language detector": Registry("language detector", LanguageDetector),
         "command": Registry("command", click.Command, instances=True),
     }
 

@@ -18,7 +18,7 @@ from curate.pluginmanager import PluginHost
 from curate.registry import Registry
 from curate.sources import SourceContext, SourceHostOptions
 
-SECTIONS = ("run", "sources", "stages", "split", "train", "evals")
+SECTIONS = ("run", "model", "sources", "stages", "split", "train", "evals")
 RESERVED_STEP_NAMES = ("read",)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -29,6 +29,17 @@ class RunOptions:
     seed: int = option(0, help="seed for every random choice; same seed, same output bytes")
     dir: str = option("", help="run folder, relative to the recipe; defaults to runs/<stem> "
                                "in the current directory")
+    workers: int = option(0, min=0, help="processes for parallel stages; 0 means one per core")
+
+
+@dataclass
+class ModelOptions:
+    path: str | None = option(None, help="the base model: a local folder (relative to the recipe)"
+                                         " or a hub id")
+    tokenizer: str | None = option(None, help="its tokenizer, when not in `path`")
+    revision: str | None = option(None, help="a hub revision, for pinning")
+    trust_remote_code: bool = option(False, help="run code from the model repository; off"
+                                                 " unless you trust it")
 
 
 @dataclass
@@ -58,6 +69,7 @@ class Recipe:
     file: Path
     digest: str
     run: RunOptions
+    model: ModelOptions
     sources: list[PluginSpec]
     stages: list[PluginSpec]
     split: SplitOptions
@@ -84,6 +96,7 @@ def load_recipe(path: str | Path, host: PluginHost) -> Recipe:
             raise RecipeError(where, key, f"unknown section '{key}'{did_you_mean(key, SECTIONS)}"
                               f" (sections: {', '.join(SECTIONS)})")
     run = parse_options(RunOptions, _table(raw, "run", where), where, "run")
+    model = parse_options(ModelOptions, _table(raw, "model", where), where, "model")
     sources = [_source(t, i, where, host) for i, t in enumerate(_tables(raw, "sources", where))]
     if not sources:
         raise RecipeError(where, "sources", "the recipe has no [[sources]]: add at least one")
@@ -99,7 +112,7 @@ def load_recipe(path: str | Path, host: PluginHost) -> Recipe:
     if evals and train is None:
         raise RecipeError(where, "evals", "evaluations need a model: add a [train] section")
     digest = hashlib.sha256(file.read_bytes()).hexdigest()
-    return Recipe(file.resolve(), digest, run, sources, stages, split, train, evals)
+    return Recipe(file.resolve(), digest, run, model, sources, stages, split, train, evals)
 
 
 def _read_toml(file: Path) -> dict:

@@ -86,6 +86,8 @@ class Rejection:
     source: str = ""
     location: str = ""
     """Where the input row was read, e.g. data/reviews.jsonl:17."""
+    evidence: dict = field(default_factory=dict)
+    """The detail as data, for reports: e.g. {"duplicate_of": id, "similarity": 0.93}."""
 
     def __post_init__(self) -> None:
         if not self.id:

@@ -26,7 +26,8 @@ from curate.runstore import (RUN_FORMAT, RunFolder, StepWriter, count_rows, fing
                              read_records, write_json_atomic)
 from curate.sources import SourceContext
 from curate.split import write_split
-from curate.stages import StageContext
+from curate.stages import StageContext, default_workers
+from curate.tokenizer import load_token_counter
 
 
 @dataclass
@@ -80,8 +81,9 @@ class Runner:
         steps = [read]
         for index, spec in enumerate(self.recipe.stages, start=1):
             previous = steps[-1].fingerprint
+            model = options_to_dict(self.recipe.model) if spec.plugin.uses_model else None
             step_print = fingerprint(previous, spec.identity, options_to_dict(spec.options),
-                                     self.recipe.run.seed)
+                                     self.recipe.run.seed, model)
             steps.append(PlannedStep(index, spec.name, spec.use,
                                      self.folder.step_dir(index, spec.name), step_print, spec))
         return steps
@@ -120,7 +122,9 @@ class Runner:
         if self.recipe.train:
             extra["train"] = train_and_evaluate(self.recipe, self.folder, split, self.console,
                                                 self.settings.force)
-        return self._write_manifest("complete", **extra)
+        manifest = self._write_manifest("complete", **extra)
+        self.host.after_run(self.folder.path, manifest)
+        return manifest
 
     def _run_step(self, step: PlannedStep) -> dict:
         label = f"{step.index:02d}-{step.name}"
@@ -185,7 +189,9 @@ class Runner:
         work_dir = self.folder.path / "work" / step.name
         work_dir.mkdir(parents=True, exist_ok=True)
         context = StageContext(step.name, self.recipe.run.seed, self.recipe.file.parent,
-                               work_dir, self.console.info)
+                               work_dir, self.console.info, self._workers(),
+                               reread=lambda: read_records(source_file),
+                               tokenizer=self._tokenizer_loader())
         stage = step.spec.plugin(step.spec.options, context)
         counted = _Counter(read_records(source_file))
         for outcome in self.console.progress(stage.process(counted), step.name, total):
@@ -196,6 +202,22 @@ class Runner:
                                f" consume its whole input and yield every record kept or"
                                f" rejected")
         return total
+
+    def _workers(self) -> int:
+        return self.recipe.run.workers or default_workers()
+
+    def _tokenizer_loader(self):
+        model = self.recipe.model
+        if not (model.path or model.tokenizer):
+            return None
+        loaded = []
+
+        def load():
+            if not loaded:
+                loaded.append(load_token_counter(model, self.recipe.file.parent))
+            return loaded[0]
+
+        return load
 
     def _source_context(self, spec: PluginSpec) -> SourceContext:
         return SourceContext(self.recipe.file, spec.key_path, self.recipe.run.seed)

@@ -37,7 +37,7 @@ KEPT_SCHEMA = pa.schema([("id", pa.string()), ("messages", MESSAGES), ("source",
 REJECTED_SCHEMA = pa.schema([("id", pa.string()), ("stage", pa.string()),
                              ("reason", pa.string()), ("detail", pa.string()),
                              ("source", pa.string()), ("location", pa.string()),
-                             ("origin", pa.string()),
+                             ("origin", pa.string()), ("evidence", pa.string()),
                              ("messages", MESSAGES), ("meta", pa.string()), ("raw", pa.string())])
 
 
@@ -158,6 +158,7 @@ def rejection_row(rejection: Rejection, stage: str) -> dict:
     return {"id": rejection.id, "stage": rejection.stage or stage, "reason": rejection.reason,
             "detail": rejection.detail, "source": rejection.source,
             "location": rejection.location,
+            "evidence": dumps(rejection.evidence) if rejection.evidence else None,
             "origin": record.origin if record else None,
             "messages": record.messages if record else None,
             "meta": dumps(record.meta) if record else None, "raw": rejection.raw or None}

@@ -18,7 +18,10 @@ streams records in, writes what comes out, counts it, and caches it by fingerpri
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+import multiprocessing
+import os
+from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -28,10 +31,12 @@ from curate.options import NoOptions
 
 @dataclass(frozen=True)
 class Reject:
-    """A filter's verdict: `reason` is a short slug, `detail` the evidence a person can act on."""
+    """A filter's verdict: `reason` is a short slug, `detail` the evidence a person can act on,
+    and `evidence` the same as data for reports (e.g. {"duplicate_of": id, "similarity": 0.93})."""
 
     reason: str
     detail: str
+    evidence: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -45,6 +50,13 @@ class StageContext:
     """`<run dir>/work/<stage name>/`: the stage's own folder, kept between runs (for indexes).
     Write to it atomically: a run can be killed at any moment."""
     log: Callable[[str], None] = print
+    workers: int = 1
+    """How many processes a parallel stage may use (the recipe's `[run] workers`)."""
+    reread: Callable[[], Iterator[Record]] | None = None
+    """The stage's input again, from the start, for stages that need two passes (e.g. to pick
+    the survivor of a duplicate cluster after seeing the whole cluster)."""
+    tokenizer: Callable[[], Any] | None = None
+    """Loads the recipe's `[model]` tokenizer on first call; None when the recipe names none."""
 
 
 class Stage:
@@ -53,6 +65,9 @@ class Stage:
     name: ClassVar[str]
     Options: ClassVar[type] = NoOptions
     version: ClassVar[str] = "1"
+    uses_model: ClassVar[bool] = False
+    """True when the stage reads `context.tokenizer`: the recipe's [model] then joins its cache
+    fingerprint."""
 
     @classmethod
     def check_options(cls, options: Any) -> None:
@@ -68,12 +83,53 @@ class Stage:
 
 
 class Filter(Stage):
-    """A stage that judges records one at a time: implement `check`."""
+    """A stage that judges records one at a time: implement `check`.
+
+    `check` may add to `record.meta` (a detected language, say) but must not change the
+    messages. Set `parallel = True` for a slow check: records are then judged in
+    `context.workers` processes, in batches, and come out in input order, so the result does
+    not depend on the number of workers.
+    """
+
+    parallel: ClassVar[bool] = False
+    batch_size: ClassVar[int] = 256
 
     def check(self, record: Record) -> Reject | None:
         raise NotImplementedError
 
+    def judge(self, record: Record) -> Record | Rejection:
+        verdict = self.check(record)
+        if verdict is None:
+            return record
+        return Rejection(record, verdict.reason, verdict.detail, evidence=verdict.evidence)
+
     def process(self, records: Iterable[Record]) -> Iterator[Record | Rejection]:
-        for record in records:
-            verdict = self.check(record)
-            yield record if verdict is None else Rejection(record, verdict.reason, verdict.detail)
+        if not self.parallel or self.context.workers <= 1:
+            yield from map(self.judge, records)
+            return
+        context = multiprocessing.get_context("fork")
+        with context.Pool(self.context.workers, _start_worker, (self,)) as pool:
+            for outcomes in pool.imap(_judge_batch, _batches(records, self.batch_size)):
+                yield from outcomes
+
+
+_worker_filter: Filter | None = None
+
+
+def _start_worker(stage: Filter) -> None:
+    global _worker_filter
+    _worker_filter = stage
+
+
+def _judge_batch(records: list[Record]) -> list[Record | Rejection]:
+    return [_worker_filter.judge(record) for record in records]
+
+
+def _batches(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
+    iterator = iter(records)
+    while batch := list(islice(iterator, size)):
+        yield batch
+
+
+def default_workers() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

@@ -1,0 +1,51 @@
+"""The recipe's tokenizer, for stages that measure in tokens.
+
+Loaded through `transformers.AutoTokenizer` when transformers is installed (any model), else
+through the `tokenizers` library from the folder's `tokenizer.json` (fast tokenizers only).
+Nothing is loaded until a stage asks.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from curate.errors import CurateError
+
+
+class TokenCounter:
+    """Counts the tokens of a text, without special tokens."""
+
+    def __init__(self, encode):
+        self._encode = encode
+
+    def count(self, text: str) -> int:
+        return len(self._encode(text))
+
+
+def load_token_counter(model: Any, recipe_dir: Path) -> TokenCounter:
+    name = model.tokenizer or model.path
+    local = recipe_dir / name
+    location = str(local) if local.exists() else name
+    try:
+        import transformers
+    except ImportError:
+        return _from_tokenizers_library(local, name)
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(
+            location, revision=model.revision, trust_remote_code=model.trust_remote_code)
+    except (OSError, ValueError) as error:
+        raise CurateError(f"[model]: cannot load the tokenizer '{name}': "
+                          f"{str(error).strip().splitlines()[0]}") from None
+    return TokenCounter(lambda text: tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def _from_tokenizers_library(local: Path, name: str) -> TokenCounter:
+    from tokenizers import Tokenizer
+
+    file = local / "tokenizer.json" if local.is_dir() else local
+    if not file.is_file():
+        raise CurateError(f"[model]: '{name}' has no tokenizer.json: install curate[train] for"
+                          f" transformers, which loads any tokenizer")
+    tokenizer = Tokenizer.from_file(str(file))
+    return TokenCounter(lambda text: tokenizer.encode(text, add_special_tokens=False).ids)

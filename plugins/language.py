@@ -1,0 +1,1 @@
+"""The built-in `language` plugin (being written)."""

@@ -1,0 +1,1 @@
+"""The built-in `report` plugin (being written)."""
