@@ -102,6 +102,7 @@ def load_recipe(path: str | Path, host: PluginHost) -> Recipe:
         raise RecipeError(where, "sources", "the recipe has no [[sources]]: add at least one")
     stages = [_plugin_spec(t, f"stages[{i}]", "stage", where, host)
               for i, t in enumerate(_tables(raw, "stages", where))]
+    _check_model_for(stages, model, where)
     _check_unique(sources, "sources", where)
     _check_unique(stages, "stages", where)
     split = parse_options(SplitOptions, _table(raw, "split", where), where, "split")
@@ -219,6 +220,16 @@ def _lookup(host: PluginHost, kind: str, name: str, where: str, key_path: str) -
         return host.get(kind, name)
     except CurateError as error:
         raise RecipeError(where, key_path, str(error)) from None
+
+
+def _check_model_for(stages: list[PluginSpec], model: ModelOptions, where: str) -> None:
+    if model.path or model.tokenizer:
+        return
+    for spec in stages:
+        if spec.plugin.needs_model(spec.options):
+            raise RecipeError(where, spec.key_path, f"stage '{spec.name}' counts tokens, which"
+                              f" needs a tokenizer: add [model] path = \"MODEL\" (a local"
+                              f" folder or a hub id)")
 
 
 def _check_unique(specs: list[PluginSpec], section: str, where: str) -> None:

@@ -81,7 +81,8 @@ class Runner:
         steps = [read]
         for index, spec in enumerate(self.recipe.stages, start=1):
             previous = steps[-1].fingerprint
-            model = options_to_dict(self.recipe.model) if spec.plugin.uses_model else None
+            model = (options_to_dict(self.recipe.model) if spec.plugin.needs_model(spec.options)
+                     else None)
             step_print = fingerprint(previous, spec.identity, options_to_dict(spec.options),
                                      self.recipe.run.seed, model)
             steps.append(PlannedStep(index, spec.name, spec.use,

@@ -65,9 +65,11 @@ class Stage:
     name: ClassVar[str]
     Options: ClassVar[type] = NoOptions
     version: ClassVar[str] = "1"
-    uses_model: ClassVar[bool] = False
-    """True when the stage reads `context.tokenizer`: the recipe's [model] then joins its cache
-    fingerprint."""
+    @classmethod
+    def needs_model(cls, options: Any) -> bool:
+        """True when, with these options, the stage reads `context.tokenizer`: the recipe must
+        then have a [model], which joins the stage's cache fingerprint."""
+        return False
 
     @classmethod
     def check_options(cls, options: Any) -> None:

@@ -1,0 +1,119 @@
+"""The length stage: characters and tokens, for prompt, response and the whole conversation."""
+
+import json
+
+import pytest
+from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+from curate.tokenizer import _from_tokenizers_library
+
+WORDS = "the a cat dog sat on mat and ran far away good bad great".split()
+
+
+@pytest.fixture
+def tokenizer_dir(tmp_path):
+    """A word-level tokenizer trained here, saved the way a model folder holds one."""
+    tokenizer = Tokenizer(models.WordLevel(unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer.train_from_iterator([" ".join(WORDS)] * 10,
+                                  trainers.WordLevelTrainer(special_tokens=["[UNK]"]))
+    folder = tmp_path / "tiny-model"
+    folder.mkdir()
+    try:
+        from transformers import PreTrainedTokenizerFast
+    except ImportError:
+        tokenizer.save(str(folder / "tokenizer.json"))
+    else:
+        PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="[UNK]").save_pretrained(
+            folder)
+    return folder
+
+
+def rows(*pairs):
+    return "".join(json.dumps({"prompt": p, "completion": c}) + "\n" for p, c in pairs)
+
+
+def recipe(stage_options: str, model: str = "") -> str:
+    return (f"{model}\n[[sources]]\nname = \"d\"\nuse = \"jsonl\"\npath = \"d.jsonl\"\n"
+            f"[[stages]]\nuse = \"length\"\n{stage_options}\n[split]\neval_fraction = 0\n")
+
+
+def test_character_limits_for_each_part(run_recipe):
+    data = rows(("Hi", "A fine answer."), ("Hi", "Too short"), ("Hi", "x" * 2001),
+                ("", "An answer without a prompt."), ("Long prompt " * 10, "Fine answer here."))
+    result = run_recipe(recipe("max_prompt_chars = 100"), files={"d.jsonl": data})
+    assert result.exit_code == 0, result.output
+    rejected = {r["location"]: (r["reason"], r["detail"]) for r in result.rejected("length")}
+    assert rejected == {
+        "d.jsonl:2": ("response-too-short", "response has 9 characters, minimum is 10"),
+        "d.jsonl:3": ("response-too-long", "response has 2001 characters, maximum is 2000"),
+        "d.jsonl:4": ("prompt-too-short", "prompt has 0 characters, minimum is 1"),
+        "d.jsonl:5": ("prompt-too-long", "prompt has 119 characters, maximum is 100"),
+    }
+    evidence = json.loads(result.rejected("length")[0]["evidence"])
+    assert evidence == {"part": "response", "unit": "chars", "size": 9, "limit": 10}
+
+
+def test_zero_turns_a_limit_off(run_recipe):
+    data = rows(("Hi", "ok"), ("Hi", "y" * 5000))
+    result = run_recipe(recipe("min_chars = 0\nmax_chars = 0"), files={"d.jsonl": data})
+    assert result.manifest["final"]["rejected"] == 0
+
+
+def test_conversation_limit_counts_the_system_prompt(run_recipe):
+    data = json.dumps({"messages": [{"role": "system", "content": "s" * 50},
+                                    {"role": "user", "content": "Hi"},
+                                    {"role": "assistant", "content": "A fine answer."}]}) + "\n"
+    result = run_recipe(recipe("max_conversation_chars = 60"), files={"d.jsonl": data})
+    [rejected] = result.rejected("length")
+    assert rejected["reason"] == "conversation-too-long"
+    assert rejected["detail"] == "conversation has 68 characters, maximum is 60"
+
+
+def test_token_limits_use_the_recipe_tokenizer(run_recipe, tokenizer_dir):
+    data = rows(("the cat", "the cat sat on the mat"), ("the dog", "good"),
+                ("the cat", "the dog ran far far far far away and away"))
+    result = run_recipe(recipe("min_chars = 0\nmin_tokens = 2\nmax_tokens = 8",
+                               f'[model]\npath = "{tokenizer_dir.name}"'),
+                        files={"d.jsonl": data})
+    assert result.exit_code == 0, result.output
+    rejected = {r["location"]: r["detail"] for r in result.rejected("length")}
+    assert rejected == {"d.jsonl:2": "response has 1 tokens, minimum is 2",
+                        "d.jsonl:3": "response has 10 tokens, maximum is 8"}
+
+
+def test_token_limits_without_a_model_fail_validation(run_recipe):
+    result = run_recipe(recipe("max_tokens = 100"), files={"d.jsonl": rows(("a", "b" * 20))})
+    assert result.exit_code == 2
+    assert "stages[0]: stage 'length' counts tokens, which needs a tokenizer: add [model]" \
+        in result.output
+
+
+def test_changing_the_model_reruns_a_token_counting_stage(run_recipe, tokenizer_dir):
+    data = rows(("the cat", "the cat sat on the mat"))
+    options = "max_tokens = 50"
+    run_recipe(recipe(options, f'[model]\npath = "{tokenizer_dir.name}"'), files={"d.jsonl": data})
+    again = run_recipe(recipe(options, f'[model]\npath = "{tokenizer_dir.name}"\nrevision = "x"'))
+    assert {s["name"]: s["cached"] for s in again.manifest["steps"]} == {"read": True,
+                                                                         "length": False}
+
+
+def test_inverted_limits_fail_validation(run_recipe):
+    result = run_recipe(recipe("min_chars = 50\nmax_chars = 20"), files={"d.jsonl": rows(("a", "b"))})
+    assert result.exit_code == 2
+    assert "stages[0].min_chars: 50 is above max_chars = 20" in result.output
+
+
+def test_bad_input_never_crashes(run_recipe):
+    texts = ["", "\u200b\u200b\u200b", "\x00\x07 control", "مرحبا بالعالم", "🎉" * 20,
+             "x" * 1_000_000]
+    data = rows(*[("prompt " + t, t) for t in texts])
+    result = run_recipe(recipe(""), files={"d.jsonl": data})
+    assert result.exit_code == 0, result.output
+    final = result.manifest["final"]
+    assert final["accounted"] == final["input"] == len(texts)
+
+
+def test_the_tokenizers_library_loads_a_bare_tokenizer_json(tokenizer_dir):
+    counter = _from_tokenizers_library(tokenizer_dir, "tiny-model")
+    assert counter.count("the cat sat") == 3
