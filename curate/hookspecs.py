@@ -122,7 +122,8 @@ def register_language_detectors(register: Callable[[type], None]) -> None:
 def after_run(run_dir: Path, manifest: dict) -> None:
     """Called when `curate run` has finished a run completely, with the run folder and its
     manifest (the dict written to `manifest.json`). The built-in quality report is written here;
-    a plugin might post a summary somewhere. An exception fails the run with its traceback.
+    a plugin might post a summary somewhere. An exception stops `curate` with its traceback, but
+    the run folder stays complete: the dataset is already written.
 
     Since 0.1.
     """

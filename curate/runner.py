@@ -68,11 +68,15 @@ class Runner:
             try:
                 plan = self.plan()
                 self.folder.remove_stale_steps(step.folder for step in plan)
-                return self._run_plan(plan)
+                manifest = self._run_plan(plan)
             except Exception as error:
                 message = str(error) if isinstance(error, CurateError) else repr(error)
                 self._write_manifest("failed", error=message)
                 raise
+            # Outside the try: a failing after_run plugin must not mark a finished run failed.
+            if manifest["status"] == "complete":
+                self.host.after_run(self.folder.path, manifest)
+            return manifest
 
     def plan(self) -> list[PlannedStep]:
         """Every curation step with its folder and fingerprint, computed before anything runs."""
@@ -123,9 +127,7 @@ class Runner:
         if self.recipe.train:
             extra["train"] = train_and_evaluate(self.recipe, self.folder, split, self.console,
                                                 self.settings.force)
-        manifest = self._write_manifest("complete", **extra)
-        self.host.after_run(self.folder.path, manifest)
-        return manifest
+        return self._write_manifest("complete", **extra)
 
     def _run_step(self, step: PlannedStep) -> dict:
         label = f"{step.index:02d}-{step.name}"

@@ -51,6 +51,9 @@ def run(recipe: Path, run_dir: Path | None, force: bool, until: str | None, quie
         console.info(f"done: {final['input']:,} input rows -> {final['train']:,} train +"
                      f" {final['eval']:,} eval, {final['rejected']:,} rejected"
                      f" (curate why {settings.run_dir} ID explains any record)")
+        report = settings.run_dir / "report.html"
+        if report.exists():
+            console.info(f"report: {report}")
 
 
 @click.command()
