@@ -15,6 +15,8 @@ class LanguageDetector:
 
     name: ClassVar[str]
     version: ClassVar[str] = "1"
+    languages: ClassVar[tuple[str, ...]] = ()
+    """The codes it can return, when known: recipes' `keep` lists are checked against them."""
 
     def __init__(self, seed: int = 0):
         self.seed = seed

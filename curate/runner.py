@@ -88,7 +88,8 @@ class Runner:
             model = (options_to_dict(self.recipe.model) if spec.plugin.needs_model(spec.options)
                      else None)
             step_print = fingerprint(previous, spec.identity, options_to_dict(spec.options),
-                                     self.recipe.run.seed, model)
+                                     self.recipe.run.seed, model,
+                                     spec.plugin.fingerprint_extra(spec.options))
             steps.append(PlannedStep(index, spec.name, spec.use,
                                      self.folder.step_dir(index, spec.name), step_print, spec))
         return steps

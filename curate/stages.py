@@ -66,6 +66,12 @@ class Stage:
     Options: ClassVar[type] = NoOptions
     version: ClassVar[str] = "1"
     @classmethod
+    def fingerprint_extra(cls, options: Any) -> list:
+        """Anything else the stage's output depends on, for its cache fingerprint: e.g. the
+        identity of a helper plugin it uses (`get_host().identity(kind, name)`)."""
+        return []
+
+    @classmethod
     def needs_model(cls, options: Any) -> bool:
         """True when, with these options, the stage reads `context.tokenizer`: the recipe must
         then have a [model], which joins the stage's cache fingerprint."""
