@@ -133,7 +133,7 @@ class LanguageOptions:
 class LanguageFilter(Filter):
     name = "language"
     Options = LanguageOptions
-    version = "2"
+    version = "3"
     parallel = True
 
     @classmethod
@@ -188,7 +188,9 @@ class LanguageFilter(Filter):
         code, probability = found[0]
         evidence = {"part": part, "language": code, "probability": rounded(probability),
                     "keep": options.keep}
-        if code not in options.keep and probability >= options.min_probability:
+        if code in options.keep:
+            return None  # the likeliest language is a kept one, however short the text
+        if probability >= options.min_probability:
             return Reject("wrong-language", f"{part} is in {code} (p={probability:.2f}), kept"
                           f" languages: {', '.join(options.keep)}", evidence)
         kept = sum(p for c, p in found if c in options.keep)

@@ -150,7 +150,8 @@ def test_an_unsure_verdict_is_language_uncertain(run_recipe):
     ("min_probability = 0.7", "wrong-language"),   # sure enough that it is French
     ("keep_uncertain = true", "kept"),
     ('keep = ["en", "fr"]', "kept"),                # kept languages together reach p=1.0
-    ('keep = ["en", "fr"]\nmin_probability = 1.0', "language-uncertain"),
+    ('keep = ["en", "fr"]\nmin_probability = 1.0', "kept"),  # the likeliest one is kept
+    ('keep = ["de"]\nmin_probability = 0.9\njudge = "response"', "language-uncertain"),
 ])
 def test_min_probability_decides_unsure_verdicts(run_recipe, options, verdict):
     result = run_language(run_recipe, [(QUESTIONS["en"], MIXED)], options)
