@@ -104,6 +104,7 @@ max_chars = 4000
 [[stages]]
 use = "language"
 keep = ["en"]
+detector = "{detector}"
 
 [[stages]]
 use = "exact-dedupe"
@@ -165,12 +166,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--detector", default="langid",
+                        help="language detector: langid (fast) or langdetect (the default one)")
     parser.add_argument("--keep", type=Path, help="keep the data and run folder here")
     args = parser.parse_args()
     folder = Path(args.keep or tempfile.mkdtemp(prefix="curate-bench-"))
     folder.mkdir(parents=True, exist_ok=True)
     counts = build_data(folder / "data.jsonl", args.rows)
-    (folder / "bench.toml").write_text(RECIPE.format(workers=args.workers))
+    (folder / "bench.toml").write_text(RECIPE.format(workers=args.workers,
+                                                     detector=args.detector))
     floor = json_floor(folder / "data.jsonl")
     seconds, peak = run_curate(folder)
     report(folder, args.rows, counts, floor, seconds, peak)
