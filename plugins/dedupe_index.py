@@ -1,0 +1,296 @@
+"""What the dedupe stages keep between passes: per-record facts, the signature cache, the compared
+texts spilled to disk, verified similarity edges, and the choice of survivors."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import math
+import mmap
+import multiprocessing
+import os
+from array import array
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterable, Iterator
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+
+from curate.plugins.minhash import ShingleSpec, hash_batch, jaccard, shingle_sets
+from curate.records import Record
+
+ORIGIN_ORDER = {"human": 0, "rehearsal": 1, "generated": 2}
+VERIFY_BATCH = 256
+
+
+def ordered_map(function: Callable, jobs: Iterable, workers: int) -> Iterator:
+    """function(job) for every job, in order, in `workers` forked processes (at most two jobs
+    per worker in flight, so a large input is never read ahead into memory)."""
+    if workers <= 1:
+        yield from map(function, jobs)
+        return
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        pending: deque = deque()
+        for job in jobs:
+            pending.append(pool.apply_async(function, (job,)))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().get()
+        while pending:
+            yield pending.popleft().get()
+
+
+class RecordFacts:
+    """The little kept per record between passes: id, response length, origin, score."""
+
+    def __init__(self, score_key: str):
+        self.score_key = score_key
+        self.ids: list[str] = []
+        self.lengths, self.origins, self.scores = array("q"), array("b"), array("d")
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def add(self, record: Record) -> None:
+        self.ids.append(record.id)
+        self.lengths.append(len(record.response))
+        self.origins.append(ORIGIN_ORDER.get(record.origin, len(ORIGIN_ORDER)))
+        self.scores.append(_score(record.meta.get(self.score_key)))
+
+    def ranks(self, policy: str) -> np.ndarray:
+        """Each record's place in the survivor order of `policy` (0 survives first); ties go
+        to the earlier record."""
+        index = np.arange(len(self.ids))
+        primary = {"first": index, "longest": -np.asarray(self.lengths, dtype=np.int64),
+                   "score": -np.asarray(self.scores), "human-first": np.asarray(self.origins)}
+        ranks = np.empty(len(index), dtype=np.int64)
+        ranks[np.lexsort((index, primary[policy]))] = index
+        return ranks
+
+
+def _score(value: object) -> float:
+    """A missing, non-numeric or non-finite score ranks below every real one."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return -math.inf
+    try:
+        number = float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+    return number if math.isfinite(number) else -math.inf
+
+
+def group_by_key(keys: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """For each record, the first record (in input order) with the same text key; -1 where
+    `valid` is false."""
+    members = np.flatnonzero(valid)
+    groups = np.full(len(keys), -1, dtype=np.int64)
+    if len(members):
+        _, first, inverse = np.unique(keys[members], axis=0, return_index=True,
+                                      return_inverse=True)
+        groups[members] = members[first][inverse.ravel()]
+    return groups
+
+
+def choose_survivors(groups: np.ndarray, ranks: np.ndarray, edges=((), (), ())
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """(duplicate_of, similarity) per record; duplicate_of is -1 for a kept record.
+
+    Records in one group (the same text) follow their best-ranked member. Groups joined by
+    verified edges (rep_a, rep_b, Jaccard) are settled greedily in survivor order: a group
+    whose best member comes first survives; a later one is removed as a duplicate of the most
+    similar survivor it is joined to, so every removed record is at least the threshold
+    similar to the record it names."""
+    members = np.flatnonzero(groups >= 0)
+    order = members[np.lexsort((ranks[members], groups[members]))]
+    firsts = order[np.r_[True, groups[order][1:] != groups[order][:-1]]] if len(order) else order
+    target = np.full(len(groups), -1, dtype=np.int64)
+    target[groups[firsts]] = firsts
+    target_similarity = np.ones(len(groups))
+    for rep, (record, value) in _absorbed_groups(target.copy(), ranks, edges).items():
+        target[rep], target_similarity[rep] = record, value
+    duplicate_of, similarity = np.full(len(groups), -1, dtype=np.int64), np.zeros(len(groups))
+    removed = members[target[groups[members]] != members]
+    duplicate_of[removed] = target[groups[removed]]
+    similarity[removed] = target_similarity[groups[removed]]
+    return duplicate_of, similarity
+
+
+def _absorbed_groups(best, ranks, edges) -> dict[int, tuple[int, float]]:
+    neighbours: dict[int, list] = defaultdict(list)
+    for first, second, value in zip(*edges):
+        neighbours[int(first)].append((int(second), float(value)))
+        neighbours[int(second)].append((int(first), float(value)))
+    survivors: dict[int, int] = {}
+    absorbed: dict[int, tuple[int, float]] = {}
+    for rep in sorted(neighbours, key=lambda group: ranks[best[group]]):
+        joined = [(-value, ranks[survivors[other]], survivors[other])
+                  for other, value in neighbours[rep] if other in survivors]
+        if joined:
+            negative, _, record = min(joined)
+            absorbed[rep] = (record, -negative)
+        else:
+            survivors[rep] = int(best[rep])
+    return absorbed
+
+
+def cluster_sizes(duplicate_of: np.ndarray) -> np.ndarray:
+    """Per survivor: itself plus the records that name it."""
+    return np.bincount(duplicate_of[duplicate_of >= 0], minlength=len(duplicate_of)) + 1
+
+
+def id_numbers(ids: list[str]) -> np.ndarray:
+    """Record ids (16 hex digits) as uint64, the signature cache's key."""
+    return np.array([int(i, 16) if len(i) == 16 and not i.strip("0123456789abcdef") else
+                     int.from_bytes(hashlib.blake2b(i.encode("utf-8", "surrogatepass"),
+                                                    digest_size=8).digest(), "big")
+                     for i in ids], dtype=np.uint64)
+
+
+class SignatureCache:
+    """Signatures of records hashed in earlier runs, one file per hashing setup in the stage's
+    work folder: `signatures-KEY.npy`, rows sorted by record id. Written to a temporary file
+    and renamed into place, so a killed run leaves the previous cache intact."""
+
+    def __init__(self, work_dir: Path, key: str, num_perm: int):
+        self.path = work_dir / f"signatures-{key}.npy"
+        self.dtype = np.dtype([("id", "<u8"), ("key", "<u8", (2,)), ("count", "<i8"),
+                               ("signature", "<u4", (num_perm,))])
+        self.rows = np.zeros(0, dtype=self.dtype)
+        try:
+            self.rows = np.load(self.path, mmap_mode="r")
+        except (OSError, ValueError):
+            pass  # missing or unreadable: rebuilt from this run's hashing
+        if self.rows.dtype != self.dtype:
+            self.rows = np.zeros(0, dtype=self.dtype)
+        self.ids = np.asarray(self.rows["id"])
+
+    def lookup(self, numbers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(found mask, the cached rows of the found ones)."""
+        if not len(self.ids):
+            return np.zeros(len(numbers), dtype=bool), self.rows[:0]
+        places = np.minimum(np.searchsorted(self.ids, numbers), len(self.ids) - 1)
+        found = self.ids[places] == numbers
+        return found, self.rows[places[found]]
+
+    def save(self, numbers, keys, counts, signatures, fresh: np.ndarray) -> None:
+        """Add this run's freshly hashed rows to the cache file."""
+        if not fresh.any():
+            return
+        new = np.flatnonzero(fresh)
+        every = np.concatenate([self.ids, numbers[new]])
+        order = np.argsort(every, kind="stable")
+        order = order[np.r_[True, every[order][1:] != every[order][:-1]]]
+        header = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False,
+                  "shape": (len(order),)}
+        temporary = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
+        with open(temporary, "wb") as handle:
+            np.lib.format.write_array_header_1_0(handle, header)
+            for start in range(0, len(order), 65536):
+                handle.write(self._merged(order[start:start + 65536], new,
+                                          (numbers, keys, counts, signatures)).tobytes())
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, self.path)
+
+    def _merged(self, order: np.ndarray, new: np.ndarray, columns) -> np.ndarray:
+        """Rows `order` of the cached rows followed by this run's `new` rows."""
+        part = np.empty(len(order), dtype=self.dtype)
+        old = order < len(self.ids)
+        part[old] = self.rows[order[old]]
+        rows = new[order[~old] - len(self.ids)]
+        for name, column in zip(("id", "key", "count", "signature"), columns):
+            part[name][~old] = column[rows]
+        return part
+
+
+def sign(batches: Iterable[tuple[list[str], list]], cache: SignatureCache, spec: ShingleSpec,
+         workers: int) -> tuple[np.ndarray, ...]:
+    """(id numbers, text keys, shingle counts, signatures, hashed-now flags) of every record
+    of `batches` (ids, compared parts): from the cache, or hashed in worker processes."""
+    looked_up: deque = deque()
+
+    def jobs():
+        for ids, parts_list in batches:
+            numbers = id_numbers(ids)
+            found, rows = cache.lookup(numbers)
+            looked_up.append((numbers, found, rows))
+            yield [parts for parts, hit in zip(parts_list, found) if not hit]
+
+    columns: list[list] = [[np.zeros(0, np.uint64)], [np.zeros((0, 2), np.uint64)],
+                           [np.zeros(0, np.int64)], [np.zeros((0, spec.num_perm), np.uint32)],
+                           [np.zeros(0, bool)]]
+    for hashed in ordered_map(partial(hash_batch, spec), jobs(), workers):
+        numbers, found, rows = looked_up.popleft()
+        merged = []
+        for name, new in zip(("signature", "key", "count"), hashed):
+            column = np.empty((len(numbers), *new.shape[1:]), new.dtype)
+            column[found], column[~found] = rows[name], new
+            merged.append(column)
+        signatures, keys, counts = merged
+        for part, column in zip(columns, (numbers, keys, counts, signatures, ~found)):
+            part.append(column)
+    return tuple(np.concatenate(part) for part in columns)
+
+
+class SpilledTexts:
+    """Every record's compared texts, written to a scratch file in the work folder during the
+    first pass, so that the exact Jaccard check re-reads candidates without a second pass over
+    the input (which costs far more: parquet, JSON, records)."""
+
+    def __init__(self, work_dir: Path):
+        for stale in work_dir.glob(".compared-*.tmp"):
+            stale.unlink()  # left by a killed run; the run folder lock keeps others out
+        self.path = work_dir / f".compared-{os.getpid()}.tmp"
+        self.file = open(self.path, "w+b")
+        self.ends = array("q", [0])
+        self.view: mmap.mmap | bytes = b""
+
+    def add(self, batch: list[tuple[str, ...]]) -> None:
+        encoded = [part.encode("utf-8", "surrogatepass") for parts in batch for part in parts]
+        self.file.write(b"".join(encoded))
+        ends = itertools.accumulate(map(len, encoded), initial=self.ends[-1])
+        next(ends)  # the end of what was written before
+        self.ends.extend(ends)
+
+    def parts(self, record: int, width: int) -> tuple[str, ...]:
+        if not isinstance(self.view, mmap.mmap) and self.ends[-1]:
+            self.file.flush()
+            self.view = mmap.mmap(self.file.fileno(), 0, access=mmap.ACCESS_READ)
+        return tuple(self.view[self.ends[k]:self.ends[k + 1]].decode("utf-8", "surrogatepass")
+                     for k in range(record * width, (record + 1) * width))
+
+    def close(self) -> None:
+        if isinstance(self.view, mmap.mmap):
+            self.view.close()
+        self.file.close()
+        self.path.unlink(missing_ok=True)
+
+
+def verified_edges(pairs: np.ndarray, texts: SpilledTexts, width: int, spec: ShingleSpec,
+                   threshold: float, workers: int) -> tuple[list, list, list]:
+    """(earlier, later, Jaccard) of the candidate pairs at or above the threshold, measured on
+    the shingle sets, which are built for candidates only and dropped after their last pair."""
+    edges: tuple[list, list, list] = ([], [], [])
+    if not len(pairs):
+        return edges
+    pairs = pairs[np.lexsort((pairs[:, 0], pairs[:, 1]))]
+    cuts = np.flatnonzero(np.diff(pairs[:, 1])) + 1
+    partners = {int(group[0, 1]): group[:, 0].tolist() for group in np.split(pairs, cuts)}
+    remaining = np.bincount(pairs[:, 0], minlength=int(pairs.max()) + 1)
+    needed = np.unique(pairs)
+    jobs = ([texts.parts(int(index), width) for index in needed[start:start + VERIFY_BATCH]]
+            for start in range(0, len(needed), VERIFY_BATCH))
+    sets: dict[int, np.ndarray] = {}
+    built = (s for batch in ordered_map(partial(shingle_sets, spec), jobs, workers) for s in batch)
+    for index, shingles in zip(needed.tolist(), built):
+        for other in partners.get(index, ()):
+            value = jaccard(sets[other], shingles)
+            if value >= threshold:
+                for edge, item in zip(edges, (other, index, value)):
+                    edge.append(item)
+            remaining[other] -= 1
+            if not remaining[other]:
+                del sets[other]
+        if remaining[index]:
+            sets[index] = shingles
+    return edges

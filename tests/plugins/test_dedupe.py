@@ -1,0 +1,361 @@
+"""The exact-dedupe and near-dedupe stages in real runs: what is a duplicate for each compare
+mode, verified similarities, survivor policies, explanations, options, the signature cache,
+worker counts and bad input."""
+
+import json
+import random
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from curate import hookimpl
+from curate.plugins import minhash
+from curate.plugins.dedupe_index import RecordFacts
+from curate.records import Record
+from curate.stages import Filter
+from curate.testing import invoke_cli
+
+sys.path.insert(0, str(Path(__file__).parent))  # the reference shingles of test_minhash.py
+from test_minhash import python_shingles  # noqa: E402
+
+WORDS = [f"w{i}" for i in range(2000)]
+
+
+def row(prompt: str, response: str, system: str | None = None) -> dict:
+    messages = [{"role": "system", "content": system}] if system is not None else []
+    return {"messages": messages + [{"role": "user", "content": prompt},
+                                    {"role": "assistant", "content": response}]}
+
+
+def jsonl(rows) -> str:
+    return "".join(json.dumps(r) + "\n" for r in rows)
+
+
+def source(name: str, path: str, origin: str = "human") -> str:
+    return (f'[[sources]]\nname = "{name}"\nuse = "jsonl"\npath = "{path}"\nformat = "messages"\n'
+            f'origin = "{origin}"\nmax_bad_fraction = 0.0\n')
+
+
+def recipe(stage: str, options: str = "", workers: int = 1, sources: str = "",
+           before: str = "") -> str:
+    return (f"[run]\nworkers = {workers}\n{sources or source('data', 'data.jsonl')}{before}"
+            f'[[stages]]\nuse = "{stage}"\n{options}\n[split]\neval_fraction = 0.0\n')
+
+
+def run_stage(run_recipe, rows, stage, options="", workers=1, name="recipe"):
+    result = run_recipe(recipe(stage, options, workers), {"data.jsonl": jsonl(rows)}, name=name)
+    assert result.exit_code == 0, result.output
+    assert result.manifest["final"]["accounted"] == len(rows)
+    return result
+
+
+def rejected_lines(result, step) -> dict[int, dict]:
+    """Line number -> the rejected row, with its evidence parsed."""
+    lines = {}
+    for rejected in result.rejected(step):
+        rejected["evidence"] = json.loads(rejected["evidence"])
+        lines[int(rejected["location"].rsplit(":", 1)[1])] = rejected
+    return lines
+
+
+def ids_by_line(result) -> dict[int, str]:
+    return {int(json.loads(r["meta"])["from"].rsplit(":", 1)[1]): r["id"]
+            for r in result.kept("read")}
+
+
+def words(generator: random.Random, count: int) -> str:
+    return " ".join(generator.choices(WORDS, k=count))
+
+
+def changed(text: str, generator: random.Random, count: int) -> str:
+    """`text` with `count` words replaced by new ones."""
+    tokens = text.split()
+    for place in generator.sample(range(len(tokens)), count):
+        tokens[place] = f"new{generator.randrange(10**6)}"
+    return " ".join(tokens)
+
+
+def reference_jaccard(first: dict, second: dict) -> float:
+    parts = [tuple(m["content"] for m in r["messages"] if m["role"] != "system")
+             for r in (first, second)]
+    a, b = python_shingles(parts[0]), python_shingles(parts[1])
+    return len(a & b) / len(a | b)
+
+
+# --- exact duplicates -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("compare, expected", [
+    ("prompt", {2: 1, 4: 1}), ("response", {3: 1, 4: 1}), ("both", {4: 1})])
+def test_exact_duplicates_by_compare_mode(run_recipe, compare, expected):
+    rows = [row("What is 2 + 2?", "It is four."), row("What is 2 + 2?", "Four, obviously."),
+            row("And 3 + 1?", "It is four."), row("WHAT IS 2 + 2", "IT IS FOUR"),
+            row("Something else", "Entirely.")]
+    result = run_stage(run_recipe, rows, "exact-dedupe", f'compare = "{compare}"')
+    ids = ids_by_line(result)
+    rejected = rejected_lines(result, "exact-dedupe")
+    assert {line: ids_by_line(result)[1] for line in expected} == \
+        {line: r["evidence"]["duplicate_of"] for line, r in rejected.items()}
+    for r in rejected.values():
+        assert r["reason"] == "exact-duplicate"
+        assert r["evidence"]["method"] == "exact" and r["evidence"]["similarity"] == 1.0
+        assert r["evidence"]["cluster_size"] == len(expected) + 1
+        assert r["detail"].startswith(f"exact duplicate of {ids[1]}: same ")
+        assert f"{len(expected) + 1} copies, kept the first" in r["detail"]
+
+
+def test_normalisation_makes_exact_duplicates(run_recipe):
+    variants = ["Hello, World! How are you?", "hello world how are you",
+                "HELLO   WORLD\n\nHOW ARE YOU", "Ｈｅｌｌｏ，　Ｗｏｒｌｄ！ Ｈｏｗ ａｒｅ ｙｏｕ？",
+                "Hel\u200blo Wor\u200dld how are you\u2026", "Hello\u00a0World - how are you!!"]
+    rows = [row(v, "Fine, thanks.") for v in variants] + [row("Hello World how are you too",
+                                                              "Fine, thanks.")]
+    result = run_stage(run_recipe, rows, "exact-dedupe")
+    assert sorted(rejected_lines(result, "exact-dedupe")) == [2, 3, 4, 5, 6]
+
+
+@pytest.mark.parametrize("stage", ["exact-dedupe", "near-dedupe"])
+def test_the_system_prompt_is_not_compared(run_recipe, stage):
+    rows = [row("Tell me a joke about cats.", "Cats do not laugh at jokes.", "You are terse."),
+            row("Tell me a joke about cats.", "Cats do not laugh at jokes.", "You are a pirate.")]
+    result = run_stage(run_recipe, rows, stage)
+    assert sorted(rejected_lines(result, stage)) == [2]
+
+
+# --- near duplicates ------------------------------------------------------------------------
+
+def near_rows(seed=0, originals=30, copies=10, changes=1):
+    """`originals` random records, then copies of the first `copies` with words changed."""
+    generator = random.Random(seed)
+    rows = [row(words(generator, 15), words(generator, 150)) for _ in range(originals)]
+    for index in range(copies):
+        prompt, response = (m["content"] for m in rows[index]["messages"])
+        rows.append(row(prompt, changed(response, generator, changes)))
+    return rows
+
+
+def test_near_duplicates_are_found_and_verified(run_recipe):
+    rows = near_rows()
+    result = run_stage(run_recipe, rows, "near-dedupe")
+    ids = ids_by_line(result)
+    rejected = rejected_lines(result, "near-dedupe")
+    assert sorted(rejected) == list(range(31, 41))
+    for line, r in rejected.items():
+        similarity = reference_jaccard(rows[line - 31], rows[line - 1])
+        assert 0.8 <= similarity < 1
+        assert r["reason"] == "near-duplicate"
+        assert r["evidence"] == {"duplicate_of": ids[line - 30], "similarity": similarity,
+                                 "method": "minhash", "cluster_size": 2, "compare": "both",
+                                 "keep": "first"}
+        assert r["detail"] == (f"near duplicate of {ids[line - 30]} (Jaccard {similarity:.3f}"
+                               f" >= 0.8, prompt+response word 5-shingles); cluster of 2, kept"
+                               f" the first")
+
+
+def test_a_pair_under_the_threshold_is_kept(run_recipe):
+    generator = random.Random(5)
+    original = row(words(generator, 10), words(generator, 100))
+    prompt, response = (m["content"] for m in original["messages"])
+    copy = row(prompt, changed(response, generator, 3))
+    similarity = reference_jaccard(original, copy)
+    assert 0.6 < similarity < 0.8
+    assert rejected_lines(run_stage(run_recipe, [original, copy], "near-dedupe"),
+                          "near-dedupe") == {}
+    lowered = run_stage(run_recipe, [original, copy], "near-dedupe", "threshold = 0.6",
+                        name="lowered")
+    assert rejected_lines(lowered, "near-dedupe")[2]["evidence"]["similarity"] == similarity
+
+
+def high_estimate_low_jaccard_pair():
+    """Two word sets with true Jaccard 0.5 whose 16-permutation signatures agree on >= 13."""
+    generator = random.Random(0)
+    spec = minhash.ShingleSpec("word", 1, 16)
+    for _ in range(5000):
+        shared, first, second = (generator.sample(WORDS, 10) for _ in range(3))
+        texts = (" ".join(shared + first[:5]), " ".join(shared + second[:5]))
+        sets = [set(t.split()) for t in texts]
+        if len(sets[0] & sets[1]) / len(sets[0] | sets[1]) != 0.5:
+            continue
+        signatures, _, _ = minhash.hash_batch(spec, [(t,) for t in texts])
+        if np.count_nonzero(signatures[0] == signatures[1]) >= 13:
+            return texts
+    raise AssertionError("no such pair found")
+
+
+def test_a_high_estimate_with_a_low_jaccard_is_not_removed(run_recipe):
+    first, second = high_estimate_low_jaccard_pair()
+    rows = [row("Same prompt", first), row("Same prompt", second)]
+    options = ('compare = "response"\nshingle_size = 1\nnum_perm = 16\nbands = 16\nrows = 1\n'
+               'threshold = 0.8')
+    assert rejected_lines(run_stage(run_recipe, rows, "near-dedupe", options), "near-dedupe") == {}
+    lowered = run_stage(run_recipe, rows, "near-dedupe", options.replace("0.8", "0.5"),
+                        name="lowered")
+    assert rejected_lines(lowered, "near-dedupe")[2]["evidence"]["similarity"] == 0.5
+
+
+def test_explicit_bands_and_rows_are_used(run_recipe):
+    rows = near_rows(seed=3, originals=20, copies=10, changes=3)
+    assert all(reference_jaccard(rows[i], rows[20 + i]) >= 0.8 for i in range(10))
+    strict = run_stage(run_recipe, rows, "near-dedupe", "bands = 2\nrows = 64", name="strict")
+    loose = run_stage(run_recipe, rows, "near-dedupe", "bands = 32\nrows = 4", name="loose")
+    assert len(rejected_lines(strict, "near-dedupe")) < 10
+    assert sorted(rejected_lines(loose, "near-dedupe")) == list(range(21, 31))
+
+
+def test_char_shingles_find_near_duplicates(run_recipe):
+    rows = [row("Spell it", "The colour of the sky is blue on a clear summer day."),
+            row("Spell it", "The color of the sky is blue on a clear summer day!"),
+            row("Spell it", "Something quite different is written here instead.")]
+    result = run_stage(run_recipe, rows, "near-dedupe", 'shingle = "char"\nthreshold = 0.7')
+    [rejected] = rejected_lines(result, "near-dedupe").values()
+    assert "prompt+response char 5-shingles" in rejected["detail"]
+
+
+# --- survivor policies ----------------------------------------------------------------------
+
+class ScoreFromSystem(Filter):
+    """Test helper: copies "score X" from the system prompt into meta["quality_score"]."""
+
+    name = "score-from-system"
+
+    def check(self, record):
+        label, _, value = record.system.partition(" ")
+        if label == "score" and value.replace(".", "").isdigit():
+            record.meta["quality_score"] = float(value)
+        return None
+
+
+class ScorePlugin:
+    @hookimpl
+    def register_stages(self, register):
+        register(ScoreFromSystem)
+
+
+POLICY_SOURCES = {
+    "gen.jsonl": [row("What is 2+2?", "The answer is four.", "score 0.5"),
+                  row("What is 2+2?", "the answer is four", "score 0.9")],
+    "old.jsonl": [row("What is 2+2?", "THE ANSWER IS FOUR!!!", "no score")],
+    "human.jsonl": [row("What is 2+2?", "The answer is four", "score 0.7"),
+                    row("Unrelated", "Nothing alike at all, this one stays.", "score 0.1")],
+}
+
+
+@pytest.mark.parametrize("stage", ["exact-dedupe", "near-dedupe"])
+@pytest.mark.parametrize("keep, survivor, kept_by", [
+    ("first", "gen.jsonl:1", "the first"), ("longest", "old.jsonl:1", "the longest response"),
+    ("score", "gen.jsonl:2", "the highest quality_score"),
+    ("human-first", "human.jsonl:1", "by origin, human first")])
+def test_survivor_policies(run_recipe, curate_plugin, stage, keep, survivor, kept_by):
+    curate_plugin(ScorePlugin(), name="scores")
+    sources = (source("gen", "gen.jsonl", "generated") + source("old", "old.jsonl", "rehearsal")
+               + source("human", "human.jsonl"))
+    text = recipe(stage, f'keep = "{keep}"', sources=sources,
+                  before='[[stages]]\nuse = "score-from-system"\n')
+    result = run_recipe(text, {path: jsonl(rows) for path, rows in POLICY_SOURCES.items()})
+    assert result.exit_code == 0, result.output
+    ids = {json.loads(r["meta"])["from"]: r["id"] for r in result.kept("read")}
+    kept = {json.loads(r["meta"])["from"] for r in result.kept(stage)}
+    assert kept == {survivor, "human.jsonl:2"}
+    for rejected in result.rejected(stage):
+        evidence = json.loads(rejected["evidence"])
+        assert evidence["duplicate_of"] == ids[survivor] and evidence["cluster_size"] == 4
+        assert rejected["detail"].endswith(f"kept {kept_by}")
+
+
+def test_ranks_put_missing_and_odd_scores_last():
+    facts = RecordFacts("quality_score")
+    scores = [0.5, None, float("nan"), "0.9", True, 0.7, 10**400, 0.7]
+    for score in scores:
+        meta = {} if score is None else {"quality_score": score}
+        facts.add(Record([{"role": "user", "content": "q"},
+                          {"role": "assistant", "content": "a"}], "s", meta=meta))
+    assert np.argsort(facts.ranks("score")).tolist() == [6, 5, 7, 0, 1, 2, 3, 4]
+
+
+# --- options --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("options, message", [
+    ("bands = 16", "stages[0].rows: bands and rows go together"),
+    ("rows = 8", "stages[0].bands: bands and rows go together"),
+    ("bands = 20\nrows = 7", "stages[0].bands: bands x rows = 20 x 7 = 140 is more than"
+                             " num_perm = 128"),
+    ('storage = "redis"', "stages[0].redis_url: storage = 'redis' needs redis_url"),
+    ('redis_url = "redis://localhost:6379"', "stages[0].redis_url: only used with storage"),
+    ('storage = "redis"\nredis_url = "http://x"', "stages[0].redis_url: expected redis://"),
+    ('keep = "last"', "stages[0].keep: expected one of 'first', 'longest', 'score',"
+                      " 'human-first'"),
+    ("threshold = 1.5", "stages[0].threshold: expected a value between 0.01 and 1.0"),
+])
+def test_option_errors_fail_validate(tmp_path, options, message):
+    (tmp_path / "data.jsonl").write_text(jsonl([row("q", "a")]), encoding="utf-8")
+    (tmp_path / "recipe.toml").write_text(recipe("near-dedupe", options), encoding="utf-8")
+    code, output = invoke_cli(["validate", str(tmp_path / "recipe.toml")])
+    assert code == 2 and message in output, output
+
+
+# --- signature cache ------------------------------------------------------------------------
+
+def test_the_signature_cache_skips_records_hashed_before(run_recipe):
+    rows = near_rows(seed=7, originals=40, copies=10)
+    first = run_stage(run_recipe, rows[:30], "near-dedupe")
+    assert "near-dedupe: hashed 30 records, reused 0 signatures" in first.output
+    assert len(list((first.run_dir / "work" / "near-dedupe").glob("signatures-*.npy"))) == 1
+    grown = run_stage(run_recipe, rows, "near-dedupe")
+    assert "near-dedupe: hashed 20 records, reused 30 signatures" in grown.output
+    fresh = run_stage(run_recipe, rows, "near-dedupe", name="fresh")
+    assert "hashed 50 records, reused 0" in fresh.output
+    assert grown.rejected("near-dedupe") == fresh.rejected("near-dedupe")
+    assert len(grown.rejected("near-dedupe")) == 10
+
+
+def test_changed_hashing_options_do_not_reuse_signatures(run_recipe):
+    rows = near_rows(seed=8)
+    run_stage(run_recipe, rows, "near-dedupe")
+    threshold = run_stage(run_recipe, rows, "near-dedupe", "threshold = 0.85")
+    assert "hashed 0 records, reused 40 signatures" in threshold.output
+    resized = run_stage(run_recipe, rows, "near-dedupe", "shingle_size = 3")
+    assert "hashed 40 records, reused 0 signatures" in resized.output
+    assert len(list((resized.run_dir / "work" / "near-dedupe").glob("signatures-*.npy"))) == 2
+
+
+def test_a_damaged_cache_is_rebuilt(run_recipe):
+    rows = near_rows(seed=9)
+    first = run_stage(run_recipe, rows, "near-dedupe")
+    [cache] = (first.run_dir / "work" / "near-dedupe").glob("signatures-*.npy")
+    cache.write_bytes(b"not numpy")
+    again = run_recipe(recipe("near-dedupe"), args=["--force"])
+    assert again.exit_code == 0, again.output
+    assert "hashed 40 records, reused 0" in again.output
+    assert again.rejected("near-dedupe") == first.rejected("near-dedupe")
+
+
+# --- workers and bad input ------------------------------------------------------------------
+
+@pytest.mark.parametrize("stage", ["exact-dedupe", "near-dedupe"])
+def test_worker_count_does_not_change_the_result(run_recipe, stage):
+    rows = near_rows(seed=11, originals=1100, copies=300)
+    rows += [rows[i] for i in range(0, 1100, 7)]
+    one = run_stage(run_recipe, rows, stage, workers=1, name="one")
+    three = run_stage(run_recipe, rows, stage, workers=3, name="three")
+    assert one.rejected(stage) == three.rejected(stage)
+    assert one.kept(stage) == three.kept(stage)
+    assert len(one.rejected(stage)) >= 158
+
+
+BAD_ROWS = [row("", "An answer to nothing."), row("A question with no answer", ""), row("", ""),
+            row("Big", "word " * 200_000), row("Control\x00\x01\x07 chars\x1b[31m", "red\x7f"),
+            row("مرحبا بالعالم، كيف حالك؟", "أنا بخير، شكرا لك"),
+            row("Emoji 🎉🎉👨‍👩‍👧", "🙂 " * 50), row("zero\u200bwidth\u200d text", "hid\ufeffden"),
+            row("zerowidth text", "hidden"), row("", ""), row("\u202eevil\u202c", "\u200f")]
+
+
+@pytest.mark.parametrize("stage, options", [
+    ("exact-dedupe", ""), ("near-dedupe", ""), ("near-dedupe", 'shingle = "char"'),
+    ("near-dedupe", 'compare = "prompt"')])
+def test_bad_input_is_kept_or_rejected_never_a_crash(run_recipe, stage, options):
+    result = run_stage(run_recipe, BAD_ROWS, stage, options, workers=2)
+    rejected = rejected_lines(result, stage)
+    assert len(result.kept(stage)) + len(rejected) == len(BAD_ROWS)
+    assert all(r["reason"] in ("exact-duplicate", "near-duplicate") for r in rejected.values())
+    assert 9 in rejected  # the zero-width characters hid nothing
