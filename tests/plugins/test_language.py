@@ -227,8 +227,9 @@ def test_the_seed_reaches_langdetect():
 def test_a_fresh_process_detects_the_same():
     script = ("from curate.plugins.language import LangdetectDetector as D;"
               f"print(D(3).detect({MIXED!r}))")
+    # Run outside the checkout, so the installed curate is imported rather than the source tree.
     output = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            check=True).stdout
+                            check=True, cwd="/").stdout
     assert output.strip() == str(LangdetectDetector(3).detect(MIXED))
 
 
@@ -354,8 +355,9 @@ def test_langdetect_languages_match_its_profiles():
 
 def test_importing_the_plugin_does_not_import_langdetect():
     script = "import sys, curate.plugins.language; print('langdetect' in sys.modules)"
+    # Run outside the checkout, so the installed curate is imported rather than the source tree.
     output = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            check=True).stdout
+                            check=True, cwd="/").stdout
     assert output.strip() == "False"
 
 
