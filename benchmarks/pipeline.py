@@ -105,6 +105,7 @@ max_chars = 4000
 use = "language"
 keep = ["en"]
 detector = "{detector}"
+judged_chars = {judged_chars}
 
 [[stages]]
 use = "exact-dedupe"
@@ -168,13 +169,16 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--detector", default="langid",
                         help="language detector: langid (fast) or langdetect (the default one)")
+    parser.add_argument("--judged-chars", type=int, default=1000,
+                        help="the language stage's judged_chars: characters judged per text")
     parser.add_argument("--keep", type=Path, help="keep the data and run folder here")
     args = parser.parse_args()
     folder = Path(args.keep or tempfile.mkdtemp(prefix="curate-bench-"))
     folder.mkdir(parents=True, exist_ok=True)
     counts = build_data(folder / "data.jsonl", args.rows)
     (folder / "bench.toml").write_text(RECIPE.format(workers=args.workers,
-                                                     detector=args.detector))
+                                                     detector=args.detector,
+                                                     judged_chars=args.judged_chars))
     floor = json_floor(folder / "data.jsonl")
     seconds, peak = run_curate(folder)
     report(folder, args.rows, counts, floor, seconds, peak)
