@@ -245,8 +245,8 @@ def main() -> None:
     near, naive = first["steps"]["near-dedupe"], options.baseline_rows / seconds
     show("curate near-dedupe", options.rows / near, quality(data, removed, options.rows),
          f"; peak {first['peak']:,.0f} MiB (largest worker {first['worker_peak']:,.0f} MiB)")
-    print(f"{'  again, signatures cached':<28}{options.rows / cached['steps']['near-dedupe']:>9,.0f}"
-          f" records/s")
+    again = options.rows / cached["steps"]["near-dedupe"]
+    print(f"{'  again, signatures cached':<28}{again:>9,.0f} records/s")
     print(f"{'curate exact-dedupe':<28}{options.rows / first['steps']['exact-dedupe']:>9,.0f}"
           f" records/s (on what near-dedupe kept)")
     show(f"baseline ({options.baseline_rows:,} rows)", naive,

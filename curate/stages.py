@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 import multiprocessing
 import os
+from collections import deque
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -115,22 +116,35 @@ class Filter(Stage):
         if not self.parallel or self.context.workers <= 1:
             yield from map(self.judge, records)
             return
-        context = multiprocessing.get_context("fork")
-        with context.Pool(self.context.workers, _start_worker, (self,)) as pool:
-            for outcomes in pool.imap(_judge_batch, _batches(records, self.batch_size)):
-                yield from outcomes
+        global _worker_filter
+        _worker_filter = self  # forked workers inherit it
+        for outcomes in ordered_map(_judge_batch, _batches(records, self.batch_size),
+                                    self.context.workers):
+            yield from outcomes
 
 
 _worker_filter: Filter | None = None
 
 
-def _start_worker(stage: Filter) -> None:
-    global _worker_filter
-    _worker_filter = stage
-
-
 def _judge_batch(records: list[Record]) -> list[Record | Rejection]:
     return [_worker_filter.judge(record) for record in records]
+
+
+def ordered_map(function: Callable, jobs: Iterable, workers: int) -> Iterator:
+    """function(job) for every job, in order, in `workers` forked processes, with at most two
+    jobs per worker in flight, so a large input is never read ahead into memory (Pool.imap
+    would queue all of it)."""
+    if workers <= 1:
+        yield from map(function, jobs)
+        return
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        pending: deque = deque()
+        for job in jobs:
+            pending.append(pool.apply_async(function, (job,)))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().get()
+        while pending:
+            yield pending.popleft().get()
 
 
 def _batches(records: Iterable[Record], size: int) -> Iterator[list[Record]]:

@@ -6,12 +6,10 @@ from __future__ import annotations
 import hashlib
 import itertools
 import math
-import mmap
-import multiprocessing
 import os
 from array import array
 from collections import defaultdict, deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from functools import partial
 from pathlib import Path
 
@@ -19,25 +17,10 @@ import numpy as np
 
 from curate.plugins.minhash import ShingleSpec, hash_batch, jaccard, shingle_sets
 from curate.records import Record
+from curate.stages import ordered_map
 
 ORIGIN_ORDER = {"human": 0, "rehearsal": 1, "generated": 2}
 VERIFY_BATCH = 256
-
-
-def ordered_map(function: Callable, jobs: Iterable, workers: int) -> Iterator:
-    """function(job) for every job, in order, in `workers` forked processes (at most two jobs
-    per worker in flight, so a large input is never read ahead into memory)."""
-    if workers <= 1:
-        yield from map(function, jobs)
-        return
-    with multiprocessing.get_context("fork").Pool(workers) as pool:
-        pending: deque = deque()
-        for job in jobs:
-            pending.append(pool.apply_async(function, (job,)))
-            if len(pending) >= 2 * workers:
-                yield pending.popleft().get()
-        while pending:
-            yield pending.popleft().get()
 
 
 class RecordFacts:
@@ -221,21 +204,25 @@ def sign(batches: Iterable[tuple[list[str], list]], cache: SignatureCache, spec:
                            [np.zeros(0, bool)]]
     for hashed in ordered_map(partial(hash_batch, spec), jobs(), workers):
         numbers, found, rows = looked_up.popleft()
-        merged = []
-        for name, new in zip(("signature", "key", "count"), hashed):
-            column = np.empty((len(numbers), *new.shape[1:]), new.dtype)
-            column[found], column[~found] = rows[name], new
-            merged.append(column)
-        signatures, keys, counts = merged
+        signatures, keys, counts = (_fill(found, rows[name], new) for name, new
+                                    in zip(("signature", "key", "count"), hashed))
         for part, column in zip(columns, (numbers, keys, counts, signatures, ~found)):
             part.append(column)
     return tuple(np.concatenate(part) for part in columns)
 
 
+def _fill(found: np.ndarray, cached: np.ndarray, new: np.ndarray) -> np.ndarray:
+    """A batch's column: cached values where `found`, the new ones elsewhere, in order."""
+    column = np.empty((len(found), *new.shape[1:]), new.dtype)
+    column[found], column[~found] = cached, new
+    return column
+
+
 class SpilledTexts:
     """Every record's compared texts, written to a scratch file in the work folder during the
     first pass, so that the exact Jaccard check re-reads candidates without a second pass over
-    the input (which costs far more: parquet, JSON, records)."""
+    the input (which costs far more: parquet, JSON, records). Read back with pread rather than
+    mmap, whose read-ahead would count most of the file as this process's memory."""
 
     def __init__(self, work_dir: Path):
         for stale in work_dir.glob(".compared-*.tmp"):
@@ -243,7 +230,6 @@ class SpilledTexts:
         self.path = work_dir / f".compared-{os.getpid()}.tmp"
         self.file = open(self.path, "w+b")
         self.ends = array("q", [0])
-        self.view: mmap.mmap | bytes = b""
 
     def add(self, batch: list[tuple[str, ...]]) -> None:
         encoded = [part.encode("utf-8", "surrogatepass") for parts in batch for part in parts]
@@ -253,15 +239,14 @@ class SpilledTexts:
         self.ends.extend(ends)
 
     def parts(self, record: int, width: int) -> tuple[str, ...]:
-        if not isinstance(self.view, mmap.mmap) and self.ends[-1]:
-            self.file.flush()
-            self.view = mmap.mmap(self.file.fileno(), 0, access=mmap.ACCESS_READ)
-        return tuple(self.view[self.ends[k]:self.ends[k + 1]].decode("utf-8", "surrogatepass")
-                     for k in range(record * width, (record + 1) * width))
+        self.file.flush()
+        start, end = self.ends[record * width], self.ends[(record + 1) * width]
+        data = os.pread(self.file.fileno(), end - start, start)
+        cuts = [self.ends[k] - start for k in range(record * width, (record + 1) * width + 1)]
+        return tuple(data[cuts[k]:cuts[k + 1]].decode("utf-8", "surrogatepass")
+                     for k in range(width))
 
     def close(self) -> None:
-        if isinstance(self.view, mmap.mmap):
-            self.view.close()
         self.file.close()
         self.path.unlink(missing_ok=True)
 
@@ -270,27 +255,33 @@ def verified_edges(pairs: np.ndarray, texts: SpilledTexts, width: int, spec: Shi
                    threshold: float, workers: int) -> tuple[list, list, list]:
     """(earlier, later, Jaccard) of the candidate pairs at or above the threshold, measured on
     the shingle sets, which are built for candidates only and dropped after their last pair."""
-    edges: tuple[list, list, list] = ([], [], [])
+    firsts, seconds, values = [], [], []
     if not len(pairs):
-        return edges
+        return firsts, seconds, values
     pairs = pairs[np.lexsort((pairs[:, 0], pairs[:, 1]))]
     cuts = np.flatnonzero(np.diff(pairs[:, 1])) + 1
     partners = {int(group[0, 1]): group[:, 0].tolist() for group in np.split(pairs, cuts)}
     remaining = np.bincount(pairs[:, 0], minlength=int(pairs.max()) + 1)
-    needed = np.unique(pairs)
-    jobs = ([texts.parts(int(index), width) for index in needed[start:start + VERIFY_BATCH]]
-            for start in range(0, len(needed), VERIFY_BATCH))
     sets: dict[int, np.ndarray] = {}
-    built = (s for batch in ordered_map(partial(shingle_sets, spec), jobs, workers) for s in batch)
-    for index, shingles in zip(needed.tolist(), built):
+    for index, shingles in _candidate_sets(np.unique(pairs), texts, width, spec, workers):
         for other in partners.get(index, ()):
             value = jaccard(sets[other], shingles)
             if value >= threshold:
-                for edge, item in zip(edges, (other, index, value)):
-                    edge.append(item)
+                firsts.append(other)
+                seconds.append(index)
+                values.append(value)
             remaining[other] -= 1
             if not remaining[other]:
                 del sets[other]
         if remaining[index]:
             sets[index] = shingles
-    return edges
+    return firsts, seconds, values
+
+
+def _candidate_sets(needed: np.ndarray, texts: SpilledTexts, width: int, spec: ShingleSpec,
+                    workers: int) -> Iterator[tuple[int, np.ndarray]]:
+    """(record, its sorted shingle hashes) for the `needed` records, in order."""
+    jobs = ([texts.parts(index, width) for index in needed[start:start + VERIFY_BATCH].tolist()]
+            for start in range(0, len(needed), VERIFY_BATCH))
+    built = ordered_map(partial(shingle_sets, spec), jobs, workers)
+    return zip(needed.tolist(), (shingles for batch in built for shingles in batch))

@@ -12,9 +12,10 @@ import pytest
 
 from curate import hookimpl
 from curate.plugins import minhash
+from curate.plugins.dedupe import NearDedupe, NearDedupeOptions
 from curate.plugins.dedupe_index import RecordFacts
 from curate.records import Record
-from curate.stages import Filter
+from curate.stages import Filter, StageContext
 from curate.testing import invoke_cli
 
 sys.path.insert(0, str(Path(__file__).parent))  # the reference shingles of test_minhash.py
@@ -95,8 +96,8 @@ def test_exact_duplicates_by_compare_mode(run_recipe, compare, expected):
     result = run_stage(run_recipe, rows, "exact-dedupe", f'compare = "{compare}"')
     ids = ids_by_line(result)
     rejected = rejected_lines(result, "exact-dedupe")
-    assert {line: ids_by_line(result)[1] for line in expected} == \
-        {line: r["evidence"]["duplicate_of"] for line, r in rejected.items()}
+    assert {line: r["evidence"]["duplicate_of"] for line, r in rejected.items()} == \
+        {line: ids[1] for line in expected}
     for r in rejected.values():
         assert r["reason"] == "exact-duplicate"
         assert r["evidence"]["method"] == "exact" and r["evidence"]["similarity"] == 1.0
@@ -328,6 +329,20 @@ def test_a_damaged_cache_is_rebuilt(run_recipe):
     assert again.exit_code == 0, again.output
     assert "hashed 40 records, reused 0" in again.output
     assert again.rejected("near-dedupe") == first.rejected("near-dedupe")
+
+
+def test_a_stage_without_reread_keeps_its_input_in_memory(tmp_path):
+    records = [Record(r["messages"], "data") for r in near_rows(seed=12)]
+    outcomes = {}
+    for reread in (None, lambda: iter(records)):
+        context = StageContext("near-dedupe", 0, tmp_path, tmp_path / str(reread is None),
+                               print, 1, reread=reread)
+        context.work_dir.mkdir()
+        stage = NearDedupe(NearDedupeOptions(), context)
+        outcomes[reread is None] = [(type(o).__name__, o.id, getattr(o, "detail", ""))
+                                    for o in stage.process(iter(records))]
+    assert outcomes[True] == outcomes[False]
+    assert sum(kind == "Rejection" for kind, _, _ in outcomes[True]) == 10
 
 
 # --- workers and bad input ------------------------------------------------------------------
