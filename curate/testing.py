@@ -62,6 +62,29 @@ class RunResult:
         return pq.read_table(self.step_dir(step) / "kept.parquet").to_pylist()
 
 
+def assert_complete(result: RunResult) -> dict:
+    """The run succeeded and accounted for every input row; returns its manifest."""
+    assert result.exit_code == 0, result.output
+    manifest = result.manifest
+    assert manifest["status"] == "complete"
+    assert manifest["final"]["accounted"] == manifest["final"]["input"]
+    return manifest
+
+
+def assert_clear_error(result: RunResult, *fragments: str) -> str:
+    """A user mistake: one line of output (run the recipe with -q), exit 2, no traceback, each
+    fragment in the message, and no run folder claiming success."""
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert result.output.startswith("error: "), result.output
+    assert result.output.count("\n") == 1, result.output
+    for fragment in fragments:
+        assert fragment in result.output, result.output
+    manifest = result.run_dir / "manifest.json"
+    assert not manifest.exists() or result.manifest["status"] != "complete"
+    return result.output
+
+
 def invoke_cli(args: list[str]) -> tuple[int, str]:
     """Run the curate CLI in this process; returns (exit code, stdout and stderr together)."""
     from click.testing import CliRunner

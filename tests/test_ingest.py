@@ -4,6 +4,8 @@ checks that stop a run on a whole source gone wrong while single bad rows are on
 import json
 import re
 
+from curate.testing import assert_clear_error, assert_complete
+
 ALPACA_ROW = '{{"instruction": "Question {i}?", "output": "A long enough answer {i}."}}\n'
 
 
@@ -26,27 +28,6 @@ def source(name: str, path: str, use: str = "jsonl", **keys) -> str:
 def recipe(*sources: str) -> str:
     """Every record goes to train, in input order, so tests can compare lists."""
     return "".join(sources) + "\n[split]\neval_fraction = 0.0\n"
-
-
-def assert_complete(result) -> dict:
-    assert result.exit_code == 0, result.output
-    manifest = result.manifest
-    assert manifest["status"] == "complete"
-    assert manifest["final"]["accounted"] == manifest["final"]["input"]
-    return manifest
-
-
-def assert_clear_error(result, *fragments: str) -> str:
-    """One line on the output (the run is quiet), exit 2, and no run folder claiming success."""
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    assert result.output.startswith("error: "), result.output
-    assert result.output.count("\n") == 1, result.output
-    for fragment in fragments:
-        assert fragment in result.output, result.output
-    manifest = result.run_dir / "manifest.json"
-    assert not manifest.exists() or result.manifest["status"] != "complete"
-    return result.output
 
 
 def origins(result) -> list[str]:

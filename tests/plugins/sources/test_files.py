@@ -7,6 +7,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curate.testing import invoke_cli
+from curate.testing import assert_clear_error, assert_complete
+
 
 
 def alpaca(i: int) -> dict:
@@ -32,27 +34,6 @@ def source(use: str, path, name: str = "data", **keys) -> str:
 def recipe(use: str, path, **keys) -> str:
     """One source; every record goes to train, in input order."""
     return source(use, path, **keys) + "\n[split]\neval_fraction = 0.0\n"
-
-
-def assert_complete(result) -> dict:
-    assert result.exit_code == 0, result.output
-    manifest = result.manifest
-    assert manifest["status"] == "complete"
-    assert manifest["final"]["accounted"] == manifest["final"]["input"]
-    return manifest
-
-
-def assert_clear_error(result, *fragments: str) -> str:
-    """One line on the output (the run is quiet), exit 2, and no run folder claiming success."""
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    assert result.output.startswith("error: "), result.output
-    assert result.output.count("\n") == 1, result.output
-    for fragment in fragments:
-        assert fragment in result.output, result.output
-    manifest = result.run_dir / "manifest.json"
-    assert not manifest.exists() or result.manifest["status"] != "complete"
-    return result.output
 
 
 def origins(result) -> list[str]:

@@ -6,6 +6,8 @@ import json
 import datasets
 import pytest
 
+from curate.testing import assert_clear_error, assert_complete
+
 
 @pytest.fixture(autouse=True)
 def local_only(tmp_path, monkeypatch):
@@ -35,27 +37,6 @@ def recipe(path: str, **keys) -> str:
     lines = ["[[sources]]", 'name = "hf"', 'use = "datasets"', f'path = "{path}"']
     lines += [f"{key} = {toml_value(value)}" for key, value in keys.items()]
     return "\n".join(lines) + "\n\n[split]\neval_fraction = 0.0\n"
-
-
-def assert_complete(result) -> dict:
-    assert result.exit_code == 0, result.output
-    manifest = result.manifest
-    assert manifest["status"] == "complete"
-    assert manifest["final"]["accounted"] == manifest["final"]["input"]
-    return manifest
-
-
-def assert_clear_error(result, *fragments: str) -> str:
-    """One line on the output (the run is quiet), exit 2, and no run folder claiming success."""
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    assert result.output.startswith("error: "), result.output
-    assert result.output.count("\n") == 1, result.output
-    for fragment in fragments:
-        assert fragment in result.output, result.output
-    manifest = result.run_dir / "manifest.json"
-    assert not manifest.exists() or result.manifest["status"] != "complete"
-    return result.output
 
 
 def origins(result) -> list[str]:
