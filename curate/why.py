@@ -33,6 +33,8 @@ class Finding:
     """The input location, e.g. data/reviews.jsonl:17."""
     revisions: list[str] = field(default_factory=list)
     """How the asked-for id became this one: "step 'x' revised A into B", in order."""
+    passed: list[str] = field(default_factory=list)
+    """The steps the record got through before `step` (all of them for kept records)."""
 
 
 class RunLookup:
@@ -125,13 +127,10 @@ def locate(run_dir: Path, prefix: str) -> list[Finding]:
                           f" again to rebuild it") from None
     if not findings:
         raise CurateError(f"no record whose id starts with '{prefix}' in {run_dir}")
+    for finding in findings:
+        names = lookup.step_names
+        finding.passed = names[: names.index(finding.step)] if finding.step in names else names
     return findings
-
-
-def steps_passed(run_dir: Path, step: str) -> list[str]:
-    """Names of the steps a record got through before `step` (all of them for kept records)."""
-    names = [s["name"] for s in read_manifest(run_dir).get("steps", [])]
-    return names[: names.index(step)] if step in names else names
 
 
 def read_manifest(run_dir: Path) -> dict:

@@ -26,13 +26,12 @@ def why(run_dir: Path, record_id: str):
     Example:
       curate why runs/quickstart 3f9c0a1b
     """
-    from curate.why import locate, steps_passed
+    from curate.why import locate
 
     for finding in locate(run_dir, record_id):
         origin = f", {finding.origin}" if finding.origin else ""
         came_from = f", from {finding.where_from}" if finding.where_from else ""
         click.echo(f"{finding.id}  (source {finding.source or '?'}{origin}{came_from})")
-        passed = steps_passed(run_dir, finding.step)
         for revision in finding.revisions:
             click.echo(f"  {revision}")
         if finding.place == "rejected":
@@ -42,5 +41,5 @@ def why(run_dir: Path, record_id: str):
             click.echo(f"  kept through step '{finding.step}', where the run stopped (--until)")
         else:
             click.echo(f"  kept in the {finding.place} split: {finding.detail}")
-        if passed:
-            click.echo(f"  passed: {', '.join(passed)}")
+        if finding.passed:
+            click.echo(f"  passed: {', '.join(finding.passed)}")
