@@ -6,9 +6,7 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curate.testing import invoke_cli
-from curate.testing import assert_clear_error, assert_complete
-
+from curate.testing import assert_clear_error, assert_complete, invoke_cli
 
 
 def alpaca(i: int) -> dict:
