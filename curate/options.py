@@ -13,10 +13,10 @@ what was found, and suggest close matches for misspelt keys.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 import types
 import typing
-from typing import Any, Literal, Union, get_args, get_origin
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal, Union, get_args, get_origin
 
 from curate.errors import RecipeError, did_you_mean
 
@@ -34,6 +34,20 @@ class OptionError(ValueError):
 @dataclass
 class NoOptions:
     """The options of a plugin that takes none."""
+
+
+class Configurable:
+    """What stages, trainers and evaluations share: a `name` for recipes, an `Options`
+    dataclass, a `version` that joins cache fingerprints, and checks run at validation."""
+
+    name: ClassVar[str]
+    Options: ClassVar[type] = NoOptions
+    version: ClassVar[str] = "1"
+
+    @classmethod
+    def check_options(cls, options: Any) -> None:
+        """Checks beyond types and ranges, run when the recipe is validated: raise
+        `curate.options.OptionError(key, message)`."""
 
 
 def option(default: Any = _MISSING, *, min: float | None = None, max: float | None = None,

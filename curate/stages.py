@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from curate.records import Record, Rejection
-from curate.options import NoOptions
+from curate.options import Configurable
 
 
 @dataclass(frozen=True)
@@ -60,12 +60,9 @@ class StageContext:
     """Loads the recipe's `[model]` tokenizer on first call; None when the recipe names none."""
 
 
-class Stage:
+class Stage(Configurable):
     """Base class of every stage: `process` yields each input record kept or rejected."""
 
-    name: ClassVar[str]
-    Options: ClassVar[type] = NoOptions
-    version: ClassVar[str] = "1"
     @classmethod
     def fingerprint_extra(cls, options: Any) -> list:
         """Anything else the stage's output depends on, for its cache fingerprint: e.g. the
@@ -77,11 +74,6 @@ class Stage:
         """True when, with these options, the stage reads `context.tokenizer`: the recipe must
         then have a [model], which joins the stage's cache fingerprint."""
         return False
-
-    @classmethod
-    def check_options(cls, options: Any) -> None:
-        """Checks beyond types and ranges, run when the recipe is validated: raise
-        `curate.options.OptionError(key, message)`."""
 
     def __init__(self, options: Any, context: StageContext):
         self.options = options

@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
-from curate.options import NoOptions
+from curate.options import Configurable
 
 
 @dataclass
@@ -24,30 +24,16 @@ class TrainContext:
     log: Callable[[str], None] = print
 
 
-class Trainer:
-    name: ClassVar[str]
-    Options: ClassVar[type] = NoOptions
-    version: ClassVar[str] = "1"
-
-    @classmethod
-    def check_options(cls, options: Any) -> None:
-        """Checks beyond types and ranges, run when the recipe is validated: raise
-        `curate.options.OptionError(key, message)`."""
+class Trainer(Configurable):
+    """What `[train] use = "..."` runs on the final dataset."""
 
     def train(self, options: Any, context: TrainContext) -> dict:
         """Train on `context.train_file`; return metrics for the manifest."""
         raise NotImplementedError
 
 
-class Evaluation:
-    name: ClassVar[str]
-    Options: ClassVar[type] = NoOptions
-    version: ClassVar[str] = "1"
-
-    @classmethod
-    def check_options(cls, options: Any) -> None:
-        """Checks beyond types and ranges, run when the recipe is validated: raise
-        `curate.options.OptionError(key, message)`."""
+class Evaluation(Configurable):
+    """What `[[evals]] use = "..."` runs once training is done."""
 
     def evaluate(self, options: Any, context: TrainContext) -> dict:
         """Evaluate the trained model; return results for `eval/results.json`."""
