@@ -26,3 +26,8 @@ class LanguageDetector:
         an empty list when the text has nothing to judge (only digits or punctuation, say).
         Must be deterministic for a given seed."""
         raise NotImplementedError
+
+    def detect_many(self, texts: list[str]) -> list[list[tuple[str, float]]]:
+        """`detect` for each text, in order. Override it when a batch is cheaper than one text at
+        a time; a text's result must not depend on the other texts of the batch."""
+        return [self.detect(text) for text in texts]

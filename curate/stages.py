@@ -84,7 +84,8 @@ class Stage(Configurable):
 
 
 class Filter(Stage):
-    """A stage that judges records one at a time: implement `check`.
+    """A stage that judges records one at a time: implement `check` (or `check_batch`, when
+    judging a batch at once is cheaper).
 
     `check` may add to `record.meta` (a detected language, say) but must not change the
     messages. Set `parallel = True` for a slow check: records are then judged in
@@ -98,20 +99,25 @@ class Filter(Stage):
     def check(self, record: Record) -> Reject | None:
         raise NotImplementedError
 
-    def judge(self, record: Record) -> Record | Rejection:
-        verdict = self.check(record)
-        if verdict is None:
-            return record
-        return Rejection(record, verdict.reason, verdict.detail, evidence=verdict.evidence)
+    def check_batch(self, records: list[Record]) -> list[Reject | None]:
+        """`check` for each record of a batch, in order. Override it when judging many records
+        at once is cheaper; a record's verdict must not depend on the rest of its batch."""
+        return [self.check(record) for record in records]
+
+    def judge_batch(self, records: list[Record]) -> list[Record | Rejection]:
+        return [record if verdict is None else
+                Rejection(record, verdict.reason, verdict.detail, evidence=verdict.evidence)
+                for record, verdict in zip(records, self.check_batch(records))]
 
     def process(self, records: Iterable[Record]) -> Iterator[Record | Rejection]:
+        batches = _batches(records, self.batch_size)
         if not self.parallel or self.context.workers <= 1:
-            yield from map(self.judge, records)
+            for batch in batches:
+                yield from self.judge_batch(batch)
             return
         global _worker_filter
         _worker_filter = self  # forked workers inherit it
-        for outcomes in ordered_map(_judge_batch, _batches(records, self.batch_size),
-                                    self.context.workers):
+        for outcomes in ordered_map(_judge_batch, batches, self.context.workers):
             yield from outcomes
 
 
@@ -119,7 +125,7 @@ _worker_filter: Filter | None = None
 
 
 def _judge_batch(records: list[Record]) -> list[Record | Rejection]:
-    return [_worker_filter.judge(record) for record in records]
+    return _worker_filter.judge_batch(records)
 
 
 def ordered_map(function: Callable, jobs: Iterable, workers: int) -> Iterator:

@@ -76,20 +76,30 @@ class LangidDetector(LanguageDetector):
     any seed, and about ten times faster than langdetect on a few hundred characters."""
 
     name = "langid"
-    version = "1"
+    version = "2"
+
+    def __init__(self, seed: int = 0):
+        super().__init__(seed)
+        _langid_scorer()  # loaded now, so that forked worker processes share it
 
     def detect(self, text: str) -> list[tuple[str, float]]:
-        if not any(map(str.isalpha, text)):
-            return []
-        ranked = _langid_identifier().rank(text)
-        return [(code, float(probability)) for code, probability in ranked[:5]]
+        return self.detect_many([text])[0]
+
+    def detect_many(self, texts: list[str]) -> list[list[tuple[str, float]]]:
+        judged = [index for index, text in enumerate(texts) if any(map(str.isalpha, text))]
+        found: list[list[tuple[str, float]]] = [[] for _ in texts]
+        for index, verdict in zip(judged, _langid_scorer().rank([texts[i] for i in judged])):
+            found[index] = verdict
+        return found
 
 
 @functools.cache
-def _langid_identifier():
+def _langid_scorer():
     from py3langid.langid import MODEL_DIR, MODEL_FILE, LanguageIdentifier
 
-    return LanguageIdentifier.from_modelpath(MODEL_DIR / MODEL_FILE, norm_probs=True)
+    from curate.plugins.langid_batch import BatchScorer
+
+    return BatchScorer(LanguageIdentifier.from_modelpath(MODEL_DIR / MODEL_FILE, norm_probs=True))
 
 
 @functools.cache
@@ -133,7 +143,7 @@ class LanguageOptions:
 class LanguageFilter(Filter):
     name = "language"
     Options = LanguageOptions
-    version = "3"
+    version = "4"
     parallel = True
 
     @classmethod
@@ -160,17 +170,20 @@ class LanguageFilter(Filter):
         self.parts = PARTS if options.judge == "both" else (options.judge,)
 
     def check(self, record: Record) -> Reject | None:
-        found = {part: self.detect(getattr(record, part)) if part in self.parts else None
-                 for part in PARTS}
-        record.meta["language"] = {part: summary(found[part]) for part in PARTS}
-        for part in self.parts:
-            verdict = self.judge_part(part, found[part])
-            if verdict is not None:
-                return verdict
-        return self.check_mismatch(found["prompt"], found["response"])
+        return self.check_batch([record])[0]
 
-    def detect(self, text: str) -> list[tuple[str, float]] | None:
-        """The detector's verdict, most likely first, or None when the text is not judged."""
+    def check_batch(self, records: list[Record]) -> list[Reject | None]:
+        judged = [(number, part, self.judged_text(getattr(record, part)))
+                  for number, record in enumerate(records) for part in self.parts]
+        verdicts = iter(self.detector.detect_many([text for *_, text in judged if text]))
+        found: list[dict] = [dict.fromkeys(PARTS) for _ in records]
+        for number, part, text in judged:
+            if text:
+                found[number][part] = sorted(next(verdicts), key=lambda pair: -pair[1]) or None
+        return [self.verdict(record, parts) for record, parts in zip(records, found)]
+
+    def judged_text(self, text: str) -> str | None:
+        """What the detector reads of a text, or None when the text is not judged."""
         if self.options.ignore_code:
             text = CODE.sub(" ", text)
         text = INVISIBLE.sub("", text).strip()
@@ -178,8 +191,16 @@ class LanguageFilter(Filter):
             text = text[:self.options.judged_chars]
         if not self.options.judge_short and count_letters(text) < self.options.min_chars:
             return None
-        found = sorted(self.detector.detect(text), key=lambda pair: -pair[1])
-        return found or None
+        return text or None
+
+    def verdict(self, record: Record, found: dict) -> Reject | None:
+        """found: the detector's verdict per part, most likely first, None when not judged."""
+        record.meta["language"] = {part: summary(found[part]) for part in PARTS}
+        for part in self.parts:
+            verdict = self.judge_part(part, found[part])
+            if verdict is not None:
+                return verdict
+        return self.check_mismatch(found["prompt"], found["response"])
 
     def judge_part(self, part: str, found: list[tuple[str, float]] | None) -> Reject | None:
         if found is None:

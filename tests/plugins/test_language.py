@@ -323,7 +323,7 @@ EXPECTED = {"empty": ("kept", None), "blank": ("kept", None), "emoji": ("kept", 
 def test_bad_input_is_kept_or_rejected_with_a_reason(name):
     record = Record([{"role": "user", "content": BAD_INPUTS[name]},
                      {"role": "assistant", "content": BAD_INPUTS[name]}], "data")
-    outcome = language_filter().judge(record)
+    (outcome,) = language_filter().judge_batch([record])
     verdict = outcome.reason if isinstance(outcome, Rejection) else "kept"
     detected = {part: found and found["code"] for part, found in record.meta["language"].items()}
     expected_verdict, expected_code = EXPECTED[name]
@@ -335,7 +335,8 @@ def test_bad_input_is_kept_or_rejected_with_a_reason(name):
 def test_right_to_left_languages_can_be_kept():
     record = Record([{"role": "user", "content": BAD_INPUTS["arabic"]},
                      {"role": "assistant", "content": BAD_INPUTS["arabic"]}], "data")
-    assert language_filter(keep=["ar"]).judge(record) is record
+    (outcome,) = language_filter(keep=["ar"]).judge_batch([record])
+    assert outcome is record
     assert record.meta["language"]["response"] == {"code": "ar", "probability": 1.0}
 
 
