@@ -17,7 +17,9 @@ installed).
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import textwrap
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -61,13 +63,27 @@ class RunResult:
 
         return pq.read_table(self.step_dir(step) / "kept.parquet").to_pylist()
 
+    def origins(self, step: str) -> list[str]:
+        """Where each record `step` kept was read from (its meta["from"]: "data.jsonl:3")."""
+        return [json.loads(row["meta"])["from"] for row in self.kept(step)]
+
+    def rejections(self, step: str) -> list[tuple[str, str]]:
+        """(reason, detail) of each record `step` rejected, in order."""
+        return [(row["reason"], row["detail"]) for row in self.rejected(step)]
+
+    def answers(self, split: str = "train") -> list[str]:
+        """The last message (the answer) of each record of a dataset split, in order."""
+        return [record["messages"][-1]["content"] for record in self.dataset(split)]
+
 
 def assert_complete(result: RunResult) -> dict:
-    """The run succeeded and accounted for every input row; returns its manifest."""
+    """The run succeeded and accounted for every input row and every added (generated) record;
+    returns its manifest."""
     assert result.exit_code == 0, result.output
     manifest = result.manifest
     assert manifest["status"] == "complete"
-    assert manifest["final"]["accounted"] == manifest["final"]["input"]
+    final = manifest["final"]
+    assert final["accounted"] == final["input"] + final.get("added", 0)
     return manifest
 
 
@@ -83,6 +99,57 @@ def assert_clear_error(result: RunResult, *fragments: str) -> str:
     manifest = result.run_dir / "manifest.json"
     assert not manifest.exists() or result.manifest["status"] != "complete"
     return result.output
+
+
+def output_digests(run_dir: Path) -> dict[str, str]:
+    """The sha256 of every step table and dataset file of a run folder, by relative path: equal
+    digests mean two runs (other worker counts, a resumed run) wrote the same bytes."""
+    files = [*sorted((run_dir / "stages").rglob("*.parquet")),
+             *sorted((run_dir / "dataset").glob("*.jsonl"))]
+    return {str(path.relative_to(run_dir)): hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in files}
+
+
+def jsonl(*rows: dict, ensure_ascii: bool = True) -> str:
+    """The text of a JSONL file holding `rows`, one JSON object a line (for run_recipe's files).
+    The default escapes non-ASCII text, so even a lone surrogate can be written."""
+    return "".join(json.dumps(row, ensure_ascii=ensure_ascii) + "\n" for row in rows)
+
+
+def alpaca_row(number: int) -> dict:
+    """A numbered alpaca-format row whose answer passes the default length limits."""
+    return {"instruction": f"Question {number}?", "output": f"A long enough answer {number}."}
+
+
+def messages_row(prompt: str, response: str, system: str | None = None) -> dict:
+    """A messages-format row: an optional system prompt, one question and its answer."""
+    messages = [{"role": "system", "content": system}] if system is not None else []
+    return {"messages": [*messages, {"role": "user", "content": prompt},
+                         {"role": "assistant", "content": response}]}
+
+
+def toml_value(value: Any) -> str:
+    """`value` written as TOML: a string, number, boolean, list, or dict (an inline table)."""
+    if isinstance(value, dict):
+        pairs = (f"{_toml_key(key)} = {toml_value(item)}" for key, item in value.items())
+        return "{" + ", ".join(pairs) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml_value(item) for item in value) + "]"
+    if value is None:
+        raise TypeError("TOML has no null: leave the key out")
+    # JSON's string escapes are TOML's, except that TOML also forbids a raw DEL.
+    return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
+
+
+def _toml_key(key: str) -> str:
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else toml_value(key)
+
+
+def source_table(name: str, path: str | list[str], use: str = "jsonl", **options: Any) -> str:
+    """A recipe's `[[sources]]` table: source_table("qa", "qa.jsonl", format="alpaca")."""
+    keys = {"name": name, "use": use, "path": path, **options}
+    return "[[sources]]\n" + "".join(f"{key} = {toml_value(value)}\n"
+                                      for key, value in keys.items())
 
 
 def invoke_cli(args: list[str]) -> tuple[int, str]:

@@ -1,28 +1,13 @@
 """Turning source rows into records: column mapping, format detection, locations, ids, and the
 checks that stop a run on a whole source gone wrong while single bad rows are only rejected."""
 
-import json
 import re
 
-from curate.testing import assert_clear_error, assert_complete
-
-ALPACA_ROW = '{{"instruction": "Question {i}?", "output": "A long enough answer {i}."}}\n'
+from curate.testing import alpaca_row, assert_clear_error, assert_complete, jsonl, source_table
 
 
 def alpaca_lines(count: int, start: int = 0) -> str:
-    return "".join(ALPACA_ROW.format(i=i) for i in range(start, start + count))
-
-
-def toml_value(value) -> str:
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + "}"
-    return json.dumps(value)
-
-
-def source(name: str, path: str, use: str = "jsonl", **keys) -> str:
-    lines = [f"[[sources]]", f'name = "{name}"', f'use = "{use}"', f'path = "{path}"']
-    lines += [f"{key} = {toml_value(value)}" for key, value in keys.items()]
-    return "\n".join(lines) + "\n"
+    return jsonl(*map(alpaca_row, range(start, start + count)))
 
 
 def recipe(*sources: str) -> str:
@@ -30,21 +15,13 @@ def recipe(*sources: str) -> str:
     return "".join(sources) + "\n[split]\neval_fraction = 0.0\n"
 
 
-def origins(result) -> list[str]:
-    return [json.loads(row["meta"])["from"] for row in result.kept("read")]
-
-
-def rejections(result) -> list[tuple[str, str]]:
-    return [(row["reason"], row["detail"]) for row in result.rejected("read")]
-
-
 # Column mapping
 
 
 def test_columns_map_data_columns_onto_format_fields(run_recipe):
     data = '{"question": "What is 2+2?", "answer": "Four, of course.", "id": 7}\n'
-    result = run_recipe(recipe(source("qa", "qa.jsonl", format="alpaca",
-                                      columns={"instruction": "question", "output": "answer"})),
+    columns = {"instruction": "question", "output": "answer"}
+    result = run_recipe(recipe(source_table("qa", "qa.jsonl", format="alpaca", columns=columns)),
                         files={"qa.jsonl": data})
     assert_complete(result)
     assert result.dataset()[0]["messages"] == [
@@ -54,8 +31,8 @@ def test_columns_map_data_columns_onto_format_fields(run_recipe):
 
 def test_columns_also_guide_format_detection(run_recipe):
     data = '{"q": "Name a colour.", "a": "Blue is a colour."}\n'
-    result = run_recipe(recipe(source("qa", "qa.jsonl",
-                                      columns={"prompt": "q", "completion": "a"})),
+    result = run_recipe(recipe(source_table("qa", "qa.jsonl",
+                                            columns={"prompt": "q", "completion": "a"})),
                         files={"qa.jsonl": data})
     assert_complete(result)
     assert result.dataset()[0]["messages"][1] == {"role": "assistant",
@@ -64,15 +41,15 @@ def test_columns_also_guide_format_detection(run_recipe):
 
 def test_a_mapped_column_replaces_a_data_column_of_the_field_name(run_recipe):
     data = '{"instruction": "old", "better": "New question?", "output": "The answer here."}\n'
-    result = run_recipe(recipe(source("qa", "qa.jsonl", columns={"instruction": "better"})),
+    result = run_recipe(recipe(source_table("qa", "qa.jsonl", columns={"instruction": "better"})),
                         files={"qa.jsonl": data})
     assert_complete(result)
     assert result.dataset()[0]["messages"][0]["content"] == "New question?"
 
 
 def test_columns_naming_no_field_of_the_format_is_a_recipe_error(run_recipe):
-    result = run_recipe(recipe(source("qa", "qa.jsonl", format="alpaca",
-                                      columns={"question": "instruction"})),
+    result = run_recipe(recipe(source_table("qa", "qa.jsonl", format="alpaca",
+                                            columns={"question": "instruction"})),
                         files={"qa.jsonl": alpaca_lines(2)}, args=["-q"])
     assert_clear_error(result, "recipe.toml: sources[0].columns.question",
                        "'question' is not a field of format 'alpaca'",
@@ -80,7 +57,7 @@ def test_columns_naming_no_field_of_the_format_is_a_recipe_error(run_recipe):
 
 
 def test_columns_for_auto_format_may_name_any_format_field(run_recipe):
-    result = run_recipe(recipe(source("qa", "qa.jsonl", columns={"reply": "output"})),
+    result = run_recipe(recipe(source_table("qa", "qa.jsonl", columns={"reply": "output"})),
                         files={"qa.jsonl": alpaca_lines(2)}, args=["-q"])
     assert_clear_error(result, "sources[0].columns.reply", "'reply' is not a field of any format")
 
@@ -97,7 +74,7 @@ def test_each_source_detects_its_own_format(run_recipe):
                           ' {"role": "assistant", "content": "Hey there."}]}\n',
         "pc.jsonl": '{"prompt": "Say hi.", "completion": "Greetings to you."}\n',
     }
-    result = run_recipe(recipe(*(source(name.split(".")[0], name) for name in files)),
+    result = run_recipe(recipe(*(source_table(name.split(".")[0], name) for name in files)),
                         files=files)
     manifest = assert_complete(result)
     assert [s["records"] for s in manifest["sources"]] == [1, 1, 1, 1]
@@ -107,24 +84,25 @@ def test_each_source_detects_its_own_format(run_recipe):
 
 def test_detection_skips_leading_rows_that_fit_no_format(run_recipe):
     data = '{"note": "header row"}\n{"note": "another"}\n' + alpaca_lines(3)
-    result = run_recipe(recipe(source("qa", "qa.jsonl")), files={"qa.jsonl": data})
+    result = run_recipe(recipe(source_table("qa", "qa.jsonl")), files={"qa.jsonl": data})
     manifest = assert_complete(result)
     assert manifest["final"]["train"] == 3
-    assert rejections(result) == [
+    assert result.rejections("read") == [
         ("unknown-format", "qa.jsonl:1: fits no format (keys: note)"),
         ("unknown-format", "qa.jsonl:2: fits no format (keys: note)")]
 
 
 def test_once_detected_the_format_holds_and_other_shapes_are_rejected(run_recipe):
     data = alpaca_lines(2) + '{"prompt": "Hi?", "completion": "Hello to you."}\n'
-    result = run_recipe(recipe(source("qa", "qa.jsonl")), files={"qa.jsonl": data})
+    result = run_recipe(recipe(source_table("qa", "qa.jsonl")), files={"qa.jsonl": data})
     assert_complete(result)
-    assert rejections(result) == [("missing-field", "qa.jsonl:3: missing field 'instruction'")]
+    assert result.rejections("read") == [("missing-field",
+                                          "qa.jsonl:3: missing field 'instruction'")]
 
 
 def test_data_that_fits_no_format_stops_the_run(run_recipe):
     data = '{"q": "What?", "a": "That."}\n' * 3
-    result = run_recipe(recipe(source("qa", "qa.jsonl")), files={"qa.jsonl": data},
+    result = run_recipe(recipe(source_table("qa", "qa.jsonl")), files={"qa.jsonl": data},
                         args=["-q"])
     assert_clear_error(result, "recipe.toml: sources[0]: cannot tell the format of source 'qa'",
                        "qa.jsonl:3: keys a, q", "`columns`")
@@ -132,7 +110,7 @@ def test_data_that_fits_no_format_stops_the_run(run_recipe):
 
 def test_format_detection_gives_up_after_the_first_rows(run_recipe):
     data = '{"q": "What?", "a": "That."}\n' * 12 + alpaca_lines(3)
-    result = run_recipe(recipe(source("qa", "qa.jsonl")), files={"qa.jsonl": data},
+    result = run_recipe(recipe(source_table("qa", "qa.jsonl")), files={"qa.jsonl": data},
                         args=["-q"])
     assert_clear_error(result, "cannot tell the format", "qa.jsonl:10: keys a, q")
 
@@ -140,14 +118,14 @@ def test_format_detection_gives_up_after_the_first_rows(run_recipe):
 def test_declared_format_that_does_not_fit_suggests_the_one_that_does(run_recipe):
     data = ('{"conversations": [{"from": "human", "value": "Hi?"},'
             ' {"from": "gpt", "value": "Hello there."}]}\n') * 3
-    result = run_recipe(recipe(source("chats", "chats.jsonl", format="alpaca")),
+    result = run_recipe(recipe(source_table("chats", "chats.jsonl", format="alpaca")),
                         files={"chats.jsonl": data}, args=["-q"])
     assert_clear_error(result, "recipe.toml: sources[0].format: format 'alpaca' fits none of",
                        "chats.jsonl:3: keys conversations", "the data looks like 'sharegpt'")
 
 
 def test_declared_messages_format_on_alpaca_rows_suggests_alpaca(run_recipe):
-    result = run_recipe(recipe(source("qa", "qa.jsonl", format="messages")),
+    result = run_recipe(recipe(source_table("qa", "qa.jsonl", format="messages")),
                         files={"qa.jsonl": alpaca_lines(20)}, args=["-q"])
     assert_clear_error(result, "format 'messages' fits none of the first rows",
                        "qa.jsonl:10:", "looks like 'alpaca'")
@@ -155,10 +133,10 @@ def test_declared_messages_format_on_alpaca_rows_suggests_alpaca(run_recipe):
 
 def test_declared_format_rejects_odd_rows_once_rows_fit(run_recipe):
     data = alpaca_lines(3) + '{"instruction": "No answer here"}\n'
-    result = run_recipe(recipe(source("qa", "qa.jsonl", format="alpaca")),
+    result = run_recipe(recipe(source_table("qa", "qa.jsonl", format="alpaca")),
                         files={"qa.jsonl": data})
     assert_complete(result)
-    assert rejections(result) == [("missing-field", "qa.jsonl:4: missing field 'output'")]
+    assert result.rejections("read") == [("missing-field", "qa.jsonl:4: missing field 'output'")]
 
 
 # Locations and ids
@@ -166,9 +144,9 @@ def test_declared_format_rejects_odd_rows_once_rows_fit(run_recipe):
 
 def test_records_remember_file_and_line(run_recipe):
     data = alpaca_lines(1) + "\n   \n" + alpaca_lines(1, start=1)
-    result = run_recipe(recipe(source("qa", "data/qa.jsonl")), files={"data/qa.jsonl": data})
+    result = run_recipe(recipe(source_table("qa", "data/qa.jsonl")), files={"data/qa.jsonl": data})
     assert_complete(result)
-    assert origins(result) == ["data/qa.jsonl:1", "data/qa.jsonl:4"]
+    assert result.origins("read") == ["data/qa.jsonl:1", "data/qa.jsonl:4"]
     assert {row["source"] for row in result.kept("read")} == {"qa"}
 
 
@@ -176,18 +154,18 @@ def test_ids_depend_on_normalised_content_only(run_recipe, tmp_path):
     alpaca = '{"instruction": "Say  hi.", "output": "Hello\\nthere."}\n'
     sharegpt = ('{"conversations": [{"from": "human", "value": "Say hi."},'
                 ' {"from": "gpt", "value": "Hello there. "}]}\n')
-    result = run_recipe(recipe(source("a", "a.jsonl"), source("b", "b.jsonl")),
+    result = run_recipe(recipe(source_table("a", "a.jsonl"), source_table("b", "b.jsonl")),
                         files={"a.jsonl": alpaca, "b.jsonl": sharegpt})
     assert_complete(result)
     first, second = (row["id"] for row in result.dataset())
     assert first == second and re.fullmatch(r"[0-9a-f]{16}", first)
-    again = run_recipe(recipe(source("qa", "moved/qa.jsonl")),
+    again = run_recipe(recipe(source_table("qa", "moved/qa.jsonl")),
                        files={"moved/qa.jsonl": alpaca}, name="other")
     assert again.dataset()[0]["id"] == first
 
 
 def test_origin_is_stored_on_every_record(run_recipe):
-    result = run_recipe(recipe(source("gen", "qa.jsonl", origin="generated")),
+    result = run_recipe(recipe(source_table("gen", "qa.jsonl", origin="generated")),
                         files={"qa.jsonl": alpaca_lines(2)})
     assert_complete(result)
     assert {r["origin"] for r in result.dataset()} == {"generated"}
@@ -198,10 +176,10 @@ def test_origin_is_stored_on_every_record(run_recipe):
 
 def test_malformed_lines_are_rejected_with_line_and_reason(run_recipe):
     data = alpaca_lines(10) + '{"instruction": "cut off\n' + alpaca_lines(9, start=10)
-    result = run_recipe(recipe(source("qa", "qa.jsonl")), files={"qa.jsonl": data})
+    result = run_recipe(recipe(source_table("qa", "qa.jsonl")), files={"qa.jsonl": data})
     manifest = assert_complete(result)
-    assert rejections(result) == [("malformed-json", "qa.jsonl:11: Invalid control character"
-                                                     " at column 25")]
+    assert result.rejections("read") == [("malformed-json", "qa.jsonl:11: Invalid control"
+                                                            " character at column 25")]
     assert manifest["sources"][0] == {"name": "qa", "use": "jsonl", "rows": 20, "records": 19,
                                       "rejected": 1, "unreadable": 1}
     assert manifest["final"]["input"] == 20
@@ -209,15 +187,16 @@ def test_malformed_lines_are_rejected_with_line_and_reason(run_recipe):
 
 def test_bad_rows_up_to_max_bad_fraction_are_allowed(run_recipe):
     data = alpaca_lines(8) + "not json\n[1, 2]\n"
-    result = run_recipe(recipe(source("qa", "qa.jsonl", max_bad_fraction=0.2)),
+    result = run_recipe(recipe(source_table("qa", "qa.jsonl", max_bad_fraction=0.2)),
                         files={"qa.jsonl": data})
     assert_complete(result)
-    assert [reason for reason, _ in rejections(result)] == ["malformed-json", "not-an-object"]
+    assert [reason for reason, _ in result.rejections("read")] == ["malformed-json",
+                                                                    "not-an-object"]
 
 
 def test_more_bad_rows_than_max_bad_fraction_stop_the_run(run_recipe):
     data = alpaca_lines(8) + "not json\n[1, 2]\n"
-    result = run_recipe(recipe(source("qa", "qa.jsonl")), files={"qa.jsonl": data},
+    result = run_recipe(recipe(source_table("qa", "qa.jsonl")), files={"qa.jsonl": data},
                         args=["-q"])
     assert_clear_error(result, "recipe.toml: sources[0]: 2 of 10 rows of source 'qa' are"
                        " unreadable (20%, more than max_bad_fraction = 0.1)",
@@ -227,25 +206,27 @@ def test_more_bad_rows_than_max_bad_fraction_stop_the_run(run_recipe):
 
 def test_rows_rejected_for_their_content_do_not_count_as_unreadable(run_recipe):
     data = alpaca_lines(2) + '{"instruction": "Q?", "output": null}\n' * 3
-    result = run_recipe(recipe(source("qa", "qa.jsonl")), files={"qa.jsonl": data})
+    result = run_recipe(recipe(source_table("qa", "qa.jsonl")), files={"qa.jsonl": data})
     manifest = assert_complete(result)
     assert manifest["sources"][0]["unreadable"] == 0
-    assert rejections(result)[0] == ("missing-field", "qa.jsonl:3: missing field 'output'")
+    assert result.rejections("read")[0] == ("missing-field", "qa.jsonl:3: missing field 'output'")
 
 
 def test_text_that_is_not_valid_unicode_is_rejected(run_recipe):
     data = alpaca_lines(2) + '{"instruction": "Broken \\ud800 text", "output": "Answer."}\n'
-    result = run_recipe(recipe(source("qa", "qa.jsonl")), files={"qa.jsonl": data})
+    result = run_recipe(recipe(source_table("qa", "qa.jsonl")), files={"qa.jsonl": data})
     assert_complete(result)
-    assert rejections(result) == [("invalid-unicode", "qa.jsonl:3: message 0 contains"
-                                   " '\\ud800' at character 7, which is not valid Unicode text")]
+    assert result.rejections("read") == [("invalid-unicode", "qa.jsonl:3: message 0 contains"
+                                          " '\\ud800' at character 7, which is not valid Unicode"
+                                          " text")]
 
 
 def test_keys_that_are_not_valid_unicode_still_give_a_readable_rejection(run_recipe):
     data = alpaca_lines(2) + '{"\\udcff": 1}\n'
-    result = run_recipe(recipe(source("qa", "qa.jsonl")), files={"qa.jsonl": data})
+    result = run_recipe(recipe(source_table("qa", "qa.jsonl")), files={"qa.jsonl": data})
     assert_complete(result)
-    assert rejections(result) == [("missing-field", "qa.jsonl:3: missing field 'instruction'")]
+    assert result.rejections("read") == [("missing-field",
+                                          "qa.jsonl:3: missing field 'instruction'")]
     assert "\\udcff" in result.rejected("read")[0]["raw"]
 
 
@@ -253,7 +234,7 @@ def test_keys_that_are_not_valid_unicode_still_give_a_readable_rejection(run_rec
 
 
 def test_an_empty_source_stops_the_run(run_recipe):
-    result = run_recipe(recipe(source("qa", "qa.jsonl")), files={"qa.jsonl": "\n\n"},
+    result = run_recipe(recipe(source_table("qa", "qa.jsonl")), files={"qa.jsonl": "\n\n"},
                         args=["-q"])
     assert_clear_error(result, "recipe.toml: sources[0]: source 'qa' contains no rows")
 
@@ -261,15 +242,16 @@ def test_an_empty_source_stops_the_run(run_recipe):
 def test_a_source_where_no_row_becomes_a_record_stops_the_run(run_recipe):
     data = ('{"messages": [{"role": "user", "content": "Hi?"},'
             ' {"role": "assistant", "content": "Hello."}, {"role": "user", "content": "Bye"}]}\n')
-    result = run_recipe(recipe(source("chats", "chats.jsonl")), files={"chats.jsonl": data * 2},
-                        args=["-q"])
+    result = run_recipe(recipe(source_table("chats", "chats.jsonl")),
+                        files={"chats.jsonl": data * 2}, args=["-q"])
     assert_clear_error(result, "recipe.toml: sources[0]: none of the 2 rows of source 'chats'"
                        " became a record", "the first rejected at chats.jsonl:1:",
                        "(no-final-answer)")
 
 
 def test_one_failing_source_fails_the_run_that_reads_others(run_recipe):
-    result = run_recipe(recipe(source("good", "good.jsonl"), source("bad", "bad.jsonl")),
+    result = run_recipe(recipe(source_table("good", "good.jsonl"),
+                               source_table("bad", "bad.jsonl")),
                         files={"good.jsonl": alpaca_lines(3), "bad.jsonl": "oops\n"},
                         args=["-q"])
     assert_clear_error(result, "sources[1]: 1 of 1 rows of source 'bad' are unreadable")
@@ -282,9 +264,9 @@ def test_every_row_is_accounted_for_across_sources_and_stages(run_recipe):
                     ' {"from": "gpt", "value": "Hello, how can I help?"}]}\n'
                     '{"conversations": [{"from": "human", "value": "Only a question"}]}\n'),
     }
-    text = recipe(source("a", "a.jsonl", max_bad_fraction=0.2), source("b", "b.jsonl"))
+    text = recipe(source_table("a", "a.jsonl", max_bad_fraction=0.2), source_table("b", "b.jsonl"))
     result = run_recipe(text + '\n[[stages]]\nuse = "length"\nmin_chars = 5\n', files=files)
     manifest = assert_complete(result)
-    assert manifest["final"] == {"input": 10, "rejected": 3, "train": 7, "eval": 0,
+    assert manifest["final"] == {"input": 10, "added": 0, "rejected": 3, "train": 7, "eval": 0,
                                  "accounted": 10}
     assert [s["rows"] for s in manifest["sources"]] == [8, 2]

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from curate.testing import invoke_cli
+from curate.testing import invoke_cli, output_digests
 
 SLOW_PLUGIN = Path(__file__).parent / "support" / "slow_stage.py"
 
@@ -108,7 +108,7 @@ def test_removed_and_renamed_stages_leave_no_stale_folders(run_recipe):
 def test_same_recipe_and_seed_give_byte_identical_outputs(run_recipe, tmp_path):
     first = run_recipe(recipe(), files={"data.jsonl": ALPACA}, name="a")
     second = run_recipe(recipe(), name="b")
-    assert tree_digest(first.run_dir) == tree_digest(second.run_dir)
+    assert output_digests(first.run_dir) == output_digests(second.run_dir)
 
 
 def test_another_seed_gives_another_split(run_recipe):
@@ -123,13 +123,6 @@ def test_records_with_the_same_content_stay_on_one_side_of_the_split(run_recipe)
     train_ids = {r["id"] for r in result.dataset("train")}
     eval_ids = {r["id"] for r in result.dataset("eval")}
     assert train_ids and eval_ids and not train_ids & eval_ids
-
-
-def tree_digest(run_dir: Path) -> dict:
-    files = [*sorted((run_dir / "stages").rglob("*.parquet")),
-             *sorted((run_dir / "dataset").glob("*.jsonl"))]
-    return {str(p.relative_to(run_dir)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in files}
 
 
 def slow_run(recipe_file: Path, run_dir: Path) -> subprocess.Popen:
@@ -168,7 +161,7 @@ def test_a_run_killed_midway_resumes_to_the_same_result(tmp_path):
     output = resumed.communicate()[0].decode()
     assert resumed.returncode == 0, output
     assert "00-read" in output and "cached" in output.splitlines()[1]
-    assert tree_digest(interrupted) == tree_digest(reference)
+    assert output_digests(interrupted) == output_digests(reference)
     assert not list((interrupted / "stages").glob(".*"))
 
 

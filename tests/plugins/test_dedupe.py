@@ -16,7 +16,8 @@ from curate.plugins.dedupe import NearDedupe, NearDedupeOptions
 from curate.plugins.dedupe_index import RecordFacts
 from curate.records import Record
 from curate.stages import Filter, StageContext
-from curate.testing import invoke_cli
+from curate.testing import invoke_cli, jsonl, source_table
+from curate.testing import messages_row as row
 
 sys.path.insert(0, str(Path(__file__).parent))  # the reference shingles of test_minhash.py
 from test_minhash import python_shingles  # noqa: E402
@@ -24,19 +25,8 @@ from test_minhash import python_shingles  # noqa: E402
 WORDS = [f"w{i}" for i in range(2000)]
 
 
-def row(prompt: str, response: str, system: str | None = None) -> dict:
-    messages = [{"role": "system", "content": system}] if system is not None else []
-    return {"messages": messages + [{"role": "user", "content": prompt},
-                                    {"role": "assistant", "content": response}]}
-
-
-def jsonl(rows) -> str:
-    return "".join(json.dumps(r) + "\n" for r in rows)
-
-
 def source(name: str, path: str, origin: str = "human") -> str:
-    return (f'[[sources]]\nname = "{name}"\nuse = "jsonl"\npath = "{path}"\nformat = "messages"\n'
-            f'origin = "{origin}"\nmax_bad_fraction = 0.0\n')
+    return source_table(name, path, format="messages", origin=origin, max_bad_fraction=0.0)
 
 
 def recipe(stage: str, options: str = "", workers: int = 1, sources: str = "",
@@ -46,7 +36,7 @@ def recipe(stage: str, options: str = "", workers: int = 1, sources: str = "",
 
 
 def run_stage(run_recipe, rows, stage, options="", workers=1, name="recipe"):
-    result = run_recipe(recipe(stage, options, workers), {"data.jsonl": jsonl(rows)}, name=name)
+    result = run_recipe(recipe(stage, options, workers), {"data.jsonl": jsonl(*rows)}, name=name)
     assert result.exit_code == 0, result.output
     assert result.manifest["final"]["accounted"] == len(rows)
     return result
@@ -253,7 +243,7 @@ def test_survivor_policies(run_recipe, curate_plugin, stage, keep, survivor, kep
                + source("human", "human.jsonl"))
     text = recipe(stage, f'keep = "{keep}"', sources=sources,
                   before='[[stages]]\nuse = "score-from-system"\n')
-    result = run_recipe(text, {path: jsonl(rows) for path, rows in POLICY_SOURCES.items()})
+    result = run_recipe(text, {path: jsonl(*rows) for path, rows in POLICY_SOURCES.items()})
     assert result.exit_code == 0, result.output
     ids = {json.loads(r["meta"])["from"]: r["id"] for r in result.kept("read")}
     kept = {json.loads(r["meta"])["from"] for r in result.kept(stage)}
@@ -289,7 +279,7 @@ def test_ranks_put_missing_and_odd_scores_last():
     ("threshold = 1.5", "stages[0].threshold: expected a value between 0.01 and 1.0"),
 ])
 def test_option_errors_fail_validate(tmp_path, options, message):
-    (tmp_path / "data.jsonl").write_text(jsonl([row("q", "a")]), encoding="utf-8")
+    (tmp_path / "data.jsonl").write_text(jsonl(row("q", "a")), encoding="utf-8")
     (tmp_path / "recipe.toml").write_text(recipe("near-dedupe", options), encoding="utf-8")
     code, output = invoke_cli(["validate", str(tmp_path / "recipe.toml")])
     assert code == 2 and message in output, output

@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 import redis
 
+from curate.testing import jsonl
+
 sys.path.insert(0, str(Path(__file__).parent))  # the helpers of test_dedupe.py
-from test_dedupe import jsonl, near_rows, recipe, rejected_lines, run_stage  # noqa: E402
+from test_dedupe import near_rows, recipe, rejected_lines, run_stage  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -60,7 +62,7 @@ def test_redis_store_gives_the_memory_result(run_recipe, redis_url):
 def test_unreachable_redis_is_one_clear_line(run_recipe):
     url = f"redis://127.0.0.1:{free_port()}/0"
     text = recipe("near-dedupe", f'storage = "redis"\nredis_url = "{url}"')
-    result = run_recipe(text, {"data.jsonl": jsonl(near_rows())}, args=["--quiet"])
+    result = run_recipe(text, {"data.jsonl": jsonl(*near_rows())}, args=["--quiet"])
     assert result.exit_code == 2, result.output
     assert result.output.startswith(f"error: stage 'near-dedupe': cannot reach Redis at {url}")
     assert "Traceback" not in result.output

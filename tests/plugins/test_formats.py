@@ -5,6 +5,8 @@ import json
 
 import pytest
 
+from curate.testing import jsonl
+
 SYSTEM = {"role": "system", "content": "Be brief."}
 
 
@@ -14,10 +16,6 @@ def user(text: str) -> dict:
 
 def assistant(text: str) -> dict:
     return {"role": "assistant", "content": text}
-
-
-def jsonl(*rows: dict) -> str:
-    return "".join(json.dumps(row) + "\n" for row in rows)
 
 
 def recipe(fmt: str) -> str:

@@ -3,7 +3,6 @@ real langdetect: what is kept, what is rejected and why, what lands in meta["lan
 that the verdicts are the same bytes whatever the number of worker processes."""
 
 import dataclasses
-import hashlib
 import json
 import os
 import subprocess
@@ -17,7 +16,7 @@ from curate.language import LanguageDetector
 from curate.plugins.language import LangdetectDetector, LanguageFilter, LanguageOptions
 from curate.records import Record, Rejection
 from curate.stages import StageContext
-from curate.testing import invoke_cli
+from curate.testing import invoke_cli, jsonl, output_digests
 
 SENTENCES = {
     "en": "The committee reviewed the proposal carefully before voting on the new budget.",
@@ -37,9 +36,8 @@ QUESTIONS = {
 MIXED = "I love this city. J'adore cette ville et ses rues."
 
 
-def jsonl(*pairs: tuple[str, str]) -> str:
-    return "".join(json.dumps({"prompt": p, "completion": c}, ensure_ascii=False) + "\n"
-                   for p, c in pairs)
+def pairs_jsonl(*pairs: tuple[str, str]) -> str:
+    return jsonl(*({"prompt": p, "completion": c} for p, c in pairs), ensure_ascii=False)
 
 
 def recipe(options: str = "", run: str = "") -> str:
@@ -62,7 +60,7 @@ def recipe(options: str = "", run: str = "") -> str:
 
 
 def run_language(run_recipe, pairs, options: str = "", run: str = ""):
-    result = run_recipe(recipe(options, run), files={"data.jsonl": jsonl(*pairs)})
+    result = run_recipe(recipe(options, run), files={"data.jsonl": pairs_jsonl(*pairs)})
     assert result.exit_code == 0, result.output
     return result
 
@@ -188,13 +186,6 @@ def test_code_is_left_out_of_what_is_judged(run_recipe):
     assert verdicts(raw)[code_only] == "wrong-language"
 
 
-def tree_digest(run_dir: Path) -> dict:
-    files = [*sorted((run_dir / "stages").rglob("*.parquet")),
-             *sorted((run_dir / "dataset").glob("*.jsonl"))]
-    return {str(p.relative_to(run_dir)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in files}
-
-
 def many_pairs(count: int) -> list[tuple[str, str]]:
     """More than one 256-record batch; every language, unsure texts, and short prompts that
     are not judged (which keeps the test quick) mixed in."""
@@ -205,13 +196,13 @@ def many_pairs(count: int) -> list[tuple[str, str]]:
 
 
 def test_output_is_the_same_bytes_with_one_or_two_workers_and_on_rerun(run_recipe):
-    data = {"data.jsonl": jsonl(*many_pairs(300))}
+    data = {"data.jsonl": pairs_jsonl(*many_pairs(300))}
     digests = []
     for name, workers in (("one", 1), ("two", 2), ("two-again", 2)):
         result = run_recipe(recipe('keep = ["en", "es"]', f"workers = {workers}"), files=data,
                             name=name)
         assert result.exit_code == 0, result.output
-        digests.append(tree_digest(result.run_dir))
+        digests.append(output_digests(result.run_dir))
     assert digests[0] == digests[1] == digests[2]
     assert len(set(verdicts(result).values())) == 4  # kept and all three reasons
 
@@ -253,7 +244,7 @@ def test_bad_language_codes_fail_validation(tmp_path, keep, message):
 
 
 def write_recipe(folder: Path, options: str) -> Path:
-    (folder / "data.jsonl").write_text(jsonl((QUESTIONS["en"], SENTENCES["en"])))
+    (folder / "data.jsonl").write_text(pairs_jsonl((QUESTIONS["en"], SENTENCES["en"])))
     recipe_file = folder / "recipe.toml"
     recipe_file.write_text(recipe(options).replace("\n        ", "\n"))
     return recipe_file

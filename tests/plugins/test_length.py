@@ -5,9 +5,14 @@ import json
 import pytest
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
+from curate.testing import jsonl
 from curate.tokenizer import _from_tokenizers_library
 
 WORDS = "the a cat dog sat on mat and ran far away good bad great".split()
+# With a [model], a run renders every record with its chat template: the tiny model has one.
+CHAT_TEMPLATE = ("{% for m in messages %}{% if m.role == 'assistant' %}{% generation %}"
+                 "{{ m.content }} <eot>{% endgeneration %}{% else %}{{ m.content }} {% endif %}"
+                 "{% endfor %}")
 
 
 @pytest.fixture
@@ -16,7 +21,7 @@ def tokenizer_dir(tmp_path):
     tokenizer = Tokenizer(models.WordLevel(unk_token="[UNK]"))
     tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
     tokenizer.train_from_iterator([" ".join(WORDS)] * 10,
-                                  trainers.WordLevelTrainer(special_tokens=["[UNK]"]))
+                                  trainers.WordLevelTrainer(special_tokens=["[UNK]", "<eot>"]))
     folder = tmp_path / "tiny-model"
     folder.mkdir()
     try:
@@ -24,13 +29,13 @@ def tokenizer_dir(tmp_path):
     except ImportError:
         tokenizer.save(str(folder / "tokenizer.json"))
     else:
-        PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="[UNK]").save_pretrained(
-            folder)
+        PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="[UNK]",
+                                chat_template=CHAT_TEMPLATE).save_pretrained(folder)
     return folder
 
 
 def rows(*pairs):
-    return "".join(json.dumps({"prompt": p, "completion": c}) + "\n" for p, c in pairs)
+    return jsonl(*({"prompt": p, "completion": c} for p, c in pairs))
 
 
 def recipe(stage_options: str, model: str = "") -> str:

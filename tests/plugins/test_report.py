@@ -17,7 +17,7 @@ import pytest
 from curate import hookimpl
 from curate.records import Rejection
 from curate.stages import Filter, Stage
-from curate.testing import invoke_cli
+from curate.testing import invoke_cli, jsonl
 
 XSS = "<script>alert(1)</script>"
 
@@ -114,7 +114,7 @@ PAIRS = [
     ("Short one", "ab"),
     ("A long one", "x" * 1_000_000),
 ]
-DATA = "".join(json.dumps({"instruction": p, "output": r}) + "\n" for p, r in PAIRS) + (
+DATA = jsonl(*({"instruction": p, "output": r} for p, r in PAIRS)) + (
     "this line is not json <b>bold</b> | pipe\n")
 RECIPE = """
 [run]
@@ -306,8 +306,8 @@ def test_large_runs_sample_lengths_but_count_exactly(run_recipe, monkeypatch):
     from curate.plugins import report_scan
 
     monkeypatch.setattr(report_scan, "SAMPLE_ROWS", 3000)
-    rows = "".join(json.dumps({"instruction": f"Question {i}", "output": "short" if i % 10 else
-                               "no"}) + "\n" for i in range(10_000))
+    rows = jsonl(*({"instruction": f"Question {i}", "output": "short" if i % 10 else "no"}
+                   for i in range(10_000)))
     result = run_recipe(RECIPE.split("[[stages]]\nuse = \"tag-language\"")[0],
                         files={"data.jsonl": rows})
     markdown, _ = report_files(result.run_dir)

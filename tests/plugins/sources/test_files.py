@@ -6,70 +6,39 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curate.testing import assert_clear_error, assert_complete, invoke_cli
-
-
-def alpaca(i: int) -> dict:
-    return {"instruction": f"Question {i}?", "output": f"A long enough answer {i}."}
-
-
-def jsonl(*rows: dict) -> str:
-    return "".join(json.dumps(row) + "\n" for row in rows)
-
-
-def toml_value(value) -> str:
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + "}"
-    return json.dumps(value)
-
-
-def source(use: str, path, name: str = "data", **keys) -> str:
-    lines = ["[[sources]]", f'name = "{name}"', f'use = "{use}"', f"path = {toml_value(path)}"]
-    lines += [f"{key} = {toml_value(value)}" for key, value in keys.items()]
-    return "\n".join(lines) + "\n"
+from curate.testing import (alpaca_row, assert_clear_error, assert_complete, invoke_cli, jsonl,
+                            source_table)
 
 
 def recipe(use: str, path, **keys) -> str:
     """One source; every record goes to train, in input order."""
-    return source(use, path, **keys) + "\n[split]\neval_fraction = 0.0\n"
-
-
-def origins(result) -> list[str]:
-    return [json.loads(row["meta"])["from"] for row in result.kept("read")]
-
-
-def rejections(result) -> list[tuple[str, str]]:
-    return [(row["reason"], row["detail"]) for row in result.rejected("read")]
-
-
-def answers(result) -> list[str]:
-    return [record["messages"][-1]["content"] for record in result.dataset()]
+    return source_table("data", path, use, **keys) + "\n[split]\neval_fraction = 0.0\n"
 
 
 # jsonl
 
 
 def test_jsonl_reads_one_object_a_line(run_recipe):
-    result = run_recipe(recipe("jsonl", "data.jsonl"), files={"data.jsonl": jsonl(*map(alpaca,
-                                                                                       range(3)))})
+    result = run_recipe(recipe("jsonl", "data.jsonl"),
+                        files={"data.jsonl": jsonl(*map(alpaca_row, range(3)))})
     assert_complete(result)
-    assert origins(result) == ["data.jsonl:1", "data.jsonl:2", "data.jsonl:3"]
+    assert result.origins("read") == ["data.jsonl:1", "data.jsonl:2", "data.jsonl:3"]
 
 
 def test_jsonl_with_windows_line_ends_and_byte_order_mark(run_recipe):
-    data = ("\ufeff" + jsonl(alpaca(0), alpaca(1))).replace("\n", "\r\n").encode("utf-8")
+    data = ("\ufeff" + jsonl(alpaca_row(0), alpaca_row(1))).replace("\n", "\r\n").encode("utf-8")
     result = run_recipe(recipe("jsonl", "data.jsonl"), files={"data.jsonl": data})
     assert_complete(result)
-    assert answers(result) == ["A long enough answer 0.", "A long enough answer 1."]
+    assert result.answers() == ["A long enough answer 0.", "A long enough answer 1."]
 
 
 def test_jsonl_rejects_invalid_utf8_and_non_objects_by_line(run_recipe):
-    good = jsonl(*map(alpaca, range(4))).encode()
+    good = jsonl(*map(alpaca_row, range(4))).encode()
     data = good + b'{"instruction": "caf\xe9", "output": "x"}\n' + b'"just text"\n'
     result = run_recipe(recipe("jsonl", "data.jsonl", max_bad_fraction=0.5),
                         files={"data.jsonl": data})
     manifest = assert_complete(result)
-    assert rejections(result) == [
+    assert result.rejections("read") == [
         ("invalid-utf8", "data.jsonl:5: invalid UTF-8 at byte 20 of the line: re-save the file"
                          " as UTF-8"),
         ("not-an-object", "data.jsonl:6: expected a JSON object, found str")]
@@ -88,34 +57,34 @@ def test_jsonl_of_invalid_utf8_past_max_bad_fraction_stops_the_run(run_recipe):
 
 
 def test_json_list(run_recipe):
-    data = json.dumps([alpaca(0), alpaca(1)], indent=2)
+    data = json.dumps([alpaca_row(0), alpaca_row(1)], indent=2)
     result = run_recipe(recipe("json", "data.json"), files={"data.json": data})
     assert_complete(result)
-    assert origins(result) == ["data.json[0]", "data.json[1]"]
+    assert result.origins("read") == ["data.json[0]", "data.json[1]"]
 
 
 def test_json_object_with_rows_under_field(run_recipe):
-    data = json.dumps({"version": 2, "data": [alpaca(0), alpaca(1)]})
+    data = json.dumps({"version": 2, "data": [alpaca_row(0), alpaca_row(1)]})
     result = run_recipe(recipe("json", "data.json", field="data"), files={"data.json": data})
     assert_complete(result)
-    assert answers(result) == ["A long enough answer 0.", "A long enough answer 1."]
+    assert result.answers() == ["A long enough answer 0.", "A long enough answer 1."]
 
 
 def test_json_with_byte_order_mark(run_recipe):
-    data = ("\ufeff" + json.dumps([alpaca(0)])).encode("utf-8")
+    data = ("\ufeff" + json.dumps([alpaca_row(0)])).encode("utf-8")
     result = run_recipe(recipe("json", "data.json"), files={"data.json": data})
     assert_complete(result)
 
 
 def test_json_object_without_field_names_the_keys_holding_lists(run_recipe):
-    data = json.dumps({"version": 2, "rows": [alpaca(0)]})
+    data = json.dumps({"version": 2, "rows": [alpaca_row(0)]})
     result = run_recipe(recipe("json", "data.json"), files={"data.json": data}, args=["-q"])
     assert_clear_error(result, "data.json: expected a JSON list of rows, found dict",
                        'field = "..."', "keys holding lists: rows")
 
 
 def test_json_field_that_is_missing(run_recipe):
-    data = json.dumps({"rows": [alpaca(0)]})
+    data = json.dumps({"rows": [alpaca_row(0)]})
     result = run_recipe(recipe("json", "data.json", field="data"), files={"data.json": data},
                         args=["-q"])
     assert_clear_error(result, "data.json: no top-level key 'data'", "keys holding lists: rows")
@@ -139,11 +108,11 @@ def test_json_invalid_utf8_is_a_clear_error(run_recipe):
 
 
 def test_json_items_that_are_not_objects_are_rejected(run_recipe):
-    data = json.dumps([alpaca(i) for i in range(9)] + [["not", "a", "row"]])
+    data = json.dumps([alpaca_row(i) for i in range(9)] + [["not", "a", "row"]])
     result = run_recipe(recipe("json", "data.json"), files={"data.json": data})
     assert_complete(result)
-    assert rejections(result) == [("not-an-object",
-                                   "data.json[9]: expected a JSON object, found list")]
+    assert result.rejections("read") == [("not-an-object",
+                                          "data.json[9]: expected a JSON object, found list")]
 
 
 # csv
@@ -154,7 +123,7 @@ CSV = "instruction,input,output\nSay hi.,,Hello there.\nTranslate.,Hallo,Hello.\
 def test_csv_with_header(run_recipe):
     result = run_recipe(recipe("csv", "data.csv"), files={"data.csv": CSV})
     assert_complete(result)
-    assert origins(result) == ["data.csv:2", "data.csv:3"]
+    assert result.origins("read") == ["data.csv:2", "data.csv:3"]
     assert [r["messages"][0]["content"] for r in result.dataset()] == ["Say hi.",
                                                                         "Translate.\n\nHallo"]
 
@@ -163,7 +132,7 @@ def test_csv_with_another_delimiter(run_recipe):
     data = CSV.replace(",", "\t")
     result = run_recipe(recipe("csv", "data.tsv", delimiter="\t"), files={"data.tsv": data})
     assert_complete(result)
-    assert answers(result) == ["Hello there.", "Hello."]
+    assert result.answers() == ["Hello there.", "Hello."]
 
 
 def test_csv_quoted_fields_may_span_lines_and_rows_are_located_where_they_start(run_recipe):
@@ -171,7 +140,7 @@ def test_csv_quoted_fields_may_span_lines_and_rows_are_located_where_they_start(
             ' blue."\n\nNext?,The next answer.\n')
     result = run_recipe(recipe("csv", "data.csv"), files={"data.csv": data.encode()})
     assert_complete(result)
-    assert origins(result) == ["data.csv:2", "data.csv:6"]
+    assert result.origins("read") == ["data.csv:2", "data.csv:6"]
     first = result.dataset()[0]["messages"]
     assert first[0]["content"] == "Write a poem,\nin two lines."
     assert first[1]["content"] == 'Roses are red,\n"violets" are blue.'
@@ -182,7 +151,7 @@ def test_csv_rows_with_the_wrong_number_of_fields_are_rejected(run_recipe):
     result = run_recipe(recipe("csv", "data.csv", max_bad_fraction=0.5),
                         files={"data.csv": data})
     assert_complete(result)
-    assert rejections(result) == [
+    assert result.rejections("read") == [
         ("wrong-column-count", "data.csv:4: the row has 1 fields, the header has 3"),
         ("wrong-column-count", "data.csv:5: the row has 4 fields, the header has 3")]
     assert result.rejected("read")[1]["raw"] == "a,b,c,d"
@@ -192,8 +161,8 @@ def test_csv_invalid_utf8_row_is_rejected(run_recipe):
     data = CSV.encode() * 1 + b"Caf\xe9?,,Coffee place.\n" + b"More?,,More answers.\n" * 8
     result = run_recipe(recipe("csv", "data.csv"), files={"data.csv": data})
     assert_complete(result)
-    assert rejections(result) == [("invalid-utf8", "data.csv:4: invalid UTF-8 in the row:"
-                                                   " re-save the file as UTF-8")]
+    assert result.rejections("read") == [("invalid-utf8", "data.csv:4: invalid UTF-8 in the"
+                                                          " row: re-save the file as UTF-8")]
     assert result.rejected("read")[0]["raw"] == "Caf\ufffd?,,Coffee place."
 
 
@@ -214,7 +183,7 @@ def test_csv_fields_longer_than_the_csv_module_default(run_recipe):
     result = run_recipe(recipe("csv", "data.csv"),
                         files={"data.csv": f'instruction,output\nWrite a lot.,"{long}"\n'})
     assert_complete(result)
-    assert answers(result) == [long]
+    assert result.answers() == [long]
 
 
 def test_csv_delimiter_must_be_one_character(run_recipe):
@@ -233,24 +202,26 @@ def test_csv_with_only_a_header_has_no_rows(run_recipe):
 
 
 def test_parquet_flat_and_nested_columns(run_recipe, tmp_path):
-    pq.write_table(pa.Table.from_pylist([alpaca(0), alpaca(1)]), tmp_path / "flat.parquet")
+    pq.write_table(pa.Table.from_pylist([alpaca_row(0), alpaca_row(1)]),
+                   tmp_path / "flat.parquet")
     chats = [{"conversations": [{"from": "human", "value": "Hi?"},
                                 {"from": "gpt", "value": "Hello there."}]}]
     pq.write_table(pa.Table.from_pylist(chats), tmp_path / "nested.parquet")
-    result = run_recipe(source("parquet", "flat.parquet") +
-                        source("parquet", "nested.parquet", name="chats"))
+    result = run_recipe(source_table("data", "flat.parquet", "parquet") +
+                        source_table("chats", "nested.parquet", "parquet"))
     manifest = assert_complete(result)
-    assert origins(result) == ["flat.parquet row 0", "flat.parquet row 1", "nested.parquet row 0"]
-    assert answers(result)[-1] == "Hello there."
+    assert result.origins("read") == ["flat.parquet row 0", "flat.parquet row 1",
+                                      "nested.parquet row 0"]
+    assert result.answers()[-1] == "Hello there."
     assert [s["records"] for s in manifest["sources"]] == [2, 1]
 
 
 def test_parquet_rows_across_batches_keep_their_index(run_recipe, tmp_path):
-    rows = [alpaca(i) for i in range(5000)]
+    rows = [alpaca_row(i) for i in range(5000)]
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "big.parquet", row_group_size=1000)
     result = run_recipe(recipe("parquet", "big.parquet"))
     assert_complete(result)
-    assert origins(result)[4321] == "big.parquet row 4321"
+    assert result.origins("read")[4321] == "big.parquet row 4321"
 
 
 def test_a_file_that_is_not_parquet_is_a_clear_error(run_recipe):
@@ -263,36 +234,37 @@ def test_a_file_that_is_not_parquet_is_a_clear_error(run_recipe):
 
 
 def test_glob_reads_every_matching_file_in_sorted_order(run_recipe):
-    files = {"parts/b.jsonl": jsonl(alpaca(2)), "parts/a.jsonl": jsonl(alpaca(0), alpaca(1)),
-             "parts/c.txt": "not data", "parts/sub/d.jsonl": jsonl(alpaca(3))}
+    files = {"parts/b.jsonl": jsonl(alpaca_row(2)),
+             "parts/a.jsonl": jsonl(alpaca_row(0), alpaca_row(1)),
+             "parts/c.txt": "not data", "parts/sub/d.jsonl": jsonl(alpaca_row(3))}
     result = run_recipe(recipe("jsonl", "parts/*.jsonl"), files=files)
     assert_complete(result)
-    assert origins(result) == ["parts/a.jsonl:1", "parts/a.jsonl:2", "parts/b.jsonl:1"]
+    assert result.origins("read") == ["parts/a.jsonl:1", "parts/a.jsonl:2", "parts/b.jsonl:1"]
     everything = run_recipe(recipe("jsonl", "parts/**/*.jsonl"), name="recursive")
-    assert origins(everything) == ["parts/a.jsonl:1", "parts/a.jsonl:2", "parts/b.jsonl:1",
-                                   "parts/sub/d.jsonl:1"]
+    assert everything.origins("read") == ["parts/a.jsonl:1", "parts/a.jsonl:2",
+                                          "parts/b.jsonl:1", "parts/sub/d.jsonl:1"]
 
 
 def test_a_list_of_paths_is_read_in_the_order_given_without_repeats(run_recipe):
-    files = {"a.jsonl": jsonl(alpaca(0)), "b.jsonl": jsonl(alpaca(1)),
-             "more/c.jsonl": jsonl(alpaca(2))}
+    files = {"a.jsonl": jsonl(alpaca_row(0)), "b.jsonl": jsonl(alpaca_row(1)),
+             "more/c.jsonl": jsonl(alpaca_row(2))}
     result = run_recipe(recipe("jsonl", ["b.jsonl", "more/*.jsonl", "*.jsonl"]), files=files)
     assert_complete(result)
-    assert origins(result) == ["b.jsonl:1", "more/c.jsonl:1", "a.jsonl:1"]
+    assert result.origins("read") == ["b.jsonl:1", "more/c.jsonl:1", "a.jsonl:1"]
 
 
 def test_a_file_name_with_glob_characters_is_found_by_name(run_recipe):
     result = run_recipe(recipe("jsonl", "data[1].jsonl"),
-                        files={"data[1].jsonl": jsonl(alpaca(0))})
+                        files={"data[1].jsonl": jsonl(alpaca_row(0))})
     assert_complete(result)
-    assert origins(result) == ["data[1].jsonl:1"]
+    assert result.origins("read") == ["data[1].jsonl:1"]
 
 
 def test_paths_are_relative_to_the_recipe_not_the_working_directory(tmp_path, monkeypatch):
     project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
     (project / "data").mkdir(parents=True)
     elsewhere.mkdir()
-    (project / "data" / "qa.jsonl").write_text(jsonl(alpaca(0)))
+    (project / "data" / "qa.jsonl").write_text(jsonl(alpaca_row(0)))
     (project / "recipe.toml").write_text(recipe("jsonl", "data/qa.jsonl"))
     monkeypatch.chdir(elsewhere)
     code, output = invoke_cli(["run", "../project/recipe.toml", "--run-dir", "run"])
@@ -303,10 +275,10 @@ def test_paths_are_relative_to_the_recipe_not_the_working_directory(tmp_path, mo
 
 def test_absolute_paths_outside_the_recipe_folder(run_recipe, tmp_path_factory):
     outside = tmp_path_factory.mktemp("outside") / "qa.jsonl"
-    outside.write_text(jsonl(alpaca(0)))
+    outside.write_text(jsonl(alpaca_row(0)))
     result = run_recipe(recipe("jsonl", str(outside)))
     assert_complete(result)
-    assert origins(result) == [f"{outside}:1"]
+    assert result.origins("read") == [f"{outside}:1"]
 
 
 def test_a_missing_file_names_the_recipe_key(run_recipe):
@@ -323,7 +295,7 @@ def test_a_glob_matching_nothing_names_the_recipe_key(run_recipe):
 
 def test_one_missing_path_in_a_list(run_recipe):
     result = run_recipe(recipe("jsonl", ["a.jsonl", "b.jsonl"]),
-                        files={"a.jsonl": jsonl(alpaca(0))}, args=["-q"])
+                        files={"a.jsonl": jsonl(alpaca_row(0))}, args=["-q"])
     assert_clear_error(result, "sources[0].path: no file matches 'b.jsonl'")
 
 
@@ -338,9 +310,9 @@ def test_an_empty_file(run_recipe):
 
 
 def test_changing_a_data_file_rereads_it(run_recipe, tmp_path):
-    first = run_recipe(recipe("jsonl", "data.jsonl"), files={"data.jsonl": jsonl(alpaca(0))})
+    first = run_recipe(recipe("jsonl", "data.jsonl"), files={"data.jsonl": jsonl(alpaca_row(0))})
     assert_complete(first)
-    (tmp_path / "data.jsonl").write_text(jsonl(alpaca(0), alpaca(1)))
+    (tmp_path / "data.jsonl").write_text(jsonl(alpaca_row(0), alpaca_row(1)))
     second = run_recipe(recipe("jsonl", "data.jsonl"))
     assert assert_complete(second)["final"]["train"] == 2
 

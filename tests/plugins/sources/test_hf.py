@@ -1,12 +1,10 @@
 """The `datasets` source with the real Hugging Face `datasets` library and local data only:
 folders of data files, builders with `data_files`, and `save_to_disk` output."""
 
-import json
-
 import datasets
 import pytest
 
-from curate.testing import assert_clear_error, assert_complete
+from curate.testing import alpaca_row, assert_clear_error, assert_complete, jsonl, source_table
 
 
 @pytest.fixture(autouse=True)
@@ -19,68 +17,45 @@ def local_only(tmp_path, monkeypatch):
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
 
 
-def alpaca(i: int) -> dict:
-    return {"instruction": f"Question {i}?", "output": f"A long enough answer {i}."}
-
-
-def jsonl(*rows: dict) -> str:
-    return "".join(json.dumps(row) + "\n" for row in rows)
-
-
-def toml_value(value) -> str:
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + "}"
-    return json.dumps(value)
-
-
 def recipe(path: str, **keys) -> str:
-    lines = ["[[sources]]", 'name = "hf"', 'use = "datasets"', f'path = "{path}"']
-    lines += [f"{key} = {toml_value(value)}" for key, value in keys.items()]
-    return "\n".join(lines) + "\n\n[split]\neval_fraction = 0.0\n"
-
-
-def origins(result) -> list[str]:
-    return [json.loads(row["meta"])["from"] for row in result.kept("read")]
-
-
-def answers(result) -> list[str]:
-    return [record["messages"][-1]["content"] for record in result.dataset()]
+    return source_table("hf", path, "datasets", **keys) + "\n[split]\neval_fraction = 0.0\n"
 
 
 def test_local_folder_of_jsonl_files(run_recipe):
-    files = {"data/a.jsonl": jsonl(alpaca(0), alpaca(1)), "data/b.jsonl": jsonl(alpaca(2))}
+    files = {"data/a.jsonl": jsonl(alpaca_row(0), alpaca_row(1)),
+             "data/b.jsonl": jsonl(alpaca_row(2))}
     result = run_recipe(recipe("data"), files=files, args=["-q"])
     manifest = assert_complete(result)
     assert result.output == ""
-    assert sorted(answers(result)) == [f"A long enough answer {i}." for i in range(3)]
-    assert origins(result) == ["data row 0", "data row 1", "data row 2"]
+    assert sorted(result.answers()) == [f"A long enough answer {i}." for i in range(3)]
+    assert result.origins("read") == ["data row 0", "data row 1", "data row 2"]
     assert manifest["sources"][0]["use"] == "datasets"
 
 
 def test_local_folder_with_train_and_test_files(run_recipe):
-    files = {"data/train.jsonl": jsonl(alpaca(0)), "data/test.jsonl": jsonl(alpaca(9))}
+    files = {"data/train.jsonl": jsonl(alpaca_row(0)), "data/test.jsonl": jsonl(alpaca_row(9))}
     result = run_recipe(recipe("data", split="test"), files=files)
     assert_complete(result)
-    assert answers(result) == ["A long enough answer 9."]
-    assert origins(result) == ["data[test] row 0"]
+    assert result.answers() == ["A long enough answer 9."]
+    assert result.origins("read") == ["data[test] row 0"]
 
 
 def test_json_builder_with_data_files(run_recipe):
-    files = {"parts/1.jsonl": jsonl(alpaca(0)), "parts/2.jsonl": jsonl(alpaca(1))}
+    files = {"parts/1.jsonl": jsonl(alpaca_row(0)), "parts/2.jsonl": jsonl(alpaca_row(1))}
     result = run_recipe(recipe("json", data_files="parts/*.jsonl"), files=files)
     assert_complete(result)
-    assert answers(result) == ["A long enough answer 0.", "A long enough answer 1."]
-    assert origins(result) == ["parts/*.jsonl row 0", "parts/*.jsonl row 1"]
+    assert result.answers() == ["A long enough answer 0.", "A long enough answer 1."]
+    assert result.origins("read") == ["parts/*.jsonl row 0", "parts/*.jsonl row 1"]
 
 
 def test_data_files_per_split(run_recipe):
-    files = {"train.jsonl": jsonl(alpaca(0)), "held.jsonl": jsonl(alpaca(1), alpaca(2))}
+    files = {"train.jsonl": jsonl(alpaca_row(0)), "held.jsonl": jsonl(alpaca_row(1), alpaca_row(2))}
     result = run_recipe(recipe("json", split="test",
                                data_files={"train": "train.jsonl", "test": "held.jsonl"}),
                         files=files)
     assert_complete(result)
-    assert answers(result) == ["A long enough answer 1.", "A long enough answer 2."]
-    assert origins(result) == ["held.jsonl[test] row 0", "held.jsonl[test] row 1"]
+    assert result.answers() == ["A long enough answer 1.", "A long enough answer 2."]
+    assert result.origins("read") == ["held.jsonl[test] row 0", "held.jsonl[test] row 1"]
 
 
 def test_csv_builder_with_column_mapping(run_recipe):
@@ -89,7 +64,7 @@ def test_csv_builder_with_column_mapping(run_recipe):
                                columns={"instruction": "question", "output": "answer"}),
                         files={"qa.csv": data})
     assert_complete(result)
-    assert answers(result) == ["The sky is up."]
+    assert result.answers() == ["The sky is up."]
 
 
 def test_saved_dataset(run_recipe, tmp_path):
@@ -98,51 +73,51 @@ def test_saved_dataset(run_recipe, tmp_path):
     datasets.Dataset.from_list(chats).save_to_disk(str(tmp_path / "saved"))
     result = run_recipe(recipe("saved"))
     assert_complete(result)
-    assert answers(result) == [f"Hello number {i}." for i in range(3)]
-    assert origins(result)[2] == "saved row 2"
+    assert result.answers() == [f"Hello number {i}." for i in range(3)]
+    assert result.origins("read")[2] == "saved row 2"
 
 
 def test_saved_dataset_dict_reads_the_chosen_split(run_recipe, tmp_path):
     saved = datasets.DatasetDict({
-        "train": datasets.Dataset.from_list([alpaca(0), alpaca(1)]),
-        "validation": datasets.Dataset.from_list([alpaca(7)]),
+        "train": datasets.Dataset.from_list([alpaca_row(0), alpaca_row(1)]),
+        "validation": datasets.Dataset.from_list([alpaca_row(7)]),
     })
     saved.save_to_disk(str(tmp_path / "saved"))
     train = run_recipe(recipe("saved"))
-    assert answers(train) == ["A long enough answer 0.", "A long enough answer 1."]
+    assert train.answers() == ["A long enough answer 0.", "A long enough answer 1."]
     validation = run_recipe(recipe("saved", split="validation"), name="validation")
     assert_complete(validation)
-    assert answers(validation) == ["A long enough answer 7."]
-    assert origins(validation) == ["saved[validation] row 0"]
+    assert validation.answers() == ["A long enough answer 7."]
+    assert validation.origins("read") == ["saved[validation] row 0"]
 
 
 def test_saved_dataset_dict_without_the_split(run_recipe, tmp_path):
-    datasets.DatasetDict({"train": datasets.Dataset.from_list([alpaca(0)])}).save_to_disk(
+    datasets.DatasetDict({"train": datasets.Dataset.from_list([alpaca_row(0)])}).save_to_disk(
         str(tmp_path / "saved"))
     result = run_recipe(recipe("saved", split="test"), args=["-q"])
     assert_clear_error(result, "no split 'test' (splits: train)")
 
 
 def test_saved_single_dataset_has_no_other_split(run_recipe, tmp_path):
-    datasets.Dataset.from_list([alpaca(0)]).save_to_disk(str(tmp_path / "saved"))
+    datasets.Dataset.from_list([alpaca_row(0)]).save_to_disk(str(tmp_path / "saved"))
     result = run_recipe(recipe("saved", split="test"), args=["-q"])
     assert_clear_error(result, "one saved Dataset without splits", "no split 'test'")
 
 
 def test_rows_of_the_wrong_shape_are_rejected_with_their_location(run_recipe):
-    rows = [alpaca(i) for i in range(4)] + [{"instruction": "No answer", "output": None}]
+    rows = [alpaca_row(i) for i in range(4)] + [{"instruction": "No answer", "output": None}]
     result = run_recipe(recipe("data"), files={"data/a.jsonl": jsonl(*rows)})
     assert_complete(result)
-    assert [(r["reason"], r["detail"]) for r in result.rejected("read")] == [
+    assert result.rejections("read") == [
         ("missing-field", "data row 4: missing field 'output'")]
 
 
 def test_changed_files_in_a_local_folder_are_read_again(run_recipe, tmp_path):
-    first = run_recipe(recipe("data"), files={"data/a.jsonl": jsonl(alpaca(0))})
+    first = run_recipe(recipe("data"), files={"data/a.jsonl": jsonl(alpaca_row(0))})
     assert assert_complete(first)["final"]["train"] == 1
     cached = run_recipe(recipe("data"))
     assert "cached" in cached.output
-    (tmp_path / "data" / "b.jsonl").write_text(jsonl(alpaca(1)))
+    (tmp_path / "data" / "b.jsonl").write_text(jsonl(alpaca_row(1)))
     second = run_recipe(recipe("data"))
     assert assert_complete(second)["final"]["train"] == 2
 
@@ -160,7 +135,7 @@ def test_a_name_that_is_neither_a_folder_nor_reachable(run_recipe):
 
 
 def test_a_data_file_as_path_points_to_data_files(run_recipe):
-    result = run_recipe(recipe("qa.jsonl"), files={"qa.jsonl": jsonl(alpaca(0))}, args=["-q"])
+    result = run_recipe(recipe("qa.jsonl"), files={"qa.jsonl": jsonl(alpaca_row(0))}, args=["-q"])
     assert_clear_error(result, "sources[0].path: 'qa.jsonl' is a file",
                        'path = "json"', 'data_files = "qa.jsonl"')
 
@@ -171,14 +146,14 @@ def test_data_files_matching_nothing(run_recipe):
 
 
 def test_a_broken_json_line_is_a_clear_error_pointing_to_jsonl(run_recipe):
-    files = {"data/a.jsonl": jsonl(alpaca(0)) + "{broken\n"}
+    files = {"data/a.jsonl": jsonl(alpaca_row(0)) + "{broken\n"}
     result = run_recipe(recipe("data"), files=files, args=["-q"])
     assert_clear_error(result, "cannot load dataset 'data'", "JSON parse error",
                        'use = "jsonl"')
 
 
 def test_files_with_different_columns_are_a_clear_error(run_recipe):
-    files = {"data/a.jsonl": jsonl(alpaca(0)), "data/b.jsonl": jsonl({"prompt": "p"})}
+    files = {"data/a.jsonl": jsonl(alpaca_row(0)), "data/b.jsonl": jsonl({"prompt": "p"})}
     result = run_recipe(recipe("data"), files=files, args=["-q"])
     assert_clear_error(result, "cannot load dataset 'data'", "column names don't match")
 
@@ -189,6 +164,6 @@ def test_empty_data_files(run_recipe):
 
 
 def test_unknown_split(run_recipe):
-    result = run_recipe(recipe("data", split="dev"), files={"data/a.jsonl": jsonl(alpaca(0))},
+    result = run_recipe(recipe("data", split="dev"), files={"data/a.jsonl": jsonl(alpaca_row(0))},
                         args=["-q"])
     assert_clear_error(result, "cannot load dataset 'data'", 'Unknown split "dev"')
