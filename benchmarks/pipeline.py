@@ -7,7 +7,8 @@ some non-English records, then runs a recipe with every built-in stage in a chil
 prints, per step, records per second, plus the total time and peak memory. In the same run it
 measures the floor every step pays, reading the file with json.loads, and prints the ratio.
 
-    python benchmarks/pipeline.py [--rows 1000000] [--workers 2] [--keep DIR]
+    python benchmarks/pipeline.py [--rows 1000000] [--workers 2] [--prompt-similarity 0.9]
+                                  [--keep DIR]
 
 Targets on a 2-core machine (issue 3): 1M examples in at most 15 minutes and 8 GB peak memory.
 """
@@ -115,6 +116,7 @@ use = "near-dedupe"
 
 [[stages]]
 use = "consistency"
+prompt_similarity = {prompt_similarity}
 
 [split]
 eval_fraction = 0.01
@@ -171,6 +173,9 @@ def main() -> None:
                         help="language detector: langid (fast) or langdetect (the default one)")
     parser.add_argument("--judged-chars", type=int, default=1000,
                         help="the language stage's judged_chars: characters judged per text")
+    parser.add_argument("--prompt-similarity", type=float, default=1.0,
+                        help="the consistency stage's prompt_similarity (below 1.0 it also"
+                             " groups near-identical prompts)")
     parser.add_argument("--keep", type=Path, help="keep the data and run folder here")
     args = parser.parse_args()
     folder = Path(args.keep or tempfile.mkdtemp(prefix="curate-bench-"))
@@ -178,7 +183,8 @@ def main() -> None:
     counts = build_data(folder / "data.jsonl", args.rows)
     (folder / "bench.toml").write_text(RECIPE.format(workers=args.workers,
                                                      detector=args.detector,
-                                                     judged_chars=args.judged_chars))
+                                                     judged_chars=args.judged_chars,
+                                                     prompt_similarity=args.prompt_similarity))
     floor = json_floor(folder / "data.jsonl")
     seconds, peak = run_curate(folder)
     report(folder, args.rows, counts, floor, seconds, peak)

@@ -3,26 +3,35 @@
 that differs from the source's usual one).
 
 Judging needs the whole input (majorities, z-scores, the most common system prompt), so the stage
-reads it twice: the first pass keeps a few numbers and short snippets per record, the second
-(`context.reread()`) yields every record kept or rejected, in input order.
+reads it twice: the first pass keeps a few numbers and short snippets per record (the ledger),
+the second (`context.reread()`) yields every record kept or rejected, in input order. The rules
+live beside it: consistency_record_rules (one record alone), consistency_conflicts (one prompt,
+several answers), consistency_near_prompts (near-identical prompts), consistency_drift (a record
+against its source).
 """
 
 from __future__ import annotations
 
 import re
-from array import array
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from curate import hookimpl
 from curate.options import OptionError, option
 from curate.records import Record, Rejection
 from curate.stages import Stage
 
-from curate.plugins.consistency_rules import (Finding, RecordRules, SimilarPrompts,
-                                              check_json_schema, comparison_key, compile_pattern,
-                                              key_hash, length_findings, snippet, system_findings)
+from curate.plugins.consistency_conflicts import conflict_findings
+from curate.plugins.consistency_drift import length_findings, system_findings
+from curate.plugins.consistency_formats import check_json_schema, compile_pattern
+from curate.plugins.consistency_ledger import Finding, Ledger
+from curate.plugins.consistency_record_rules import RecordRules
+from curate.plugins.consistency_text import comparison_key, key_hash, snippet
+
+if TYPE_CHECKING:
+    from curate.plugins.consistency_near_prompts import NearPrompts
 
 
 @hookimpl
@@ -62,49 +71,10 @@ class ConsistencyOptions:
     on_drift: Literal["flag", "reject"] = option("flag", help="what to do with such records")
 
 
-class Ledger:
-    """What the first pass keeps of each record, by input position: hashes of its comparison
-    keys, its length, its source and a short snippet (~500 bytes a record in all)."""
-
-    def __init__(self, similar: SimilarPrompts | None):
-        self.ids: list[str] = []
-        self.locally_rejected = array("b")
-        self.prompts, self.answers, self.systems = array("Q"), array("Q"), array("Q")
-        self.lengths, self.sources = array("q"), array("q")
-        self.answer_snippets: list[str] = []
-        self.labels: list[str | None] = []
-        self.source_names: dict[str, int] = {}
-        self.system_snippets: dict[int, str] = {}
-        self.system_counts: dict[tuple[int, int], list[int]] = {}  # -> [count, first index]
-        self.similar = similar
-        self.prompt_numbers: dict[int, int] = {}  # prompt hash -> its number in `similar`
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def add_record(self, record: Record, length: int, system: int, rejected: bool) -> None:
-        source = self.source_names.setdefault(record.source, len(self.source_names))
-        self.ids.append(record.id)
-        self.locally_rejected.append(rejected)
-        self.sources.append(source)
-        self.lengths.append(length)
-        self.systems.append(system)
-        if system not in self.system_snippets:
-            self.system_snippets[system] = snippet(record.system, 120)
-        if not rejected:
-            self.system_counts.setdefault((source, system), [0, len(self) - 1])[0] += 1
-
-    def add_answer(self, prompt: int, answer: int, shown: str, label: str | None) -> None:
-        self.prompts.append(prompt)
-        self.answers.append(answer)
-        self.answer_snippets.append(shown)
-        self.labels.append(label)
-
-
 class ConsistencyStage(Stage):
     name = "consistency"
     Options = ConsistencyOptions
-    version = "1"
+    version = "2"
 
     @classmethod
     def check_options(cls, options: ConsistencyOptions) -> None:
@@ -123,41 +93,54 @@ class ConsistencyStage(Stage):
         self.rules = RecordRules(options)
 
     def process(self, records: Iterable[Record]) -> Iterator[Record | Rejection]:
-        similar = (SimilarPrompts(self.options.prompt_similarity)
-                   if self.options.prompt_similarity < 1.0 else None)
-        ledger, kept_input = Ledger(similar), []
-        for record in records:
-            self._note(ledger, record)
-            if self.context.reread is None:
-                kept_input.append(record)
-        findings = judge(ledger, self.options)
-        second = self.context.reread() if self.context.reread else iter(kept_input)
+        ledger = Ledger()
+        held: list[Record] | None = None if self.context.reread else []
+        prompts = self._first_pass(records, ledger, held)
+        near = self._near_prompts()
+        try:
+            if near is None:
+                deque(prompts, maxlen=0)
+            else:
+                near.index(prompts)
+            findings = judge(ledger, self.options, near)
+        finally:
+            if near is not None:
+                near.close()
+        second = self.context.reread() if held is None else iter(held)
         yield from self._second_pass(ledger, findings, second)
 
-    def _note(self, ledger: Ledger, record: Record) -> None:
+    def _near_prompts(self) -> NearPrompts | None:
+        if self.options.prompt_similarity >= 1.0:
+            return None
+        from curate.plugins.consistency_near_prompts import NearPrompts
+
+        return NearPrompts(self.options.prompt_similarity, self.context.work_dir,
+                           self.context.workers)
+
+    def _first_pass(self, records: Iterable[Record], ledger: Ledger,
+                    held: list[Record] | None) -> Iterator[bytes]:
+        """Notes every record in the ledger, yielding its prompt's comparison key (empty for
+        a record in no prompt group)."""
+        for record in records:
+            if held is not None:
+                held.append(record)
+            yield self._note(ledger, record)
+
+    def _note(self, ledger: Ledger, record: Record) -> bytes:
         response = record.response
         rejected = self.rules.check(response) is not None
         system_key = comparison_key(record.system)
         ledger.add_record(record, len(response.strip()), key_hash(system_key), rejected)
         if rejected:  # judged alone already: kept out of groups and statistics
             ledger.add_answer(0, 0, "", None)
-            return
-        prompt = self._note_prompt(ledger, record.prompt, system_key)
+            return b""
+        prompt_key = comparison_key(record.prompt)
+        context = system_key if self.options.prompt_includes_system else b""
+        prompt = key_hash(context, prompt_key) if prompt_key else 0
         label = self.rules.label(response) if self.rules.answer_pattern else None
         answer = key_hash(comparison_key(response if label is None else label))
         ledger.add_answer(prompt, answer, snippet(response, 120), label)
-
-    def _note_prompt(self, ledger: Ledger, prompt: str, system_key: bytes) -> int:
-        """The prompt's hash (0 for no prompt), after adding it to the near-identical finder."""
-        prompt_key = comparison_key(prompt)
-        if not prompt_key:
-            return 0
-        context = system_key if self.options.prompt_includes_system else b""
-        prompt_hash = key_hash(context, prompt_key)
-        if ledger.similar and prompt_hash not in ledger.prompt_numbers:
-            ledger.prompt_numbers[prompt_hash] = len(ledger.prompt_numbers)
-            ledger.similar.add(prompt_key, key_hash(context))
-        return prompt_hash
+        return prompt_key
 
     def _second_pass(self, ledger: Ledger, findings: dict[int, list[Finding]],
                      records: Iterator[Record]) -> Iterator[Record | Rejection]:
@@ -204,121 +187,15 @@ def _check_format_keys(options: ConsistencyOptions) -> None:
         check_json_schema(options.json_schema)
 
 
-def judge(ledger: Ledger, options: ConsistencyOptions) -> dict[int, list[Finding]]:
-    """Every record's findings, in priority order (the first rejecting one decides)."""
+def judge(ledger: Ledger, options: ConsistencyOptions,
+          near: NearPrompts | None = None) -> dict[int, list[Finding]]:
+    """Every record's findings, in priority order (the first rejecting one decides); `near`
+    groups near-identical prompts."""
     findings: dict[int, list[Finding]] = {}
-    rules = [conflict_findings, length_findings]
+    rules = [conflict_findings(ledger, options, near), length_findings(ledger, options)]
     if options.check_system_prompt:
-        rules.append(system_findings)
-    for rule in rules:
-        for index, finding in rule(ledger, options):
+        rules.append(system_findings(ledger, options))
+    for found in rules:
+        for index, finding in found:
             findings.setdefault(index, []).append(finding)
     return findings
-
-
-@dataclass
-class Answer:
-    """One distinct answer within a group of records asking the same prompt."""
-
-    indices: list[int]
-
-    @property
-    def first(self) -> int:
-        return self.indices[0]
-
-
-@dataclass
-class Group:
-    answers: list[Answer]
-    size: int
-
-
-def conflict_findings(ledger: Ledger, options: ConsistencyOptions) -> Iterator[tuple[int, Finding]]:
-    """The policy keeps the first of the ranked answers: by count then first seen, or for
-    on_conflict = "first" by first seen alone; the runner-up is the "other" answer it shows."""
-    for answers in conflicting_groups(ledger):
-        if options.on_conflict == "first":
-            answers.sort(key=lambda answer: answer.first)
-        else:
-            answers.sort(key=lambda answer: (-len(answer.indices), answer.first))
-        group = Group(answers, sum(len(answer.indices) for answer in answers))
-        for answer in answers:
-            other = answers[1] if answer is answers[0] else answers[0]
-            rejects = options.on_conflict == "reject-all" or (
-                options.on_conflict != "flag" and answer is not answers[0])
-            if rejects or options.on_conflict == "flag":
-                for index in answer.indices:
-                    yield index, conflict(ledger, index, (answer, other, group), options, rejects)
-
-
-def conflicting_groups(ledger: Ledger) -> Iterator[list[Answer]]:
-    """The groups of records with one prompt and more than one answer, each as its answers."""
-    import numpy as np
-
-    prompts = np.frombuffer(ledger.prompts, dtype=np.uint64) if len(ledger) else np.zeros(0)
-    indices = np.flatnonzero(prompts != 0)
-    if not len(indices):
-        return
-    groups = prompt_groups(ledger, prompts)[indices]
-    answers = np.frombuffer(ledger.answers, dtype=np.uint64)[indices]
-    order = np.lexsort((indices, answers, groups))
-    groups, answers, indices = groups[order], answers[order], indices[order]
-    new_group = np.r_[True, groups[1:] != groups[:-1]]
-    new_answer = new_group | np.r_[True, answers[1:] != answers[:-1]]
-    starts = np.flatnonzero(new_group)
-    ends = np.r_[starts[1:], len(groups)]
-    distinct = np.add.reduceat(new_answer.astype(np.int64), starts)
-    for start, end in zip(starts[distinct > 1].tolist(), ends[distinct > 1].tolist()):
-        cuts = [*np.flatnonzero(new_answer[start:end]).tolist(), end - start]
-        members = indices[start:end].tolist()
-        yield [Answer(members[a:b]) for a, b in zip(cuts, cuts[1:])]
-
-
-def prompt_groups(ledger: Ledger, prompts):
-    """Each record's prompt group: its prompt hash, or with near-identical prompts on, its
-    cluster's number (plus one, since 0 means "no prompt")."""
-    import numpy as np
-
-    if ledger.similar is None:
-        return prompts
-    cluster = ledger.similar.cluster
-    numbers = ledger.prompt_numbers
-    return np.array([cluster(numbers[p]) + 1 if p else 0 for p in ledger.prompts], dtype=np.uint64)
-
-
-def conflict(ledger: Ledger, index: int, answers: tuple[Answer, Answer, Group],
-             options: ConsistencyOptions, rejects: bool) -> Finding:
-    mine, other, group = answers
-    other_index = other.first
-    similarity = prompt_similarity(ledger, index, other_index)
-    same = "same prompt" if similarity == 1.0 else f"similar prompt, Jaccard {similarity:.2f}"
-    detail = (f"answers {shown_answer(ledger, index)} but {ledger.ids[other_index]} ({same})"
-              f" answers {shown_answer(ledger, other_index)}; {len(other.indices)} of {group.size}"
-              f" records agree with the other answer{CONSEQUENCES[options.on_conflict]}")
-    evidence = {"rule": "conflicting-answer", "other_id": ledger.ids[other_index],
-                "other_answer": ledger.answer_snippets[other_index],
-                "answer": ledger.answer_snippets[index], "group_size": group.size,
-                "agreeing": len(mine.indices), "other_count": len(other.indices),
-                "answers": len(group.answers), "policy": options.on_conflict,
-                "prompt_similarity": round(similarity, 3)}
-    if options.answer_pattern:
-        evidence.update(label=ledger.labels[index], other_label=ledger.labels[other_index])
-    return Finding("conflicting-answer", detail, evidence, rejects)
-
-
-CONSEQUENCES = {"flag": "", "majority": "; on_conflict = 'majority' keeps the other answer",
-                "first": "; on_conflict = 'first' keeps the answer seen first",
-                "reject-all": "; on_conflict = 'reject-all' rejects the whole group"}
-
-
-def shown_answer(ledger: Ledger, index: int) -> str:
-    label, text = ledger.labels[index], snippet(ledger.answer_snippets[index])
-    return f"{label!r} ({text!r})" if label is not None else repr(text)
-
-
-def prompt_similarity(ledger: Ledger, first: int, second: int) -> float:
-    if ledger.prompts[first] == ledger.prompts[second]:
-        return 1.0
-    numbers = ledger.prompt_numbers
-    return ledger.similar.similarity(numbers[ledger.prompts[first]],
-                                     numbers[ledger.prompts[second]])

@@ -257,14 +257,26 @@ def band_candidates(signatures: np.ndarray, members: np.ndarray, bands: int, row
     count = len(members)
     codes = [np.zeros(0, dtype=np.int64)]
     for band in range(bands):
-        block = signatures[members, band * rows:(band + 1) * rows].astype(np.uint64)
-        hashed = block[:, 0].copy()
-        for column in range(1, rows):
-            hashed = hashed * _MIX + block[:, column]
+        hashed = _band_hash(signatures[members, band * rows:(band + 1) * rows])
         order = np.argsort(hashed, kind="stable")
         codes.append(_bucket_pairs(order, hashed[order], count))
     pairs = np.unique(np.concatenate(codes))
     return np.stack([pairs // max(count, 1), pairs % max(count, 1)], axis=1)
+
+
+def band_hashes(signatures: np.ndarray, bands: int, rows: int) -> np.ndarray:
+    """Each signature's value in each band (uint64, a column a band): two signatures are LSH
+    candidates when they share a value in a column. Smaller to keep than the signatures."""
+    return np.stack([_band_hash(signatures[:, band * rows:(band + 1) * rows])
+                     for band in range(bands)], axis=1)
+
+
+def _band_hash(block: np.ndarray) -> np.ndarray:
+    block = block.astype(np.uint64)
+    hashed = block[:, 0].copy()
+    for column in range(1, block.shape[1]):
+        hashed = hashed * _MIX + block[:, column]
+    return hashed
 
 
 def _bucket_pairs(order: np.ndarray, hashed: np.ndarray, count: int) -> np.ndarray:

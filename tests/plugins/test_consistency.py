@@ -13,17 +13,10 @@ from curate.options import OptionError, parse_options
 from curate.records import Record, Rejection
 from curate.stages import StageContext
 from curate.plugins.consistency import ConsistencyOptions, ConsistencyStage
-from curate.plugins.consistency_rules import comparison_key, jaccard, shingle_hashes
-
-
-def row(prompt, answer, system=None):
-    messages = [{"role": "system", "content": system}] if system is not None else []
-    return {"messages": [*messages, {"role": "user", "content": prompt},
-                         {"role": "assistant", "content": answer}]}
-
-
-def jsonl(*rows):
-    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+from curate.plugins.consistency_near_prompts import prompt_jaccard
+from curate.plugins.consistency_text import comparison_key
+from curate.testing import jsonl
+from curate.testing import messages_row as row
 
 
 def recipe(options="", sources=("a",), workers=1):
@@ -35,8 +28,8 @@ def recipe(options="", sources=("a",), workers=1):
 
 
 def run(run_recipe, options, *rows, **files):
-    files = {f"{name}.jsonl": jsonl(*data) for name, data in files.items()} or {
-        "a.jsonl": jsonl(*rows)}
+    files = {f"{name}.jsonl": jsonl(*data, ensure_ascii=False) for name, data in files.items()}
+    files = files or {"a.jsonl": jsonl(*rows, ensure_ascii=False)}
     result = run_recipe(recipe(options, tuple(n[:-6] for n in files)), files=files)
     assert result.exit_code == 0, result.output
     final = result.manifest["final"]
@@ -149,6 +142,11 @@ def test_conflicts_are_found_across_sources(run_recipe):
     assert by_line(result)["b.jsonl:1"][2]["other_id"] == ids(result)["a.jsonl:1"]
 
 
+def similar(first, second):
+    """The word 3-shingle Jaccard similarity of two prompts, as the stage measures it."""
+    return prompt_jaccard(comparison_key(first).decode(), comparison_key(second).decode())
+
+
 NEAR = ("how do i reset the password on my home wifi router without losing the other"
         " settings")
 
@@ -156,9 +154,9 @@ NEAR = ("how do i reset the password on my home wifi router without losing the o
 def test_near_identical_prompts_are_grouped_by_verified_jaccard(run_recipe):
     near = NEAR.replace("home", "new")
     far = NEAR.replace("password on my home", "name of the guest")
-    similarity = jaccard(shingle_hashes(comparison_key(NEAR)), shingle_hashes(comparison_key(near)))
+    similarity = similar(NEAR, near)
     assert 0.6 < similarity < 1
-    assert jaccard(shingle_hashes(comparison_key(NEAR)), shingle_hashes(comparison_key(far))) < 0.6
+    assert similar(NEAR, far) < 0.6
     rows = [row(NEAR, "Hold the reset button."), row(near, "Call support."),
             row(far, "Open the admin page.")]
     exact = run(run_recipe, PLAIN, *rows)
@@ -385,7 +383,7 @@ BAD = ["", "   ", "\x00\x07\x1b[31mred\x1b[0m", "😀" * 50, "\u200b\u200c\u200d
 def test_bad_input_is_kept_or_rejected_with_a_reason(run_recipe, policy):
     rows = [row(p, a) for p in BAD[:5] for a in BAD] + [row(BAD[5], a) for a in BAD]
     rows += [row(p, "fine answer", s) for p, s in zip(BAD, reversed(BAD))]
-    data = "".join(json.dumps(r) + "\n" for r in rows)  # ASCII-escaped: a lone surrogate survives
+    data = jsonl(*rows)  # ASCII-escaped: a lone surrogate survives
     result = run_recipe(recipe(f'on_conflict = "{policy}"\nresponse_format = "json"'),
                         files={"a.jsonl": data})
     assert result.exit_code == 0, result.output

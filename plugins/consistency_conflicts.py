@@ -1,0 +1,140 @@
+"""The `conflicting-answer` rule of the `consistency` stage: records that ask one prompt (equal
+after normalisation, or near-identical with `prompt_similarity` below 1.0) but answer it
+differently, and the `on_conflict` policies: flag, majority, first, reject-all."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from curate.plugins.consistency_ledger import Finding, Ledger
+from curate.plugins.consistency_text import snippet
+
+if TYPE_CHECKING:
+    from curate.plugins.consistency_near_prompts import NearPrompts
+
+CONSEQUENCES = {"flag": "", "majority": "; on_conflict = 'majority' keeps the other answer",
+                "first": "; on_conflict = 'first' keeps the answer seen first",
+                "reject-all": "; on_conflict = 'reject-all' rejects the whole group"}
+
+
+@dataclass
+class Answer:
+    """One distinct answer within a group of records asking the same prompt."""
+
+    indices: list[int]
+
+    @property
+    def first(self) -> int:
+        return self.indices[0]
+
+
+@dataclass
+class Group:
+    answers: list[Answer]
+    size: int
+
+
+def conflict_findings(ledger: Ledger, options: Any, near: NearPrompts | None = None
+                      ) -> Iterator[tuple[int, Finding]]:
+    """(record, finding) for every record the policy rejects or, under "flag", notes."""
+    return ConflictingAnswers(ledger, options, near).findings()
+
+
+class ConflictingAnswers:
+    """Groups the ledger's records by prompt (`near` groups near-identical prompts too) and
+    ranks each group's answers for the policy."""
+
+    def __init__(self, ledger: Ledger, options: Any, near: NearPrompts | None):
+        self.ledger, self.options, self.near = ledger, options, near
+
+    def findings(self) -> Iterator[tuple[int, Finding]]:
+        groups = [self.ranked(answers) for answers in self.groups()]
+        if self.near is not None:  # every similarity a finding shows, measured in one go
+            self.near.measure((index, other.first) for answers in groups
+                              for answer, other, _ in self.judged(answers)
+                              for index in answer.indices)
+        for answers in groups:
+            group = Group(answers, sum(len(answer.indices) for answer in answers))
+            for answer, other, rejects in self.judged(answers):
+                for index in answer.indices:
+                    yield index, self.finding(index, (answer, other, group), rejects)
+
+    def ranked(self, answers: list[Answer]) -> list[Answer]:
+        """The policy keeps the first of the ranked answers: by count then first seen, or for
+        on_conflict = "first" by first seen alone."""
+        if self.options.on_conflict == "first":
+            return sorted(answers, key=lambda answer: answer.first)
+        return sorted(answers, key=lambda answer: (-len(answer.indices), answer.first))
+
+    def judged(self, answers: list[Answer]) -> Iterator[tuple[Answer, Answer, bool]]:
+        """(answer, the "other" answer it is shown against, whether it is rejected) for each
+        answer the policy rejects or flags; the other answer of the kept one is the runner-up."""
+        policy = self.options.on_conflict
+        for answer in answers:
+            other = answers[1] if answer is answers[0] else answers[0]
+            rejects = policy == "reject-all" or (policy != "flag" and answer is not answers[0])
+            if rejects or policy == "flag":
+                yield answer, other, rejects
+
+    def groups(self) -> Iterator[list[Answer]]:
+        """The groups of records with one prompt and more than one answer, each as its answers."""
+        import numpy as np
+
+        ledger = self.ledger
+        prompts = np.frombuffer(ledger.prompts, dtype=np.uint64) if len(ledger) else np.zeros(0)
+        indices = np.flatnonzero(prompts != 0)
+        if not len(indices):
+            return
+        groups = self.prompt_groups(prompts)[indices]
+        answers = np.frombuffer(ledger.answers, dtype=np.uint64)[indices]
+        order = np.lexsort((indices, answers, groups))
+        groups, answers, indices = groups[order], answers[order], indices[order]
+        new_group = np.r_[True, groups[1:] != groups[:-1]]
+        new_answer = new_group | np.r_[True, answers[1:] != answers[:-1]]
+        starts = np.flatnonzero(new_group)
+        ends = np.r_[starts[1:], len(groups)]
+        distinct = np.add.reduceat(new_answer.astype(np.int64), starts)
+        for start, end in zip(starts[distinct > 1].tolist(), ends[distinct > 1].tolist()):
+            cuts = [*np.flatnonzero(new_answer[start:end]).tolist(), end - start]
+            members = indices[start:end].tolist()
+            yield [Answer(members[a:b]) for a, b in zip(cuts, cuts[1:])]
+
+    def prompt_groups(self, prompts):
+        """Each record's prompt group: its prompt hash, or with near-identical prompts on, its
+        group's first record plus one (0 means "no prompt")."""
+        if self.near is None:
+            return prompts
+        return self.near.groups(prompts, self.ledger.prompt_contexts(
+            self.options.prompt_includes_system))
+
+    def finding(self, index: int, answers: tuple[Answer, Answer, Group],
+                rejects: bool) -> Finding:
+        ledger, options = self.ledger, self.options
+        mine, other, group = answers
+        other_index = other.first
+        similarity = self.similarity(index, other_index)
+        same = "same prompt" if similarity == 1.0 else f"similar prompt, Jaccard {similarity:.2f}"
+        detail = (f"answers {self.shown_answer(index)} but {ledger.ids[other_index]} ({same})"
+                  f" answers {self.shown_answer(other_index)}; {len(other.indices)} of"
+                  f" {group.size} records agree with the other answer"
+                  f"{CONSEQUENCES[options.on_conflict]}")
+        evidence = {"rule": "conflicting-answer", "other_id": ledger.ids[other_index],
+                    "other_answer": ledger.answer_snippets[other_index],
+                    "answer": ledger.answer_snippets[index], "group_size": group.size,
+                    "agreeing": len(mine.indices), "other_count": len(other.indices),
+                    "answers": len(group.answers), "policy": options.on_conflict,
+                    "prompt_similarity": round(similarity, 3)}
+        if options.answer_pattern:
+            evidence.update(label=ledger.labels[index], other_label=ledger.labels[other_index])
+        return Finding("conflicting-answer", detail, evidence, rejects)
+
+    def shown_answer(self, index: int) -> str:
+        label, text = self.ledger.labels[index], snippet(self.ledger.answer_snippets[index])
+        return f"{label!r} ({text!r})" if label is not None else repr(text)
+
+    def similarity(self, first: int, second: int) -> float:
+        if self.ledger.prompts[first] == self.ledger.prompts[second]:
+            return 1.0
+        return self.near.similarity(first, second)
