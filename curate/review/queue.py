@@ -1,0 +1,274 @@
+"""The review queue: one SQLite row per candidate in `<run dir>/review.sqlite`.
+
+The database runs in WAL mode with a busy timeout, so reviewers read while another writes. Every
+decision is one `BEGIN IMMEDIATE` transaction that updates the row only if its `version` is still
+the one the reviewer saw (compare and set) and appends to `history`; two reviewers deciding the
+same candidate at once get one decision applied and one conflict, never two decisions or none.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from curate.errors import CurateError
+from curate.records import Record
+from curate.review.database import QueueDatabase
+
+QUEUE_FILE = "review.sqlite"
+STATUSES = ("pending", "approved", "rejected", "edited")
+COLUMNS = ("id, step, active, position, record, source, strategy, reason, status, version,"
+           " reviewer, decided_at, note, edited")
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What a reviewer decided about one candidate; `edited` holds the new messages."""
+
+    status: str
+    reviewer: str | None = None
+    decided_at: str | None = None
+    note: str | None = None
+    edited: list[dict] | None = None
+
+
+STATE_COLUMNS = "id, version, reason, status, reviewer, decided_at, note, edited"
+CHUNK = 500
+"""Rows per statement or transaction in bulk work (SQLite limits the parameters of one query)."""
+
+
+@dataclass(frozen=True)
+class State:
+    """A candidate without its record: enough to decide it, or to act on its decision."""
+
+    id: str
+    version: int
+    reason: str
+    decision: Decision
+
+    @property
+    def status(self) -> str:
+        return self.decision.status
+
+
+@dataclass
+class Candidate:
+    """A queued record with its decision; `version` counts the decisions made on it."""
+
+    id: str
+    step: str
+    active: bool
+    position: int
+    record: Record
+    reason: str
+    """Why it was queued: "origin generated", or the flags a stage set."""
+    decision: Decision
+    version: int
+
+    @property
+    def status(self) -> str:
+        return self.decision.status
+
+    @property
+    def strategy(self) -> str | None:
+        generation = self.record.meta.get("generation")
+        return generation.get("strategy") if isinstance(generation, dict) else None
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def queue_path(run_dir: Path) -> Path:
+    return run_dir / QUEUE_FILE
+
+
+def decisions_digest(run_dir: Path) -> str:
+    """The digest of a run folder's decisions; a folder without a queue has none made."""
+    path = queue_path(run_dir)
+    if not path.exists():
+        return hashlib.sha256().hexdigest()
+    with ReviewQueue(path) as queue:
+        return queue.decisions_digest()
+
+
+class ReviewQueue(QueueDatabase):
+    """The candidates of one run folder, and the decisions on them."""
+
+    # The review stage's side.
+
+    def deactivate(self, step: str) -> None:
+        """Mark the step's candidates as not in the current run, before it queues its input."""
+        with self.transaction() as db:
+            db.execute("UPDATE candidates SET active = 0 WHERE step = ?", (step,))
+
+    def enqueue(self, step: str, entries: list[tuple[Record, str]]) -> dict[str, State]:
+        """Queue (record, reason) pairs, keeping the decisions of records queued before (by id);
+        returns each one's reason and decision as they now stand."""
+        with self.transaction() as db:
+            start = db.execute("SELECT COALESCE(MAX(position), -1) + 1 FROM candidates").fetchone()[0]
+            db.executemany(
+                "INSERT INTO candidates (id, step, active, position, record, source, strategy,"
+                " reason) VALUES (?, ?, 1, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
+                " active = 1, step = excluded.step, reason = excluded.reason",
+                [_new_row(record, step, start + offset, reason)
+                 for offset, (record, reason) in enumerate(entries)])
+            rows = _rows_by_id(db, STATE_COLUMNS, [record.id for record, _ in entries])
+        return {row[0]: _state(row) for row in rows}
+
+    def decisions_digest(self) -> str:
+        """A digest of every decision made: changes whenever a decision does, and returns to
+        the same value when a decision is undone."""
+        digest = hashlib.sha256()
+        with self.errors():
+            rows = self.db.execute("SELECT id, status, reviewer, decided_at, note, edited FROM"
+                                   " candidates WHERE status != 'pending' ORDER BY id")
+            for row in rows:
+                digest.update(json.dumps(row, ensure_ascii=False).encode() + b"\n")
+        return digest.hexdigest()
+
+    # The reviewers' side.
+
+    def find(self, prefix: str) -> Candidate:
+        """The candidate whose id starts with `prefix`."""
+        with self.errors():
+            rows = self.db.execute(f"SELECT {COLUMNS} FROM candidates WHERE id >= ? AND id < ?"
+                                   f" ORDER BY id LIMIT 6", (prefix, prefix + "\uffff")).fetchall()
+        if not rows:
+            raise CurateError(f"no candidate whose id starts with '{prefix}' in {self.path}")
+        if len(rows) > 1:
+            shown = ", ".join(row[0] for row in rows[:5])
+            raise CurateError(f"id '{prefix}' matches several candidates ({shown}...): give more"
+                              f" characters")
+        return _candidate(rows[0])
+
+    def select(self, status: str | None = "pending", source: str | None = None,
+               strategy: str | None = None, everything: bool = False) -> list[Candidate]:
+        """Candidates in queue order; only those in the current run unless `everything`."""
+        rows = self._matching(COLUMNS, status, source, strategy, everything)
+        return [_candidate(row) for row in rows]
+
+    def states(self, status: str | None = "pending", source: str | None = None,
+               strategy: str | None = None) -> list[State]:
+        """`select` without the records, for deciding many candidates at once."""
+        return [_state(row) for row in self._matching(STATE_COLUMNS, status, source, strategy)]
+
+    def _matching(self, columns: str, status: str | None, source: str | None,
+                  strategy: str | None, everything: bool = False) -> list[tuple]:
+        clauses, values = [], []
+        for column, value in (("status", status), ("source", source), ("strategy", strategy)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                values.append(value)
+        if not everything:
+            clauses.append("active = 1")
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        with self.errors():
+            return self.db.execute(f"SELECT {columns} FROM candidates{where} ORDER BY position",
+                                   values).fetchall()
+
+    def next_pending(self, skipped: Iterable[str] = ()) -> Candidate | None:
+        skipped = list(skipped)
+        marks = ", ".join("?" * len(skipped))
+        with self.errors():
+            row = self.db.execute(f"SELECT {COLUMNS} FROM candidates WHERE active = 1 AND"
+                                  f" status = 'pending' AND id NOT IN ({marks}) ORDER BY position"
+                                  f" LIMIT 1", skipped).fetchone()
+        return _candidate(row) if row else None
+
+    def counts(self) -> dict[str, int]:
+        """Candidates in the current run, by status."""
+        with self.errors():
+            rows = self.db.execute("SELECT status, COUNT(*) FROM candidates WHERE active = 1"
+                                   " GROUP BY status").fetchall()
+        return {status: 0 for status in STATUSES} | dict(rows)
+
+    def decide(self, candidate_id: str, decision: Decision,
+               seen_version: int) -> tuple[bool, State]:
+        """Apply `decision` if the candidate is still at `seen_version`. Returns whether it was
+        applied, and the candidate as it now stands (on a conflict: with the other decision)."""
+        return self.decide_many([(candidate_id, decision, seen_version)])[0]
+
+    def decide_many(self, items: list[tuple[str, Decision, int]]) -> list[tuple[bool, State]]:
+        """`decide` for many (id, decision, seen version), CHUNK to a transaction."""
+        results = []
+        for start in range(0, len(items), CHUNK):
+            with self.transaction() as db:
+                chunk = items[start:start + CHUNK]
+                applied = [_compare_and_set(db, *item) for item in chunk]
+                found = {row[0]: _state(row)
+                         for row in _rows_by_id(db, STATE_COLUMNS, [item[0] for item in chunk])}
+            for (candidate_id, _, _), was_applied in zip(chunk, applied):
+                if candidate_id not in found:
+                    raise CurateError(f"no candidate '{candidate_id}' in {self.path}")
+                results.append((was_applied, found[candidate_id]))
+        return results
+
+    def history(self, candidate_id: str | None = None) -> list[tuple]:
+        query = "SELECT id, version, status, reviewer, decided_at, note FROM history"
+        values: tuple = ()
+        if candidate_id:
+            query, values = query + " WHERE id = ?", (candidate_id,)
+        with self.errors():
+            return self.db.execute(query + " ORDER BY seq", values).fetchall()
+
+
+
+def _compare_and_set(db: sqlite3.Connection, candidate_id: str, decision: Decision,
+                     seen_version: int) -> bool:
+    applied = db.execute(
+        "UPDATE candidates SET status = ?, reviewer = ?, decided_at = ?, note = ?, edited = ?,"
+        " version = version + 1 WHERE id = ? AND version = ?",
+        (*_decision_columns(decision), candidate_id, seen_version)).rowcount == 1
+    if applied:
+        db.execute("INSERT INTO history (id, version, status, reviewer, decided_at, note, edited)"
+                   " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                   (candidate_id, seen_version + 1, *_decision_columns(decision)))
+    return applied
+
+
+def _rows_by_id(db: sqlite3.Connection, columns: str, ids: list[str]) -> list[tuple]:
+    found = []
+    for start in range(0, len(ids), CHUNK):
+        chunk = ids[start:start + CHUNK]
+        marks = ", ".join("?" * len(chunk))
+        found += db.execute(f"SELECT {columns} FROM candidates WHERE id IN ({marks})",
+                            chunk).fetchall()
+    return found
+
+
+def _new_row(record: Record, step: str, position: int, reason: str) -> tuple:
+    generation = record.meta.get("generation")
+    strategy = generation.get("strategy") if isinstance(generation, dict) else None
+    stored = json.dumps(record.to_json(), ensure_ascii=False, sort_keys=True)
+    return (record.id, step, position, stored, record.source,
+            None if strategy is None else str(strategy), reason)
+
+
+def _decision_columns(decision: Decision) -> tuple:
+    edited = None if decision.edited is None else json.dumps(decision.edited, ensure_ascii=False)
+    return decision.status, decision.reviewer, decision.decided_at, decision.note, edited
+
+
+def _candidate(row: tuple) -> Candidate:
+    (candidate_id, step, active, position, stored, _source, _strategy, reason, status, version,
+     reviewer, decided_at, note, edited) = row
+    data = json.loads(stored)
+    record = Record(data["messages"], data["source"], data["origin"], data["meta"], data["id"])
+    decision = _decision((status, reviewer, decided_at, note, edited))
+    return Candidate(candidate_id, step, bool(active), position, record, reason, decision, version)
+
+
+def _state(row: tuple) -> State:
+    return State(row[0], row[1], row[2], _decision(row[3:]))
+
+
+def _decision(columns: tuple) -> Decision:
+    status, reviewer, decided_at, note, edited = columns
+    return Decision(status, reviewer, decided_at, note,
+                    None if edited is None else json.loads(edited))

@@ -1,0 +1,118 @@
+"""The `review` stage: records that need a person (generated ones by default, and flagged ones
+when asked) wait in the review queue, `<run dir>/review.sqlite`, until someone decides.
+
+Approved records pass on; edited ones pass on with the reviewer's messages (a new id whose
+`meta.revised_from` names the old one), so the stages after this one check them again; rejected
+ones are rejected with the reviewer's note; undecided ones stay pending, and the run stops before
+the dataset. The step's cache fingerprint holds a digest of the decisions, so a decision reruns
+this step and the ones after it, and nothing before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+
+from curate import hookimpl
+from curate.options import OptionError, option
+from curate.records import NEEDS_REVIEW, ORIGINS, Pending, Record, Rejection
+from curate.stages import Stage
+
+BATCH = 512
+CONSISTENCY_KEY = "consistency"
+"""meta key where the consistency stage notes its findings on records it keeps (policy "flag")."""
+
+
+@hookimpl
+def register_stages(register):
+    register(ReviewStage)
+
+
+@dataclass
+class ReviewOptions:
+    origins: list[str] = option(["generated"], help="records of these origins wait for review")
+    flagged: bool = option(False, help="also queue records kept with consistency findings"
+                                       " (its \"flag\" policies); records a stage asks a"
+                                       " person about (meta needs_review, e.g. consistency's"
+                                       " on_conflict = \"review\") are always queued")
+
+
+class ReviewStage(Stage):
+    name = "review"
+    Options = ReviewOptions
+    version = "1"
+
+    @classmethod
+    def check_options(cls, options: ReviewOptions) -> None:
+        for index, origin in enumerate(options.origins):
+            if origin not in ORIGINS:
+                raise OptionError(f"origins[{index}]", f"unknown origin {origin!r} (one of"
+                                  f" {', '.join(ORIGINS)})")
+
+    @classmethod
+    def run_folder_fingerprint(cls, options: ReviewOptions, run_dir: Path) -> list:
+        from curate.review.queue import decisions_digest
+
+        return ["review decisions", decisions_digest(run_dir)]
+
+    def process(self, records: Iterable[Record]) -> Iterator[Record | Rejection | Pending]:
+        from curate.review.queue import ReviewQueue, queue_path
+
+        with ReviewQueue(queue_path(self.context.run_dir)) as queue:
+            queue.deactivate(self.context.name)
+            iterator = iter(records)
+            while batch := list(islice(iterator, BATCH)):
+                queued = [(record, reason) for record in batch
+                          if (reason := self.queue_reason(record))]
+                candidates = queue.enqueue(self.context.name, queued) if queued else {}
+                for record in batch:
+                    candidate = candidates.get(record.id)
+                    yield record if candidate is None else outcome(record, candidate)
+
+    def queue_reason(self, record: Record) -> str:
+        """Why the record waits for review, or "" when it does not."""
+        reasons = []
+        if record.origin in self.options.origins:
+            reasons.append(f"origin {record.origin}")
+        reasons += flags(record.meta) if self.options.flagged else _as_list(
+            record.meta.get(NEEDS_REVIEW))
+        return "; ".join(reasons)
+
+
+def flags(meta: dict) -> list[str]:
+    """Why stages flagged a record for a person: consistency findings, and needs_review."""
+    found = []
+    for note in _as_list(meta.get(CONSISTENCY_KEY)):
+        rule = note.get("rule", "finding") if isinstance(note, dict) else note
+        found.append(f"consistency {rule}")
+    found += [str(flag) for flag in _as_list(meta.get(NEEDS_REVIEW))]
+    return found
+
+
+def _as_list(value: object) -> list:
+    if value is None or value == "":
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def outcome(record: Record, candidate) -> Record | Rejection | Pending:
+    """What the candidate's decision makes of the record."""
+    decision = candidate.decision
+    if decision.status == "pending":
+        return Pending(record, f"waits in the review queue ({candidate.reason})")
+    said = {"reviewer": decision.reviewer, "at": decision.decided_at}
+    if decision.status == "rejected":
+        detail = f"rejected by {decision.reviewer} at {decision.decided_at}"
+        return Rejection(record, "rejected-in-review",
+                         f"{detail}: {decision.note}" if decision.note else detail,
+                         evidence={**said, "note": decision.note})
+    review = {"status": decision.status, **said, **({"note": decision.note} if decision.note
+                                                       else {})}
+    if decision.status == "edited":
+        edited = record.revised(decision.edited)
+        edited.meta["review"] = review
+        return edited
+    return Record(record.messages, record.source, record.origin, {**record.meta,
+                                                                   "review": review}, record.id)
