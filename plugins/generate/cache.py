@@ -1,0 +1,83 @@
+"""The response cache: every answer the model gave, by request key, in one SQLite file in the run
+folder. An answer is committed the moment it arrives, so a rerun, or a run restarted after a
+crash, never sends a request whose answer it already has."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from curate.errors import CurateError
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What the model said to one request. `time` is when it first answered (ISO 8601, UTC):
+    it comes from the cache on a rerun, so outputs do not change between reruns."""
+
+    content: str
+    finish_reason: str
+    prompt_tokens: int
+    completion_tokens: int
+    model: str
+    time: str
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS answers (
+    key TEXT PRIMARY KEY,
+    request TEXT NOT NULL,
+    content TEXT NOT NULL,
+    finish_reason TEXT NOT NULL,
+    prompt_tokens INTEGER NOT NULL,
+    completion_tokens INTEGER NOT NULL,
+    model TEXT NOT NULL,
+    time TEXT NOT NULL
+)
+"""
+_FIELDS = ("content", "finish_reason", "prompt_tokens", "completion_tokens", "model", "time")
+
+
+class ResponseCache:
+    """Answers by request key. Safe to use from the threads that send requests."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._lock = threading.Lock()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(_SCHEMA)
+        except sqlite3.DatabaseError as error:
+            raise CurateError(f"{path}: cannot open the response cache ({error}): delete the"
+                              f" file to start a new one (its answers will be paid for again)")
+
+    def get(self, key: str) -> Answer | None:
+        with self._lock:
+            row = self._db.execute(f"SELECT {', '.join(_FIELDS)} FROM answers WHERE key = ?",
+                                   (key,)).fetchone()
+        return Answer(*row) if row else None
+
+    def put(self, key: str, request: str, answer: Answer) -> None:
+        """Store an answer; the first answer to a key stays (a rerun keeps its time)."""
+        values = asdict(answer)
+        with self._lock:
+            self._db.execute(
+                f"INSERT OR IGNORE INTO answers (key, request, {', '.join(_FIELDS)})"
+                f" VALUES (?, ?, {', '.join('?' for _ in _FIELDS)})",
+                (key, request, *(values[name] for name in _FIELDS)))
+
+    def __len__(self) -> int:
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM answers").fetchone()[0]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

@@ -1,0 +1,192 @@
+"""One OpenAI-compatible endpoint, through the `openai` client: sends a chat request and returns
+its answer, retrying 429s, 5xx, timeouts and dropped connections with exponential backoff and
+jitter (honouring Retry-After), and falling back from `json_schema` to `json_object` to no
+`response_format` when the server refuses one. Everything else becomes one clear CurateError.
+The API key is read from the environment here and never leaves this module: messages are
+scrubbed of it."""
+
+from __future__ import annotations
+
+import email.utils
+import os
+import random
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from curate.errors import CurateError
+from curate.plugins.generate.cache import Answer
+
+FORMATS = ("json_schema", "json_object", "none")
+NO_KEY = "no-key"  # local servers (vLLM, Ollama, llama.cpp) want some bearer, any will do
+
+
+class Stopped(Exception):
+    """The batch was stopped (another request failed): give up without retrying."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 4
+    backoff: float = 1.0
+    max_wait: float = 60.0
+
+    def wait(self, attempt: int, key: str, retry_after: float | None) -> float:
+        """Seconds before attempt `attempt + 1`: the server's Retry-After when it sent one,
+        else exponential backoff with jitter seeded by the request key (deterministic)."""
+        if retry_after is not None:
+            return min(retry_after, self.max_wait)
+        jitter = random.Random(f"{key}:{attempt}").uniform(0.5, 1.5)
+        return min(self.backoff * 2 ** (attempt - 1) * jitter, self.max_wait)
+
+
+class Endpoint:
+    def __init__(self, base_url: str, model: str, api_key_env: str, timeout: float,
+                 retry: RetryPolicy, stop: threading.Event | None = None):
+        import openai  # ~0.5 s to import: only when a generate stage runs
+
+        self.base_url, self.model, self.retry = base_url, model, retry
+        self.stop = stop or threading.Event()
+        self._key = os.environ.get(api_key_env, "") if api_key_env else ""
+        if api_key_env and not self._key:
+            raise CurateError(f"environment variable {api_key_env} (api_key_env) is not set:"
+                              f" export the API key there, or set api_key_env = \"\" for a"
+                              f" server that needs none")
+        self._client = openai.OpenAI(base_url=base_url, api_key=self._key or NO_KEY,
+                                     max_retries=0, timeout=timeout)
+        self._format = FORMATS[0]
+        self._format_lock = threading.Lock()
+
+    def ask(self, key: str, messages: list[dict], schema: dict, params: dict) -> Answer:
+        """The answer to one request, after retries; raises CurateError when there is none."""
+        import openai
+
+        for attempt in range(1, self.retry.max_attempts + 1):
+            if self.stop.is_set():
+                raise Stopped()
+            try:
+                return self._send(messages, schema, params)
+            except (openai.RateLimitError, openai.InternalServerError, openai.APIConnectionError,
+                    openai.APITimeoutError) as error:
+                if attempt == self.retry.max_attempts:
+                    raise CurateError(self._transient_message(error)) from None
+                if self.stop.wait(self.retry.wait(attempt, key, _retry_after(error))):
+                    raise Stopped() from None
+            except openai.APIStatusError as error:
+                raise CurateError(self._status_message(error)) from None
+        raise AssertionError("unreachable")
+
+    def _send(self, messages: list[dict], schema: dict, params: dict) -> Answer:
+        import openai
+
+        while True:
+            format_ = self._format
+            try:
+                response = self._client.chat.completions.create(
+                    model=self.model, messages=messages, **params,
+                    **_response_format(format_, schema))
+                return _answer(response, messages)
+            except openai.BadRequestError:
+                if not self._fall_back(format_):
+                    raise
+
+    def _fall_back(self, refused: str) -> bool:
+        """After a 400, try the next weaker response_format; False when none is left."""
+        with self._format_lock:
+            if self._format != refused:
+                return True  # another thread already moved on; retry with its choice
+            if refused == FORMATS[-1]:
+                return False
+            self._format = FORMATS[FORMATS.index(refused) + 1]
+            return True
+
+    def _transient_message(self, error: Exception) -> str:
+        import openai
+
+        attempts = self.retry.max_attempts
+        tries = f"after {attempts} attempt{'s' if attempts != 1 else ''}"
+        if isinstance(error, openai.APITimeoutError):
+            return (f"{self.base_url}: no answer within the timeout {tries}: raise `timeout`,"
+                    f" or lower `concurrency` if the server is overloaded")
+        if isinstance(error, openai.APIConnectionError):
+            cause = self._scrub(str(error.__cause__ or error))
+            return (f"{self.base_url}: cannot reach the server ({cause}) {tries}: is it running,"
+                    f" and is base_url right?")
+        status = getattr(error, "status_code", "?")
+        advice = ("lower `concurrency` or raise `max_attempts`" if status == 429 else
+                  "the server keeps failing; see its logs")
+        return f"{self.base_url}: HTTP {status} ({self._server_says(error)}) {tries}: {advice}"
+
+    def _status_message(self, error) -> str:
+        status, says = error.status_code, self._server_says(error)
+        if status in (401, 403):
+            return (f"{self.base_url}: the server refused the API key (HTTP {status}: {says}):"
+                    f" check the key in the environment variable named by api_key_env")
+        if status == 404:
+            return f"{self.base_url}: HTTP 404 ({says}){self._models_hint()}"
+        return f"{self.base_url}: HTTP {status}: {says}"
+
+    def _models_hint(self) -> str:
+        """Which models the server has, to tell a wrong `model` from a wrong `base_url`."""
+        try:
+            served = sorted(model.id for model in self._client.models.list())
+        except Exception:  # the hint is a courtesy: never let it hide the real error
+            return ": check base_url (it usually ends in /v1) and model"
+        if self.model in served:
+            return ": check base_url"
+        return f": model '{self.model}' is not served there (models: {', '.join(served)})"
+
+    def _server_says(self, error) -> str:
+        body = getattr(error, "body", None)
+        message = body.get("message") if isinstance(body, dict) else None
+        return self._scrub(str(message or getattr(error, "message", error)))[:300]
+
+    def _scrub(self, text: str) -> str:
+        return text.replace(self._key, "***") if self._key else text
+
+
+def _response_format(format_: str, schema: dict) -> dict:
+    if format_ == "json_schema":
+        return {"response_format": {"type": "json_schema", "json_schema": {
+            "name": "answer", "schema": schema, "strict": False}}}
+    if format_ == "json_object":
+        return {"response_format": {"type": "json_object"}}
+    return {}
+
+
+def _answer(response, messages: list[dict]) -> Answer:
+    choice = response.choices[0] if response.choices else None
+    content = (choice.message.content or "") if choice else ""
+    usage = response.usage
+    if usage is not None:
+        prompt, completion = usage.prompt_tokens or 0, usage.completion_tokens or 0
+    else:  # a server that reports no usage: about four characters a token
+        prompt = sum(len(str(m.get("content", ""))) for m in messages) // 4
+        completion = len(content) // 4
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return Answer(content, (choice.finish_reason if choice else None) or "", prompt, completion,
+                  response.model or "", now)
+
+
+def _retry_after(error: Exception) -> float | None:
+    """Seconds from the Retry-After (or retry-after-ms) header of an error response."""
+    headers = getattr(getattr(error, "response", None), "headers", None) or {}
+    if (millis := headers.get("retry-after-ms")) is not None:
+        try:
+            return max(float(millis) / 1000, 0.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:  # the other form: an HTTP date
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return max((parsed - datetime.now(timezone.utc)).total_seconds(), 0.0)

@@ -1,0 +1,138 @@
+"""Sending a plan: answers in request order whatever the timing, the SQLite response cache,
+budgets counted in order, malformed answers asked again up to the limit, and answers read
+as JSON and checked against their schema."""
+
+import json
+
+import pytest
+
+from curate.errors import CurateError
+from curate.generation import GenerationRequest, object_schema
+from curate.plugins.generate.batch import Budget, RequestBatch, read_answer
+from curate.plugins.generate.cache import Answer, ResponseCache
+from curate.plugins.generate.endpoint import Endpoint, RetryPolicy
+from curate.plugins.generate.stage import GenerateOptions, plan_requests
+
+SCHEMA = object_schema(answer={"type": "string", "minLength": 1})
+
+
+def plan(server, prompts, **options):
+    settings = GenerateOptions(base_url=server.base_url, model="test-model",
+                               strategy={"use": "answer"}, **options)
+    requests = [GenerationRequest([{"role": "user", "content": p}], SCHEMA) for p in prompts]
+    return plan_requests(requests, settings, seed=7)
+
+
+def batch(server, cache, concurrency=4, malformed_attempts=1, budget=None):
+    endpoint = Endpoint(server.base_url, "test-model", "CURATE_TEST_OPENAI_KEY", 5.0,
+                        RetryPolicy(2, 0.01, 1.0))
+    return RequestBatch(endpoint, cache, budget or Budget(None, None), concurrency,
+                        malformed_attempts)
+
+
+def answer(content, finish_reason="stop"):
+    return Answer(content, finish_reason, 1, 1, "m", "2026-01-01T00:00:00+00:00")
+
+
+@pytest.fixture
+def cache(tmp_path):
+    opened = ResponseCache(tmp_path / "cache" / "generate.sqlite")
+    yield opened
+    opened.close()
+
+
+def test_answers_come_in_request_order_whatever_their_timing(server, cache):
+    server.rules["slow"] = "slow"
+    server.slow_seconds = 0.5
+    prompts = ["slow one", "fast two", "fast three", "slow four", "fast five"]
+    exchanges = batch(server, cache).run(plan(server, prompts))
+    assert [json.loads(e.answer.content)["answer"].split(": ")[1] for e in exchanges] == prompts
+    assert len(cache) == 5
+
+
+def test_a_second_run_asks_nothing(server, cache, tmp_path):
+    planned = plan(server, ["one", "two", "three"])
+    first = batch(server, cache).run(planned)
+    again = batch(server, ResponseCache(cache.path)).run(planned)
+    assert server.count == 3
+    assert [e.answer for e in again] == [e.answer for e in first]
+    assert [e.cached for e in again] == [1, 1, 1]
+
+
+def test_the_cache_keeps_the_first_answer_and_its_time(cache):
+    cache.put("key", "{}", answer("first"))
+    cache.put("key", "{}", Answer("second", "stop", 1, 1, "m", "2027-01-01T00:00:00+00:00"))
+    assert cache.get("key") == answer("first") and cache.get("other") is None
+
+
+def test_a_damaged_cache_file_is_one_clear_error(tmp_path):
+    damaged = tmp_path / "generate.sqlite"
+    damaged.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(CurateError, match="cannot open the response cache"):
+        ResponseCache(damaged)
+
+
+def test_keys_cover_what_the_answer_depends_on_and_never_the_api_key(server):
+    [base] = plan(server, ["same"])
+    assert plan(server, ["same"])[0].key == base.key
+    assert plan(server, ["other"])[0].key != base.key
+    assert plan(server, ["same"], temperature=0.1)[0].key != base.key
+    assert plan(server, ["same"], max_answer_tokens=9)[0].key != base.key
+    assert base.attempt(1)[0] != base.key
+    assert server.api_key not in base.attempt(0)[1]
+    assert json.loads(base.attempt(0)[1])["base_url"] == server.base_url
+
+
+def test_identical_requests_are_sent_once(server):
+    assert len(plan(server, ["same", "same", "other"])) == 2
+
+
+def test_a_malformed_answer_is_asked_again_with_another_seed(server, cache):
+    server.script("malformed")
+    [exchange] = batch(server, cache, malformed_attempts=3).run(plan(server, ["q"]))
+    assert exchange.error is None and len(exchange.attempts) == 2
+    assert [body["seed"] for body in server.requests] == [7, 8]
+
+
+def test_malformed_attempts_are_limited(server, cache):
+    server.rules["q"] = "malformed"
+    [exchange] = batch(server, cache, malformed_attempts=2).run(plan(server, ["q"]))
+    assert "not JSON" in exchange.error and server.count == 2
+
+
+def test_the_request_budget_counts_in_order_and_stops(server, cache):
+    budget = Budget(max_requests=3, max_tokens=None)
+    exchanges = batch(server, cache, budget=budget).run(plan(server, list("abcdef")))
+    assert len(exchanges) == 3 and server.count == 3 and budget.reached() == "max_requests = 3"
+
+
+def test_the_token_budget_stops_after_the_answer_that_reaches_it(server, cache):
+    budget = Budget(max_requests=None, max_tokens=40)
+    exchanges = batch(server, cache, concurrency=1, budget=budget).run(plan(server, list("abcd")))
+    assert [e.tokens for e in exchanges] == [36, 36] and budget.reached() == "max_tokens = 40"
+
+
+def test_a_failure_stops_the_batch_with_the_answers_so_far_cached(server, cache):
+    server.rules["bad"] = "server-error"
+    with pytest.raises(CurateError, match="HTTP 500"):
+        batch(server, cache, concurrency=1).run(plan(server, ["one", "two", "bad", "four"]))
+    assert len(cache) == 2
+
+
+@pytest.mark.parametrize("content, finish, expected", [
+    ('{"answer": "4"}', "stop", ({"answer": "4"}, None)),
+    ('```json\n{"answer": "4"}\n```', "stop", ({"answer": "4"}, None)),
+    ("four", "stop", (None, "the answer is not JSON (Expecting value: line 1 column 1 (char"
+                             " 0))")),
+    ('{"answer": "fo', "length", (None, "the answer is not JSON (Unterminated string starting at:"
+                                        " line 1 column 12 (char 11)) (cut off: the answer"
+                                        " reached max_answer_tokens)")),
+    ('{"answer": 4}', "stop", (None, "the answer does not fit the schema: $.answer: expected"
+                                     " string, found number")),
+    ('{"answer": "  "}', "stop", (None, "the answer does not fit the schema: $.answer: text is"
+                                        " empty")),
+    ('{"answer": "4", "why": "x"}', "stop", (None, "the answer does not fit the schema: $:"
+                                                   " unexpected key 'why'")),
+])
+def test_reading_an_answer(content, finish, expected):
+    assert read_answer(answer(content, finish), SCHEMA) == expected
