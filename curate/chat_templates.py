@@ -1,0 +1,248 @@
+"""Chat templates: how a conversation becomes the token ids a model trains on, and which of them
+carry the loss.
+
+Training text is only ever produced by a tokenizer's `apply_chat_template`, with a Jinja template
+whose `{% generation %}` ... `{% endgeneration %}` blocks mark what the model learns to say: the
+assistant's words and the end-of-turn token that makes it stop. Plugins register a
+`ChatTemplate` per model family (`register_chat_templates`); a recipe's `[model] chat_template`
+names one or gives a .jinja file. transformers is imported inside functions only.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from curate.errors import CurateError, did_you_mean
+from curate.registry import Registry
+
+GENERATION_MARKER = re.compile(r"\{%-?\s*generation\s*-?%\}")
+
+OWN = "of the tokenizer"
+"""The label of a tokenizer's own template: "chat template of the tokenizer"."""
+
+Text = str | Callable[[], str]
+"""Template text, or a function that returns it (read on first use, e.g. from another package)."""
+
+
+@dataclass(frozen=True)
+class ChatTemplate:
+    """A model family's chat template, as a plugin registers it."""
+
+    name: str
+    template: Text
+    """Jinja with `{% generation %}` around everything the model must learn to produce."""
+    end_of_turn: tuple[str, ...]
+    """The token(s) that end an assistant turn: each turn's trained tokens must end with one."""
+    architectures: tuple[str, ...] = ()
+    """`architectures` entries of a model's config.json that mean this family."""
+    name_patterns: tuple[str, ...] = ()
+    """Regular expressions searched, ignoring case, in the recipe's model path and tokenizer."""
+    originals: tuple[Text, ...] = ()
+    """The family's own template(s) as its tokenizers ship them: a tokenizer whose
+    `chat_template` is identical to one is this family (the tokenizer fingerprint)."""
+    default_system_prompt: str = ""
+    """What the template says as system prompt when a conversation has none ("" if nothing)."""
+    description: str = ""
+
+    def text(self) -> str:
+        return resolve_text(self.template)
+
+    def original_texts(self) -> list[str]:
+        return [resolve_text(original) for original in self.originals]
+
+    def matches_name(self, model_name: str) -> bool:
+        return any(re.search(pattern, model_name, re.IGNORECASE)
+                   for pattern in self.name_patterns)
+
+
+@cache
+def resolve_text(text: Text) -> str:
+    return text() if callable(text) else text
+
+
+def has_generation_markers(text: str) -> bool:
+    return GENERATION_MARKER.search(text) is not None
+
+
+@dataclass
+class Selection:
+    """The template a recipe trains with, and why it was chosen."""
+
+    text: str
+    label: str
+    """Its registered name, its file, or OWN."""
+    how: str
+    template: ChatTemplate | None = None
+
+    @property
+    def end_of_turn(self) -> tuple[str, ...]:
+        return self.template.end_of_turn if self.template else ()
+
+
+@dataclass
+class ModelFacts:
+    """What selection looks at: the recipe's choice, the model's names, its config and its
+    tokenizer's own template."""
+
+    choice: str | None
+    names: list[str]
+    recipe_dir: Path
+    architectures: list[str] = field(default_factory=list)
+    own_template: str | None = None
+
+
+def is_template_file(choice: str) -> bool:
+    return choice.endswith((".jinja", ".j2")) or "/" in choice
+
+
+def check_choice(choice: str, recipe_dir: Path, registry: Registry) -> None:
+    """A recipe's `chat_template` names a registered template or an existing file."""
+    if is_template_file(choice):
+        if not (recipe_dir / choice).is_file():
+            raise CurateError(f"template file '{choice}' not found (relative to the recipe)")
+    elif choice not in registry.entries:
+        known = registry.names()
+        raise CurateError(f"unknown chat template '{choice}'{did_you_mean(choice, known)}"
+                          f" (registered: {', '.join(known) or 'none'}; or give a .jinja file)")
+
+
+def select_template(facts: ModelFacts, registry: Registry) -> Selection:
+    """The recipe's choice, else the registered template the model matches (tokenizer
+    fingerprint, then name, then architecture), else the tokenizer's own template."""
+    if facts.choice:
+        return _chosen(facts.choice, facts.recipe_dir, registry)
+    matched = _match(facts, [entry.obj for entry in registry.entries.values()])
+    if matched:
+        return matched
+    if facts.own_template:
+        return Selection(facts.own_template, OWN, "no registered template matches the model,"
+                                                  " so its tokenizer's template is used")
+    raise CurateError(f"[model]: no chat template for '{facts.names[0]}': its tokenizer has none"
+                      f" and no registered template matches it; name one with [model]"
+                      f" chat_template = \"NAME\" (see curate templates) or a .jinja file")
+
+
+def _chosen(choice: str, recipe_dir: Path, registry: Registry) -> Selection:
+    check_choice(choice, recipe_dir, registry)
+    if is_template_file(choice):
+        text = (recipe_dir / choice).read_text(encoding="utf-8")
+        return Selection(text, choice, "named in the recipe")
+    template = registry.get(choice)
+    return Selection(template.text(), choice, "named in the recipe", template)
+
+
+def _match(facts: ModelFacts, templates: list[ChatTemplate]) -> Selection | None:
+    """The first kind of evidence that points to exactly one template decides."""
+    tests = [
+        ("its tokenizer's template is this family's original",
+         lambda t: facts.own_template is not None and facts.own_template in t.original_texts()),
+        (f"the model name '{facts.names[0]}' matches",
+         lambda t: any(t.matches_name(name) for name in facts.names)),
+        (f"config.json says {', '.join(facts.architectures)}",
+         lambda t: bool(set(t.architectures) & set(facts.architectures))),
+    ]
+    for how, test in tests:
+        found = [template for template in templates if _fits(test, template)]
+        if len(found) == 1:
+            return Selection(found[0].text(), found[0].name, how, found[0])
+    return None
+
+
+def _fits(test: Callable[[ChatTemplate], bool], template: ChatTemplate) -> bool:
+    """A template whose text cannot be read (trl missing, say) matches nothing by fingerprint;
+    found by name, it still says why it cannot be used."""
+    try:
+        return test(template)
+    except CurateError:
+        return False
+
+
+def own_template(tokenizer: Any) -> str | None:
+    """The tokenizer's own chat template, if it has one."""
+    template = getattr(tokenizer, "chat_template", None)
+    if isinstance(template, dict):  # named variants: "default" is the chat one
+        template = template.get("default")
+    return template or None
+
+
+def read_architectures(location: str) -> list[str]:
+    config = Path(location) / "config.json"
+    if not config.is_file():
+        return []
+    try:
+        architectures = json.loads(config.read_text(encoding="utf-8")).get("architectures")
+    except (ValueError, AttributeError):
+        return []
+    return [a for a in architectures or [] if isinstance(a, str)]
+
+
+@dataclass
+class RenderedExample:
+    """One conversation as the model sees it: token ids, and which of them are trained."""
+
+    input_ids: list[int]
+    trained: list[int]
+    """1 where the token carries the loss, else 0 (the assistant mask)."""
+    offsets: list[tuple[int, int]]
+    """Each token's character span in the rendered text."""
+
+    def trained_count(self, max_length: int | None = None) -> int:
+        return sum(self.trained[:max_length])
+
+    def trained_runs(self) -> list[tuple[int, int]]:
+        """(start, end) token indices of each stretch of trained tokens (one per turn)."""
+        runs, start = [], None
+        for index, flag in enumerate([*self.trained, 0]):
+            if flag and start is None:
+                start = index
+            elif not flag and start is not None:
+                runs.append((start, index))
+                start = None
+        return runs
+
+
+class TemplateRefused(Exception):
+    """The template raised for this conversation (e.g. a role it does not support)."""
+
+
+def render(tokenizer: Any, template: str, messages: list[dict]) -> RenderedExample:
+    from jinja2 import TemplateError
+
+    try:
+        out = tokenizer.apply_chat_template(messages, chat_template=template, tokenize=True,
+                                            return_dict=True, return_assistant_tokens_mask=True)
+    except TemplateError as error:
+        raise TemplateRefused(str(error)) from None
+    return RenderedExample(list(out["input_ids"]), list(out["assistant_masks"]),
+                           list(out.encodings[0].offsets))
+
+
+def render_many(tokenizer: Any, template: str,
+                conversations: list[list[dict]]) -> list[RenderedExample]:
+    """`render` for many conversations in one call (about 1.4x faster); TemplateRefused when
+    the template refuses any of them."""
+    from jinja2 import TemplateError
+
+    try:
+        out = tokenizer.apply_chat_template(conversations, chat_template=template, tokenize=True,
+                                            return_dict=True, return_assistant_tokens_mask=True)
+    except TemplateError as error:
+        raise TemplateRefused(str(error)) from None
+    return [RenderedExample(ids, mask, encoding.offsets)
+            for ids, mask, encoding in zip(out["input_ids"], out["assistant_masks"],
+                                           out.encodings)]
+
+
+def render_text(tokenizer: Any, template: str, messages: list[dict]) -> str:
+    from jinja2 import TemplateError
+
+    try:
+        return tokenizer.apply_chat_template(messages, chat_template=template, tokenize=False)
+    except TemplateError as error:
+        raise TemplateRefused(str(error)) from None

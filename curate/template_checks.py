@@ -1,0 +1,236 @@
+"""The checks before training: does the chat template train what it must, and does every
+example keep something to train on after truncation?
+
+Template-level findings (run once, by `curate validate` and by the chat-template step):
+the template has `{% generation %}` markers; every assistant turn ends with a trained
+end-of-turn token; the registry template renders like the tokenizer's own (else a diff); a
+system prompt is not silently dropped. Per example (`ExampleJudge`): the template accepts the
+conversation, it keeps trainable tokens after truncation at `max_length`, and each of its
+assistant turns ends with a trained end-of-turn token.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Any
+
+from curate.chat_templates import (RenderedExample, Selection, TemplateRefused,
+                                   has_generation_markers, own_template, render, render_many,
+                                   render_text)
+from curate.errors import CurateError
+from curate.stages import Reject
+
+SYSTEM_PROBE = "Answer in one sentence."
+PROBES = (
+    [{"role": "user", "content": "What is two plus two?"},
+     {"role": "assistant", "content": "It is four."},
+     {"role": "user", "content": "And three plus three?"},
+     {"role": "assistant", "content": "Six."}],
+    [{"role": "system", "content": SYSTEM_PROBE},
+     {"role": "user", "content": "Name a colour."},
+     {"role": "assistant", "content": "Blue."}],
+)
+
+
+@dataclass
+class Finding:
+    level: str
+    """"ok", "warning" or "error"."""
+    message: str
+    detail: str = ""
+
+
+def template_findings(tokenizer: Any, selection: Selection,
+                      samples: list[list[dict]] = ()) -> list[Finding]:
+    """Everything that can be said about the template before any example is judged."""
+    if not has_generation_markers(selection.text):
+        return [Finding("error", f"chat template {selection.label} has no {{% generation %}}"
+                                 f" markers, so no token would be trained: name a registered"
+                                 f" template (curate templates) or a .jinja file with them in"
+                                 f" [model] chat_template")]
+    findings = [_end_of_turn_finding(tokenizer, selection)]
+    findings += _agreement_findings(tokenizer, selection, [*PROBES, *samples])
+    findings += _system_prompt_findings(tokenizer, selection)
+    return findings
+
+
+def raise_errors(findings: list[Finding]) -> None:
+    for finding in findings:
+        if finding.level == "error":
+            raise CurateError(finding.message)
+
+
+def end_token_ids(tokenizer: Any, selection: Selection) -> set[int]:
+    """The ids an assistant turn may end with: the template's end-of-turn tokens, or, for a
+    template that declares none, any special token (as trl's stop-token check does)."""
+    if not selection.end_of_turn:
+        return set(tokenizer.all_special_ids) | set(tokenizer.get_added_vocab().values())
+    missing = [t for t in selection.end_of_turn if t not in tokenizer.get_vocab()]
+    if len(missing) == len(selection.end_of_turn):
+        raise CurateError(f"chat template {selection.label} ends turns with"
+                          f" {' or '.join(missing)}, which the tokenizer does not have: this"
+                          f" template is for another model family; name the right one in"
+                          f" [model] chat_template")
+    return {tokenizer.convert_tokens_to_ids(t) for t in selection.end_of_turn if t not in missing}
+
+
+def _end_of_turn_finding(tokenizer: Any, selection: Selection) -> Finding:
+    ends = end_token_ids(tokenizer, selection)
+    for probe in PROBES:
+        try:
+            problem = untrained_turn_end(render(tokenizer, selection.text, probe), probe,
+                                         tokenizer, ends)
+        except TemplateRefused:
+            continue  # e.g. a template without system role; judged per example instead
+        if problem:
+            return Finding("error", f"chat template {selection.label}: {problem}: the model"
+                                    f" would never learn to stop; put the end-of-turn token"
+                                    f" inside the {{% generation %}} block")
+    names = " or ".join(selection.end_of_turn) or "a special token"
+    return Finding("ok", f"every assistant turn ends with a trained {names}")
+
+
+def _agreement_findings(tokenizer: Any, selection: Selection,
+                        conversations: list[list[dict]]) -> list[Finding]:
+    own = own_template(tokenizer)
+    if not own or own == selection.text:
+        return []
+    for conversation in conversations:
+        expected, got = _render_or_error(tokenizer, own, conversation), _render_or_error(
+            tokenizer, selection.text, conversation)
+        if expected != got:
+            diff = difflib.unified_diff(expected.splitlines(keepends=True),
+                                        got.splitlines(keepends=True),
+                                        "tokenizer's own template", f"template {selection.label}")
+            return [Finding("warning", f"template {selection.label} renders differently from"
+                                       f" the tokenizer's own template: training text would"
+                                       f" not match what the model sees at inference",
+                            "".join(line if line.endswith("\n") else line + "\n"
+                                    for line in diff))]
+    return [Finding("ok", f"renders like the tokenizer's own template on {len(conversations)}"
+                          f" conversations")]
+
+
+def _render_or_error(tokenizer: Any, template: str, conversation: list[dict]) -> str:
+    try:
+        return render_text(tokenizer, template, conversation)
+    except TemplateRefused as error:
+        return f"(the template refuses this conversation: {error})"
+
+
+def _system_prompt_findings(tokenizer: Any, selection: Selection) -> list[Finding]:
+    try:
+        text = render_text(tokenizer, selection.text, PROBES[1])
+    except TemplateRefused as error:
+        return [Finding("warning", f"template {selection.label} refuses system messages"
+                                   f" ({error}): examples with one are rejected")]
+    if SYSTEM_PROBE not in text:
+        return [Finding("warning", f"template {selection.label} drops the system prompt of"
+                                   f" examples that end with an assistant turn")]
+    return []
+
+
+def untrained_turn_end(example: RenderedExample, messages: list[dict], tokenizer: Any,
+                       ends: set[int]) -> str:
+    """Why an assistant turn's end is not trained, or "" when every turn ends right."""
+    runs = example.trained_runs()
+    turns = sum(1 for message in messages if message["role"] == "assistant")
+    if len(runs) < turns:
+        return f"{turns - len(runs)} of {turns} assistant turns have no trained token"
+    for number, (start, end) in enumerate(runs, start=1):
+        last = _last_visible(example.input_ids[start:end], tokenizer)
+        if last not in ends:
+            return (f"assistant turn {number} ends with {tokenizer.decode([last])!r}, not with"
+                    f" a trained end-of-turn token")
+    return ""
+
+
+def _last_visible(ids: list[int], tokenizer: Any) -> int:
+    for token in reversed(ids):
+        if tokenizer.decode([token]).strip():
+            return token
+    return ids[-1]
+
+
+@dataclass
+class TokenStats:
+    """How long examples are in tokens, and how much truncation at max_length cuts."""
+
+    examples: int = 0
+    truncated: int = 0
+    tokens_cut: int = 0
+    most_cut: int = 0
+    longest: int = 0
+
+    def add(self, total: int, max_length: int) -> None:
+        self.examples += 1
+        self.longest = max(self.longest, total)
+        if total > max_length:
+            self.truncated += 1
+            self.tokens_cut += total - max_length
+            self.most_cut = max(self.most_cut, total - max_length)
+
+    def describe(self, max_length: int) -> str:
+        if not self.truncated:
+            return (f"none of {self.examples:,} examples is longer than max_length"
+                    f" {max_length:,} (longest {self.longest:,} tokens)")
+        return (f"{self.truncated:,} of {self.examples:,} examples are cut at max_length"
+                f" {max_length:,}, by {self.tokens_cut / self.truncated:,.0f} tokens on"
+                f" average, at most {self.most_cut:,}")
+
+
+class ExampleJudge:
+    """Renders one conversation and says whether it can be trained on."""
+
+    def __init__(self, tokenizer: Any, selection: Selection, max_length: int):
+        self.tokenizer, self.selection, self.max_length = tokenizer, selection, max_length
+        self.ends = end_token_ids(tokenizer, selection)
+        self.stats = TokenStats()
+
+    def judge(self, messages: list[dict]) -> tuple[Reject | None, dict]:
+        """A rejection (or None) and the example's token counts."""
+        try:
+            example = render(self.tokenizer, self.selection.text, messages)
+        except TemplateRefused as error:
+            return Reject("template-error", f"chat template {self.selection.label} refuses this"
+                                            f" conversation: {error}"), {}
+        return self._assess(example, messages)
+
+    def judge_many(self, conversations: list[list[dict]]) -> list[tuple[Reject | None, dict]]:
+        """`judge` for each conversation, rendered in one call when the template accepts all."""
+        try:
+            examples = render_many(self.tokenizer, self.selection.text, conversations)
+        except TemplateRefused:
+            return [self.judge(messages) for messages in conversations]
+        return [self._assess(example, messages)
+                for example, messages in zip(examples, conversations)]
+
+    def _assess(self, example: RenderedExample, messages: list[dict]) -> tuple[Reject | None,
+                                                                               dict]:
+        total = len(example.input_ids)
+        self.stats.add(total, self.max_length)
+        counts = {"total": total, "trained": example.trained_count(self.max_length),
+                  "truncated": max(0, total - self.max_length)}
+        return self._verdict(example, messages, counts), counts
+
+    def _verdict(self, example: RenderedExample, messages: list[dict],
+                 counts: dict) -> Reject | None:
+        if not counts["trained"]:
+            return Reject("no-trainable-tokens", self._no_trainable_detail(example),
+                          {"tokens": counts["total"], "max_length": self.max_length})
+        problem = untrained_turn_end(example, messages, self.tokenizer, self.ends)
+        if problem:
+            return Reject("untrained-end-of-turn", f"{problem} (chat template"
+                                                   f" {self.selection.label})")
+        return None
+
+    def _no_trainable_detail(self, example: RenderedExample) -> str:
+        total = len(example.input_ids)
+        if not example.trained_count():
+            return (f"chat template {self.selection.label} marks none of the example's"
+                    f" {total:,} tokens for training")
+        prompt = example.trained.index(1)
+        return (f"after truncation at max_length {self.max_length:,} no trained token is left:"
+                f" the prompt before the first reply is {prompt:,} tokens (the whole example"
+                f" {total:,}); raise [model] max_length or shorten the prompt")

@@ -1,0 +1,87 @@
+"""The chat-template step: when a recipe has a [model], the runner adds it after the recipe's
+stages, so every final record is rendered with the training template and the ones that cannot
+be trained on are rejected with a reason (a built-in stage, `chat-template`, does the work).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from curate.chat_templates import (ModelFacts, Selection, own_template, read_architectures,
+                                   select_template)
+from curate.errors import CurateError
+from curate.options import option
+from curate.pluginmanager import PluginHost
+from curate.recipe import ModelOptions, PluginSpec, Recipe
+from curate.registry import Registry
+from curate.tokenizer import load_chat_tokenizer, tokenizer_location
+
+TEMPLATE_STEP = "chat-template"
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja",
+                   "special_tokens_map.json", "config.json")
+
+
+@dataclass
+class TemplateStepOptions(ModelOptions):
+    """The recipe's [model], and the folder its relative paths start from."""
+
+    recipe_dir: str = option("", help="the recipe's folder")
+
+
+def has_model(model: ModelOptions) -> bool:
+    return bool(model.path or model.tokenizer)
+
+
+def template_steps(recipe: Recipe, host: PluginHost) -> list[PluginSpec]:
+    """[the chat-template step] when the recipe has a [model] (and the stage is not disabled)."""
+    if not has_model(recipe.model) or TEMPLATE_STEP not in host.registry("stage").entries:
+        return []
+    options = TemplateStepOptions(**vars(recipe.model), recipe_dir=str(recipe.file.parent))
+    return [PluginSpec(TEMPLATE_STEP, TEMPLATE_STEP, host.get("stage", TEMPLATE_STEP), options,
+                       "model", host.identity("stage", TEMPLATE_STEP))]
+
+
+def load_template(model: ModelOptions, recipe_dir: Path, registry: Registry) -> tuple[Any,
+                                                                                     Selection]:
+    """The recipe's tokenizer and the template it trains with."""
+    location = tokenizer_location(model, recipe_dir)
+    tokenizer = load_chat_tokenizer(location, model.revision, model.trust_remote_code)
+    model_folder = recipe_dir / model.path if model.path else None
+    facts = ModelFacts(model.chat_template, [n for n in (model.path, model.tokenizer) if n],
+                       recipe_dir,
+                       read_architectures(str(model_folder)) if model_folder else [],
+                       own_template(tokenizer))
+    return tokenizer, select_template(facts, registry)
+
+
+def is_local(model: ModelOptions, recipe_dir: Path) -> bool:
+    return Path(tokenizer_location(model, recipe_dir)).is_dir()
+
+
+def template_fingerprint(options: TemplateStepOptions, registry: Registry) -> list:
+    """What the step's output depends on beyond its options: the local tokenizer's files and
+    every registered template's text (upgrading trl can change a built-in's)."""
+    recipe_dir = Path(options.recipe_dir)
+    folders = {Path(tokenizer_location(options, recipe_dir))}
+    if options.path:
+        folders.add(recipe_dir / options.path)
+    files = [_digest(folder / name) for folder in sorted(folders) for name in TOKENIZER_FILES]
+    chosen = options.chat_template
+    if chosen and (recipe_dir / chosen).is_file():
+        files.append(_digest(recipe_dir / chosen))
+    return [files, [[name, entry.plugin, _template_digest(entry.obj)]
+                    for name, entry in sorted(registry.entries.items())]]
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
+
+
+def _template_digest(template: Any) -> str:
+    try:
+        return hashlib.sha256(template.text().encode("utf-8")).hexdigest()
+    except CurateError:
+        return "unavailable"

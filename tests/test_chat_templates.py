@@ -1,0 +1,201 @@
+"""Chat templates in a run: how the template is chosen, the checks before training, and the
+chat-template step that rejects examples with nothing to train on (through real `curate run`s
+on tokenizers built here)."""
+
+import importlib.util
+import json
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from curate import hookimpl
+from curate.chat_templates import ChatTemplate, ModelFacts, Selection, select_template
+from curate.errors import CurateError
+from curate.pluginmanager import build_host
+from curate.plugins.chat_templates import BUILTIN_TEMPLATES
+from curate.template_checks import ExampleJudge, template_findings
+from curate.testing import assert_clear_error, assert_complete, invoke_cli, jsonl
+
+
+def load_support(name):
+    """A helper module of tests/support/, loaded once per process."""
+    if name in sys.modules:
+        return sys.modules[name]
+    path = Path(__file__).resolve().parent / "support" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = sys.modules[name] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+tiny = load_support("tiny_tokenizers")
+QWEN = next(t for t in BUILTIN_TEMPLATES if t.name == "qwen2.5")
+CHATML_NO_EOT = ("{% for m in messages %}{{ '<|im_start|>' + m.role + '\\n' }}"
+                 "{% if m.role == 'assistant' %}{% generation %}{{ m.content }}{% endgeneration %}"
+                 "{% else %}{{ m.content }}{% endif %}{{ '<|im_end|>\\n' }}{% endfor %}")
+
+
+def qa(prompt, reply):
+    return {"messages": [{"role": "user", "content": prompt},
+                         {"role": "assistant", "content": reply}]}
+
+
+def recipe(model="", stages=""):
+    return (f"[model]\npath = \"model\"\n{model}\n[[sources]]\nname = \"d\"\nuse = \"jsonl\"\n"
+            f"path = \"d.jsonl\"\n{stages}[split]\neval_fraction = 0\n")
+
+
+@pytest.fixture
+def qwen_model(tmp_path):
+    """A tiny Qwen 2.5: its tokenizer ships the original template, its config the architecture."""
+    return tiny.build_tokenizer(tmp_path / "model", "chatml", QWEN.original_texts()[0],
+                                ["Qwen2ForCausalLM"])
+
+
+def registry():
+    return build_host().registry("chat template")
+
+
+def test_the_recipe_s_choice_wins_over_every_match(tmp_path, qwen_model):
+    facts = ModelFacts("qwen3", ["Qwen2.5-7B"], tmp_path, ["Qwen2ForCausalLM"],
+                       qwen_model.chat_template)
+    assert select_template(facts, registry()).label == "qwen3"
+
+
+def test_the_fingerprint_wins_over_the_name(tmp_path, qwen_model):
+    facts = ModelFacts(None, ["Llama-3.2-1B"], tmp_path, [], qwen_model.chat_template)
+    assert select_template(facts, registry()).label == "qwen2.5"
+
+
+def test_evidence_pointing_to_several_templates_does_not_decide(tmp_path):
+    facts = ModelFacts(None, ["phi-3-and-phi-3.5-merge"], tmp_path, [], "{{ own }}")
+    selection = select_template(facts, registry())
+    assert (selection.label, selection.text) == ("of the tokenizer", "{{ own }}")
+
+
+def test_no_template_at_all_is_one_line_saying_how_to_name_one(tmp_path):
+    with pytest.raises(CurateError) as error:
+        select_template(ModelFacts(None, ["tiny"], tmp_path), registry())
+    assert str(error.value) == (
+        "[model]: no chat template for 'tiny': its tokenizer has none and no registered"
+        " template matches it; name one with [model] chat_template = \"NAME\" (see curate"
+        " templates) or a .jinja file")
+
+
+def test_an_end_of_turn_outside_the_generation_block_is_found(tmp_path):
+    tokenizer = tiny.build_tokenizer(tmp_path / "model", "chatml")
+    findings = template_findings(tokenizer, Selection(CHATML_NO_EOT, "no-eot.jinja", "named"))
+    assert findings[0].level == "error"
+    assert "assistant turn 1 ends with '.', not with a trained end-of-turn token" in (
+        findings[0].message)
+    judge = ExampleJudge(tokenizer, Selection(CHATML_NO_EOT, "no-eot.jinja", "named"), 100)
+    verdict, counts = judge.judge(qa("What is two plus two?", "It is four")["messages"])
+    assert verdict.reason == "untrained-end-of-turn" and counts["trained"] > 0
+
+
+def test_a_template_without_generation_markers_trains_nothing(tmp_path):
+    tokenizer = tiny.build_tokenizer(tmp_path / "model", "chatml")
+    [finding] = template_findings(tokenizer, Selection(QWEN.original_texts()[0], "own", "x"))
+    assert finding.level == "error" and "has no {% generation %} markers" in finding.message
+
+
+def test_a_run_rejects_examples_with_nothing_left_to_train(run_recipe, qwen_model):
+    long_prompt = "What is two plus two? " * 30
+    data = jsonl(qa("What is two plus two?", "It is four."), qa(long_prompt, "Four."),
+                 qa("Hello there", "Hello! How can I help you today?"))
+    result = run_recipe(recipe("max_length = 100"), files={"d.jsonl": data})
+    manifest = assert_complete(result)
+    [rejected] = result.rejected("chat-template")
+    assert rejected["reason"] == "no-trainable-tokens"
+    assert rejected["detail"].startswith("after truncation at max_length 100 no trained token is"
+                                         " left: the prompt before the first reply is ")
+    assert rejected["detail"].endswith("; raise [model] max_length or shorten the prompt")
+    step = manifest["steps"][-1]
+    assert (step["name"], step["kept"], step["rejected"]) == ("chat-template", 2, 1)
+    assert step["stats"]["max_length"] == 100 and step["stats"]["truncated"] == 1
+    assert step["stats"]["most_cut"] == step["stats"]["tokens_cut"] > 0
+    assert "chat template qwen2.5: its tokenizer's template is this family's original" in (
+        result.output)
+    code, why = invoke_cli(["why", str(result.run_dir), rejected["id"][:8]])
+    assert code == 0 and "rejected at step 'chat-template': no-trainable-tokens" in why
+
+
+def test_kept_records_carry_their_token_counts(run_recipe, qwen_model):
+    result = run_recipe(recipe(), files={"d.jsonl": jsonl(qa("Hi", "Hello there"))})
+    assert_complete(result)
+    [kept] = result.kept("chat-template")
+    tokens = json.loads(kept["meta"])["tokens"]
+    assert tokens["total"] > tokens["trained"] > 0 and tokens["truncated"] == 0
+
+
+def test_the_step_is_cached_until_the_tokenizer_changes(run_recipe, qwen_model, tmp_path):
+    files = {"d.jsonl": jsonl(qa("Hi", "Hello there"))}
+    run_recipe(recipe(), files=files)
+    again = run_recipe(recipe())
+    assert [s["cached"] for s in again.manifest["steps"]] == [True, True]
+    template_file = tmp_path / "model" / "chat_template.jinja"
+    template_file.write_text(template_file.read_text() + "\n")
+    changed = run_recipe(recipe())
+    assert [s["cached"] for s in changed.manifest["steps"]] == [True, False]
+
+
+def test_an_untrained_end_of_turn_stops_the_run(run_recipe, tmp_path):
+    tiny.build_tokenizer(tmp_path / "model", "chatml")
+    result = run_recipe(recipe('chat_template = "no-eot.jinja"'), args=["-q"],
+                        files={"d.jsonl": jsonl(qa("Hi", "Hello there")),
+                               "no-eot.jinja": CHATML_NO_EOT})
+    assert_clear_error(result, "chat template no-eot.jinja: assistant turn 1 ends with",
+                       "the model would never learn to stop")
+
+
+def test_a_template_refusing_a_conversation_rejects_it(run_recipe, tmp_path):
+    gemma = next(t for t in BUILTIN_TEMPLATES if t.name == "gemma2")
+    tiny.build_tokenizer(tmp_path / "model", "gemma", gemma.original_texts()[0])
+    with_system = {"messages": [{"role": "system", "content": "Be brief."},
+                                *qa("Hi", "Hello")["messages"]]}
+    result = run_recipe(recipe(), files={"d.jsonl": jsonl(qa("Hi", "Hello"), with_system)})
+    assert_complete(result)
+    [rejected] = result.rejected("chat-template")
+    assert (rejected["reason"], rejected["detail"]) == (
+        "template-error", "chat template gemma2 refuses this conversation: System role not"
+                          " supported")
+
+
+def test_an_unknown_template_name_fails_validation(run_recipe, qwen_model):
+    result = run_recipe(recipe('chat_template = "qwen2.6"'), args=["-q"],
+                        files={"d.jsonl": jsonl(qa("Hi", "Hello"))})
+    assert_clear_error(result, "recipe.toml: model.chat_template: unknown chat template"
+                               " 'qwen2.6': did you mean 'qwen2.5'?")
+
+
+def test_a_template_file_that_is_missing_fails_validation(run_recipe, qwen_model):
+    result = run_recipe(recipe('chat_template = "mine.jinja"'), args=["-q"],
+                        files={"d.jsonl": jsonl(qa("Hi", "Hello"))})
+    assert_clear_error(result, "model.chat_template: template file 'mine.jinja' not found")
+
+
+def test_a_plugin_s_template_is_used_when_the_recipe_names_it(run_recipe, curate_plugin,
+                                                              tmp_path):
+    tiny.build_tokenizer(tmp_path / "model", "chatml")
+    template = ChatTemplate("chatml-plain", QWEN.text().replace(
+        "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.", "Hi."),
+        ("<|im_end|>",), description="ChatML with a short default system prompt")
+    plugin = types.SimpleNamespace(
+        register_chat_templates=hookimpl(lambda register: register(template)))
+    curate_plugin(plugin, name="chatml_plugin")
+    result = run_recipe(recipe('chat_template = "chatml-plain"'),
+                        files={"d.jsonl": jsonl(qa("Hi", "Hello"))})
+    assert_complete(result)
+    assert "chat template chatml-plain: named in the recipe" in result.output
+
+
+def test_a_registered_template_must_be_a_chat_template(curate_plugin):
+    plugin = types.SimpleNamespace(register_chat_templates=hookimpl(
+        lambda register: register(types.SimpleNamespace(name="loose"))))
+    curate_plugin(plugin, name="loose_plugin")
+    from curate.pluginmanager import get_host
+
+    assert "is not an instance of curate.chat_templates.ChatTemplate" in (
+        get_host().failed["loose_plugin"])
