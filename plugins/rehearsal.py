@@ -1,0 +1,191 @@
+"""The `rehearsal` stage: mixes general-purpose examples into the task data, so fine-tuning on a
+narrow task forgets less of what the model could do.
+
+Every task record passes through unchanged. From a general pool (any source plugin: a local
+file, a `datasets` dataset) the stage draws, in seeded order, enough records that they make up
+`ratio` of the final training set, in examples or in tokens, and adds them with origin
+"rehearsal". Pool records whose prompt copies a task prompt (exactly after normalisation, or
+nearly by MinHash with the Jaccard measured) are rejected, since any task record may be held out
+for eval; so are copies of a record already drawn. A held-out slice of the pool goes to
+`dataset/general_eval.jsonl` for the forgetting check, never to training.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from itertools import islice
+from typing import Any, Literal
+
+from curate import hookimpl
+from curate.options import OptionError, option
+from curate.records import Added, Record
+from curate.stages import Stage
+
+BATCH = 512
+REHEARSAL = "rehearsal"
+
+
+@hookimpl
+def register_stages(register):
+    register(RehearsalMixer)
+
+
+@dataclass
+class RehearsalOptions:
+    source: dict[str, Any] = option(help="the general pool, a source table like a [[sources]]"
+                                         " entry: use = \"jsonl\", path = \"general.jsonl\","
+                                         " format = \"alpaca\" (or use = \"datasets\", ...)")
+    ratio: float = option(0.15, min=0.0, max=0.5, help="share of the final training set that is"
+                                                       " general data")
+    count: Literal["examples", "tokens"] = option("examples", help="measure the ratio in"
+                                                  " examples, or in tokens with the recipe's"
+                                                  " [model] tokenizer")
+    held_out: int | float = option(200, min=0, help="general records kept out of training for"
+                                                    " the forgetting check: a number (200) or a"
+                                                    " fraction of the pool below 1 (0.05)")
+    near_threshold: float = option(0.7, min=0.01, max=1.0, help="Jaccard similarity of"
+                                   " character 5-grams at which a pool prompt is a near copy"
+                                   " of a task prompt (or of another pool prompt)")
+
+
+class RehearsalMixer(Stage):
+    name = "rehearsal"
+    Options = RehearsalOptions
+    version = "1"
+    source_keys = ("source",)
+
+    @classmethod
+    def check_options(cls, options: RehearsalOptions) -> None:
+        origin = options.source.get("origin", REHEARSAL)
+        if origin != REHEARSAL:
+            raise OptionError("source.origin", f"general records always have origin"
+                              f" '{REHEARSAL}', found {origin!r}: remove source.origin")
+        held = options.held_out
+        if isinstance(held, float) and held >= 1 and not held.is_integer():
+            raise OptionError("held_out", f"expected a whole number of records (200) or a"
+                              f" fraction below 1 (0.05), found {held}")
+
+    @classmethod
+    def needs_model(cls, options: RehearsalOptions) -> bool:
+        return options.count == "tokens"
+
+    @classmethod
+    def needs_split(cls, options: RehearsalOptions) -> bool:
+        return True
+
+    def process(self, records: Iterable[Record]) -> Iterator[Record | Added]:
+        from curate.plugins.rehearsal_draw import PoolDraw, TaskScreen
+        from curate.plugins.rehearsal_index import PromptIndex
+
+        self._stats: dict = {}
+        if self.options.ratio == 0 and self.options.held_out == 0:
+            yield from records
+            return
+        pool, rows, unreadable = self._read_pool()
+        index = PromptIndex([r.prompt for r in pool], self.options.near_threshold) if pool else None
+        screen = TaskScreen(index, pool)
+        tally = TaskTally(self._token_counter())
+        iterator = iter(records)
+        for batch in iter(lambda: list(islice(iterator, BATCH)), []):
+            screen.add(batch)
+            tally.add(batch)
+            yield from batch
+        draw = PoolDraw(index, pool, screen.copies, self.options.near_threshold)
+        task_train, general = tally.train_totals(self.context.split, self.context.seed)
+        target = self._target(task_train, general, len(pool), tally.count_tokens)
+        yield from draw.outcomes(target, self.context.seed)
+        self._stats = self._plan(len(tally.task_ids), task_train, target, draw,
+                                 {"rows": rows, "unreadable": unreadable, "records": len(pool)})
+
+    def summary(self) -> dict:
+        return {REHEARSAL: self._stats} if getattr(self, "_stats", None) else {}
+
+    def _read_pool(self) -> tuple[list[Record], int, int]:
+        """The pool's records, with origin "rehearsal"; the rows read and those unreadable."""
+        pool, rows = [], 0
+        for outcome in self.context.read_source("source"):
+            rows += 1
+            if isinstance(outcome, Record):
+                outcome.origin = REHEARSAL
+                pool.append(outcome)
+        return pool, rows, rows - len(pool)
+
+    def _token_counter(self):
+        if self.options.count != "tokens":
+            return None
+        from curate.mixing import conversation_tokens
+
+        counter = self.context.tokenizer()
+        return lambda record: conversation_tokens(record, counter)
+
+    def _target(self, task_train: int, general: int, pool_size: int, count_tokens):
+        from curate.plugins.rehearsal_draw import Target
+
+        held = self.options.held_out
+        held_out = round(held * pool_size) if held < 1 else int(held)
+        wanted = wanted_general(self.options.ratio, task_train, general)
+        return Target(held_out, wanted, self.options.count, count_tokens)
+
+    def _plan(self, task_records: int, task_train: int, target, draw, pool: dict) -> dict:
+        """The step's stats: what was aimed at, and what became of the pool."""
+        counts = draw.counts
+        pool.update(considered=counts.considered, duplicates=counts.duplicates,
+                    contaminated=counts.contaminated, held_out=counts.held_out,
+                    drawn=counts.drawn, not_drawn=pool["records"] - counts.considered)
+        plan = {"target_ratio": self.options.ratio, "count": self.options.count,
+                "task_records": task_records, "wanted": target.wanted,
+                "pool_exhausted": draw.exhausted, "pool": pool}
+        if self.options.count == "tokens":
+            pool["drawn_tokens"] = counts.drawn_tokens
+            plan["task_train_tokens"] = task_train
+            plan["wanted"] = round(target.wanted)
+        else:
+            plan["task_train"] = task_train
+        return plan
+
+
+class TaskTally:
+    """The ids (and tokens) of the records the stage passes through, to size the draw by the
+    training split they will make."""
+
+    def __init__(self, count_tokens):
+        self.count_tokens = count_tokens
+        self.task_ids: list[str] = []
+        self.task_sizes: list[int] = []
+        self.general = 0
+        """Size of general records already in the input (an earlier rehearsal stage)."""
+
+    def add(self, batch: list[Record]) -> None:
+        for record in batch:
+            size = self.count_tokens(record) if self.count_tokens else 1
+            if record.origin != REHEARSAL:
+                self.task_ids.append(record.id)
+                self.task_sizes.append(size)
+            elif record.meta.get(REHEARSAL) != "held-out":
+                self.general += size
+
+    def train_totals(self, split, seed: int) -> tuple[int, int]:
+        """(task size, general size) that will train, in examples or tokens: the split holds
+        out task records only, chosen by id exactly as it will be."""
+        from curate.recipe import SplitOptions
+        from curate.split import choose_eval_ids
+
+        held = choose_eval_ids(self.task_ids, split or SplitOptions(), seed)
+        train = sum(size for i, size in zip(self.task_ids, self.task_sizes) if i not in held)
+        return train, self.general
+
+
+def wanted_general(ratio: float, task: int, general: int) -> float:
+    """How much general data to add so that it is `ratio` of the training set. In examples, the
+    whole number that comes closest."""
+    exact = ratio / (1 - ratio) * task - general
+    if exact <= 0:
+        return 0
+    low, high = math.floor(exact), math.ceil(exact)
+
+    def gap(n: int) -> float:
+        return abs((n + general) / (n + general + task) - ratio)
+
+    return low if gap(low) < gap(high) else high

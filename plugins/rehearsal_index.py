@@ -1,0 +1,142 @@
+"""The general pool's prompts, hashed for the rehearsal stage: exact lookups after normalisation,
+MinHash + LSH for near ones, and every near candidate verified by its measured Jaccard.
+
+Prompts are compared as character 5-grams: instruction prompts are often a sentence long, where
+word shingles would miss a changed word. The pool is indexed once; task records stream past it
+in batches, so memory grows with the pool, not with the task data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from curate.plugins.minhash import (MAX_BUCKET, ShingleSpec, band_candidates, band_hashes,
+                                    hash_batch, jaccard, lsh_bands, shingle_sets, text_keys)
+
+SPEC = ShingleSpec("char", 5, 128)
+HASH_BATCH = 2048
+
+
+@dataclass(frozen=True)
+class Match:
+    """A pool prompt that is an exact or near copy of another text's prompt."""
+
+    query: int
+    """The position of the compared record in its batch (or in the pool)."""
+    pool: int
+    similarity: float
+    method: str
+    """"exact" (equal after normalisation) or "minhash" (Jaccard of character 5-grams)."""
+
+
+def shingles_of(texts: list[str]) -> list[np.ndarray]:
+    return shingle_sets(SPEC, [(text,) for text in texts])
+
+
+def text_similarity(first: str, second: str) -> float:
+    """1.0 for texts equal after normalisation, else the Jaccard of their character 5-grams."""
+    keys = text_keys([(first,), (second,)])
+    if (keys[0] == keys[1]).all():
+        return 1.0
+    return jaccard(*shingles_of([first, second]))
+
+
+class PromptIndex:
+    """Exact and near lookups of prompts against the pool's prompts."""
+
+    def __init__(self, prompts: list[str], threshold: float):
+        self.prompts, self.threshold = prompts, threshold
+        self.bands, self.rows = lsh_bands(threshold, SPEC.num_perm)
+        signatures, keys, counts = _hash_all(prompts)
+        self.by_key: dict[bytes, list[int]] = {}
+        for index in np.flatnonzero(counts > 0).tolist():
+            self.by_key.setdefault(keys[index].tobytes(), []).append(index)
+        self.members = np.flatnonzero(counts > 0)
+        self.member_bands = band_hashes(signatures[self.members], self.bands, self.rows)
+        self.order = np.argsort(self.member_bands, axis=0, kind="stable")
+        self.sorted_bands = np.take_along_axis(self.member_bands, self.order, axis=0)
+        self.neighbours = _pool_neighbours(signatures, self.members, self.bands, self.rows)
+        self._sets: dict[int, np.ndarray] = {}
+
+    def shingles(self, index: int) -> np.ndarray:
+        if index not in self._sets:
+            self.prefetch([index])
+        return self._sets[index]
+
+    def prefetch(self, indices: list[int], with_neighbours: bool = False) -> None:
+        """Build the shingle sets of these pool prompts (and their LSH neighbours) in one
+        batch: one at a time costs a numpy round trip each."""
+        wanted = set(indices)
+        if with_neighbours:
+            wanted.update(other for index in indices for other in self.neighbours.get(index, ()))
+        missing = sorted(index for index in wanted if index not in self._sets)
+        self._sets.update(zip(missing, shingles_of([self.prompts[i] for i in missing])))
+
+    def key(self, index: int) -> bytes:
+        return text_keys([(self.prompts[index],)])[0].tobytes()
+
+    def matches(self, prompts: list[str]) -> list[Match]:
+        """Every (prompt, pool prompt) pair that is exact or at least `threshold` similar."""
+        signatures, keys, counts = hash_batch(SPEC, [(p,) for p in prompts])
+        found: dict[tuple[int, int], Match] = {}
+        for query in np.flatnonzero(counts > 0).tolist():
+            for pool in self.by_key.get(keys[query].tobytes(), ()):
+                found[query, pool] = Match(query, pool, 1.0, "exact")
+        candidates = sorted(set(self._band_pairs(signatures, counts)) - set(found))
+        queries = sorted({query for query, _ in candidates})
+        sets = dict(zip(queries, shingles_of([prompts[query] for query in queries])))
+        self.prefetch([pool for _, pool in candidates])
+        for query, pool in candidates:
+            similarity = jaccard(sets[query], self.shingles(pool))
+            if similarity >= self.threshold:
+                found[query, pool] = Match(query, pool, similarity, "minhash")
+        return [found[pair] for pair in sorted(found)]
+
+    def pool_duplicate(self, index: int, accepted_keys: dict[bytes, int],
+                       accepted: set[int]) -> Match | None:
+        """The first accepted pool prompt that `index`'s prompt copies, exactly or nearly."""
+        earlier = accepted_keys.get(self.key(index))
+        if earlier is not None and len(self.shingles(index)):
+            return Match(index, earlier, 1.0, "exact")
+        for other in self.neighbours.get(index, ()):
+            if other in accepted:
+                similarity = jaccard(self.shingles(index), self.shingles(other))
+                if similarity >= self.threshold:
+                    return Match(index, other, similarity, "minhash")
+        return None
+
+    def _band_pairs(self, signatures: np.ndarray, counts: np.ndarray):
+        queries = np.flatnonzero(counts > 0)
+        if not len(queries) or not len(self.members):
+            return
+        values = band_hashes(signatures[queries], self.bands, self.rows)
+        for band in range(self.bands):
+            column = self.sorted_bands[:, band]
+            low = np.searchsorted(column, values[:, band], "left")
+            high = np.minimum(np.searchsorted(column, values[:, band], "right"), low + MAX_BUCKET)
+            for position in np.flatnonzero(high > low).tolist():
+                rows = self.order[low[position]:high[position], band]
+                for pool in self.members[rows].tolist():
+                    yield int(queries[position]), pool
+
+
+def _hash_all(prompts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    parts = [hash_batch(SPEC, [(p,) for p in prompts[start:start + HASH_BATCH]])
+             for start in range(0, len(prompts), HASH_BATCH)]
+    if not parts:
+        return (np.zeros((0, SPEC.num_perm), dtype=np.uint32), np.zeros((0, 2), dtype=np.uint64),
+                np.zeros(0, dtype=np.int64))
+    return tuple(np.concatenate(column) for column in zip(*parts))
+
+
+def _pool_neighbours(signatures: np.ndarray, members: np.ndarray, bands: int, rows: int
+                     ) -> dict[int, list[int]]:
+    """For each pool prompt, the pool prompts it shares an LSH band with (candidates only)."""
+    neighbours: dict[int, list[int]] = {}
+    for first, second in band_candidates(signatures, members, bands, rows).tolist():
+        a, b = int(members[first]), int(members[second])
+        neighbours.setdefault(a, []).append(b)
+        neighbours.setdefault(b, []).append(a)
+    return {index: sorted(set(others)) for index, others in neighbours.items()}
