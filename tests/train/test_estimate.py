@@ -1,0 +1,109 @@
+"""`curate estimate`: memory from a config alone, part by part, checked against hand counts."""
+
+import json
+
+import pytest
+
+from curate.testing import invoke_cli
+from curate.train.estimate import (GIB, ModelShape, activation_bytes, estimate,
+                                   trained_parameters, weight_bits)
+from curate.train.options import QLoRAOptions
+from curate.train.shapes import SHAPES, shape_for_name
+
+LLAMA_8B = ModelShape.from_config(SHAPES["llama-3.1-8b"])
+
+
+def test_parameter_counts_match_the_published_sizes():
+    assert LLAMA_8B.linear_params() + LLAMA_8B.other_params() == 8_030_261_248
+    sizes = {name: (lambda s: s.linear_params() + s.other_params())(ModelShape.from_config(c))
+             for name, c in SHAPES.items()}
+    assert sizes["llama-3.1-70b"] == pytest.approx(70.55e9, rel=0.01)
+    assert sizes["qwen2.5-7b"] == pytest.approx(7.62e9, rel=0.01)
+    assert sizes["mistral-7b"] == pytest.approx(7.25e9, rel=0.01)
+    assert sizes["gemma-2-9b"] == pytest.approx(9.24e9, rel=0.01)
+
+
+def test_lora_parameters_match_peft_for_llama_8b_rank_8_on_all_linear_layers():
+    assert trained_parameters(LLAMA_8B, QLoRAOptions()) == (20_971_520, [])
+    only_qv = QLoRAOptions(target_modules=["q_proj", "v_proj", "lm_head_typo"])
+    assert trained_parameters(LLAMA_8B, only_qv) == (32 * 8 * (8192 + 5120), ["lm_head_typo"])
+
+
+def test_weights_by_quantisation_with_the_double_quantisation_saving():
+    nf4, single = QLoRAOptions(), QLoRAOptions(double_quantization=False)
+    assert weight_bits(single) == 4.5 and weight_bits(nf4) == pytest.approx(4.127, abs=1e-3)
+    assert weight_bits(QLoRAOptions(quantization="8bit")) == 8
+    assert weight_bits(QLoRAOptions(quantization="none")) == 16
+    base = dict((what, size) for what, size, _ in estimate(LLAMA_8B, nf4, 2048).parts)
+    assert base["base linear layers, NF4"] / GIB == pytest.approx(3.35, abs=0.01)
+    saving = (weight_bits(single) - weight_bits(nf4)) * LLAMA_8B.linear_params() / 8 / GIB
+    assert saving == pytest.approx(0.30, abs=0.01)  # ~0.37 bits per parameter
+
+
+def test_gradient_checkpointing_keeps_a_fraction_of_the_activations():
+    options = QLoRAOptions(batch_size=1)
+    kept = activation_bytes(LLAMA_8B, options, 2048, checkpointing=True)
+    full = activation_bytes(LLAMA_8B, options, 2048, checkpointing=False)
+    assert 0.5 * GIB < kept < 2 * GIB and full > 10 * kept
+    no_dropout = activation_bytes(LLAMA_8B, QLoRAOptions(lora_dropout=0.0), 2048, False)
+    assert no_dropout < full
+
+
+def test_model_names_find_their_bundled_shape():
+    assert shape_for_name("meta-llama/Llama-3.1-8B-Instruct") == "llama-3.1-8b"
+    assert shape_for_name("meta-llama/Llama-3.3-70B-Instruct") == "llama-3.1-70b"
+    assert shape_for_name("Qwen/Qwen2.5-7B-Instruct") == "qwen2.5-7b"
+    assert shape_for_name("google/gemma-2-9b-it") == "gemma-2-9b"
+    assert shape_for_name("gpt2") is None
+
+
+RECIPE = """
+[model]
+path = "{path}"
+[[sources]]
+name = "d"
+use = "jsonl"
+path = "d.jsonl"
+[train]
+use = "qlora"
+batch_size = 1
+"""
+
+
+def run_estimate(tmp_path, path, *args):
+    (tmp_path / "r.toml").write_text(RECIPE.format(path=path))
+    (tmp_path / "d.jsonl").write_text("")
+    return invoke_cli(["estimate", str(tmp_path / "r.toml"), *args])
+
+
+def test_estimate_prints_each_part_and_whether_it_fits(tmp_path):
+    code, output = run_estimate(tmp_path, "meta-llama/Llama-3.1-8B-Instruct", "--gpu-memory", "24")
+    assert code == 0, output
+    assert "model: 8.03B parameters, 32 layers, hidden 4096 (bundled shape llama-3.1-8b" in output
+    for part in ("base linear layers, NF4", "double quantisation saves 0.30 GiB",
+                 "embeddings, lm_head, norms", "trained weights + gradients (bf16)",
+                 "optimizer states", "activations, with gradient checkpointing",
+                 "CUDA context and allocator", "without gradient checkpointing"):
+        assert part in output, part
+    assert "fits in 24 GiB with" in output
+    code, output = run_estimate(tmp_path, "meta-llama/Llama-3.1-8B-Instruct", "--gpu-memory", "8")
+    assert "does not fit in 8 GiB" in output
+
+
+def test_estimate_reads_a_local_config(tmp_path):
+    config = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+              "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 512}
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "config.json").write_text(json.dumps(config))
+    code, output = run_estimate(tmp_path, "m")
+    assert code == 0, output
+    assert "2 layers, hidden 64" in output and "config.json" in output
+
+
+@pytest.mark.parametrize("path,args,message", [
+    ("someone/unknown-model", [], "no local config.json and no bundled shape matches"),
+    ("someone/unknown-model", ["--shape", "llama-3.1-8"], "did you mean 'llama-3.1-8b'?"),
+])
+def test_estimate_without_a_known_model_is_one_clear_line(tmp_path, path, args, message):
+    code, output = run_estimate(tmp_path, path, *args)
+    assert code == 2 and output.startswith("error: ") and message in output, output

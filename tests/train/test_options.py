@@ -1,0 +1,123 @@
+"""`[train]` options of the qlora trainer, as `curate validate` checks them: impossible
+combinations are one clear line; questionable ones are advice, and nothing is changed."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from curate.testing import invoke_cli
+
+RECIPE = """
+[model]
+path = "meta-llama/Llama-3.1-8B-Instruct"
+
+[[sources]]
+name = "d"
+use = "jsonl"
+path = "d.jsonl"
+
+[train]
+use = "qlora"
+"""
+
+
+def validate(tmp_path, extra="", recipe=RECIPE):
+    (tmp_path / "r.toml").write_text(recipe + textwrap.dedent(extra))
+    (tmp_path / "d.jsonl").write_text("")
+    return invoke_cli(["validate", str(tmp_path / "r.toml")])
+
+
+@pytest.mark.parametrize("extra,message", [
+    ('quantization = "nf4"\ninit_lora_weights = "pissa"',
+     'train.init_lora_weights: PiSSA decomposes full-precision weights and cannot start from a'
+     ' nf4 base: set quantization = "none"'),
+    ('quantization = "fp4"\ninit_lora_weights = "loftq"',
+     'train.init_lora_weights: LoftQ initialises against an NF4 base'),
+    ('init_lora_weights = "pisa"', "train.init_lora_weights: unknown initialisation 'pisa'"),
+    ('target_modules = "q_proj"', 'train.target_modules: expected "all-linear" or a list of'
+                                  ' module names, found "q_proj": write ["q_proj"]'),
+    ('init_lora_weights = "orthogonal"\nlora_r = 7', "train.lora_r: the orthogonal"
+                                                      " initialisation needs an even rank"),
+    ('quantization = "int4"', "train.quantization: expected one of 'nf4', 'fp4', '8bit', 'none'"),
+    ('lora_rank = 8', "train.lora_rank: unknown key 'lora_rank' for trainer 'qlora': did you mean"
+                      " 'lora_r'?"),
+])
+def test_impossible_options_are_one_clear_line(tmp_path, extra, message):
+    code, output = validate(tmp_path, extra)
+    assert code == 2, output
+    assert output.startswith("error: ") and output.count("\n") == 1, output
+    assert message in output, output
+
+
+def test_options_peft_supports_for_the_quantisation_pass(tmp_path):
+    for extra in ('quantization = "none"\ninit_lora_weights = "pissa_niter_4"',
+                  'init_lora_weights = "olora"', 'init_lora_weights = "loftq"',
+                  'quantization = "8bit"\nuse_dora = true', 'use_rslora = true\nlora_alpha = 8',
+                  'target_modules = ["q_proj", "v_proj"]\nmodules_to_save = ["lm_head"]'):
+        code, output = validate(tmp_path, extra)
+        assert code == 0, (extra, output)
+
+
+def test_the_unsloth_trainer_refuses_what_unsloth_cannot_do(tmp_path):
+    code, output = validate(tmp_path, 'quantization = "fp4"',
+                            RECIPE.replace('"qlora"', '"unsloth"'))
+    assert code == 2 and "train.quantization: unsloth loads nf4, 8bit or none" in output
+
+
+def test_validate_prints_the_advice_and_changes_nothing(tmp_path):
+    code, output = validate(tmp_path, """
+        learning_rate = 1e-3
+        lora_r = 64
+        lora_alpha = 16
+        batch_size = 2
+        gradient_accumulation = 2
+        """ + "\n[split]\neval_size = 0\n")
+    assert code == 0, output
+    advice = [line.strip() for line in output.splitlines() if "advice:" in line]
+    assert advice == [
+        "advice: learning_rate 0.001 is outside 0.0001 to 0.0003, the usual range for LoRA",
+        'advice: lora_r 64 is high for task = "general" (usually 8; 4 simple, 8 general, 16'
+        " complex or style, 64 near full fine-tuning)",
+        "advice: lora_alpha 16 is 0.25x lora_r; alpha = r to 2r is usual (a larger alpha acts"
+        " like a larger learning rate)",
+        "advice: effective batch 4 (batch_size 2 x gradient_accumulation 2 x 1 device) is"
+        " outside 16-32",
+        "advice: early_stopping_patience is 3 but there is no eval split to stop on: set [split]"
+        " eval_fraction, or early_stopping_patience = 0"]
+
+
+def test_the_defaults_draw_no_advice(tmp_path):
+    code, output = validate(tmp_path)
+    assert code == 0 and "advice:" not in output, output
+
+
+def test_validate_and_estimate_never_import_torch(tmp_path):
+    (tmp_path / "r.toml").write_text(RECIPE)
+    (tmp_path / "d.jsonl").write_text("")
+    code = textwrap.dedent(f"""
+        import sys
+        from curate.cli import main
+        for args in (["validate", {str(tmp_path / "r.toml")!r}],
+                     ["estimate", {str(tmp_path / "r.toml")!r}], ["--help"]):
+            sys.argv = ["curate", *args]
+            try:
+                main()
+            except SystemExit as exit:
+                assert not exit.code, exit.code
+        print("HEAVY=" + ",".join(m for m in ("torch", "transformers", "datasets", "peft", "trl")
+                                  if m in sys.modules))
+    """)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            cwd="/", env=os.environ)
+    assert result.returncode == 0, result.stderr
+    assert "HEAVY=\n" in result.stdout and "base linear layers, NF4" in result.stdout
+
+
+def test_validate_warns_when_there_is_no_model_to_train(tmp_path):
+    code, output = validate(tmp_path, recipe=RECIPE.replace(
+        '[model]\npath = "meta-llama/Llama-3.1-8B-Instruct"\n', ""))
+    assert code == 0, output
+    assert "advice: no [model] path: training will stop until it names a base model" in output

@@ -1,0 +1,170 @@
+"""Loading the base model at its quantisation, and putting LoRA adapters on it.
+
+`trust_remote_code` is passed through only from the recipe's `[model]` (off by default): code
+in a model repository never runs unless the recipe says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from curate.errors import CurateError
+from curate.train.options import QLoRAOptions
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where the base model and its tokenizer come from, resolved against the recipe."""
+
+    path: str
+    tokenizer: str
+    revision: str | None = None
+    trust_remote_code: bool = False
+
+    @classmethod
+    def from_recipe(cls, model: Any, recipe_dir: Path) -> ModelSource:
+        if model is None or not model.path:
+            raise CurateError("[model] path is missing: the trainer needs a base model (a local"
+                              " folder or a hub id)")
+        path = _resolve(model.path, recipe_dir)
+        tokenizer = _resolve(model.tokenizer, recipe_dir) if model.tokenizer else path
+        return cls(path, tokenizer, model.revision, model.trust_remote_code)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @property
+    def is_local(self) -> bool:
+        return Path(self.path).is_dir()
+
+
+def _resolve(location: str, recipe_dir: Path) -> str:
+    """A folder relative to the recipe when one exists there; else a hub id as written."""
+    local = recipe_dir / location
+    if local.exists():
+        return str(local.resolve())
+    if location.startswith((".", "/", "~")):
+        raise CurateError(f"[model] '{location}': no such folder (relative to the recipe,"
+                          f" {recipe_dir})")
+    return location
+
+
+def torch_dtype(name: str):
+    import torch
+
+    return {"bfloat16": torch.bfloat16, "float16": torch.float16,
+            "float32": torch.float32}[name]
+
+
+def quantization_config(options: QLoRAOptions, compute_dtype: str):
+    from transformers import BitsAndBytesConfig
+
+    if options.quantization == "none":
+        return None
+    if options.quantization == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=options.quantization,
+                              bnb_4bit_use_double_quant=options.double_quantization,
+                              bnb_4bit_compute_dtype=torch_dtype(compute_dtype))
+
+
+def device_map() -> dict | None:
+    """Each process's whole model on its own GPU (DDP under `accelerate launch`); CPU: none."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    from accelerate import PartialState
+
+    return {"": PartialState().local_process_index}
+
+
+def quiet_progress_bars() -> None:
+    """curate prints its own progress lines; the libraries' bars would interleave with them."""
+    import datasets
+    from transformers.utils import logging
+
+    datasets.disable_progress_bars()
+    logging.disable_progress_bar()
+
+
+def load_tokenizer(source: ModelSource):
+    from transformers import AutoTokenizer
+
+    return _loading(source.tokenizer, lambda: AutoTokenizer.from_pretrained(
+        source.tokenizer, revision=source.revision, trust_remote_code=source.trust_remote_code))
+
+
+def load_base_model(source: ModelSource, options: QLoRAOptions, compute_dtype: str):
+    from transformers import AutoModelForCausalLM
+
+    return _loading(source.path, lambda: AutoModelForCausalLM.from_pretrained(
+        source.path, revision=source.revision, trust_remote_code=source.trust_remote_code,
+        dtype=torch_dtype(compute_dtype), device_map=device_map(),
+        quantization_config=quantization_config(options, compute_dtype)))
+
+
+def _loading(location: str, load):
+    try:
+        return load()
+    except (OSError, ValueError) as error:
+        reason = (str(error).strip() or type(error).__name__).splitlines()[0]
+        if "custom code" in reason or "trust_remote_code" in reason:
+            reason = ("it ships its own Python code, which curate does not run unless the recipe"
+                      " says [model] trust_remote_code = true (only for code you trust)")
+        raise CurateError(f"[model] '{location}': cannot load it: {reason}") from None
+
+
+def lora_config(options: QLoRAOptions):
+    from peft import LoraConfig
+
+    init = options.init_lora_weights
+    return LoraConfig(
+        r=options.lora_r, lora_alpha=options.lora_alpha, lora_dropout=options.lora_dropout,
+        target_modules=options.target_modules, use_rslora=options.use_rslora,
+        use_dora=options.use_dora, init_lora_weights=True if init in ("default", "loftq") else init,
+        modules_to_save=list(options.modules_to_save) or None, bias="none", task_type="CAUSAL_LM")
+
+
+def add_lora(model, options: QLoRAOptions, source: ModelSource, seed: int):
+    """The base prepared for training (k-bit preparation, gradient checkpointing) with fresh
+    LoRA adapters, initialised from `seed`; only adapter (and modules_to_save) parameters
+    require gradients."""
+    from peft import get_peft_model, prepare_model_for_kbit_training
+    from transformers import set_seed
+
+    checkpointing = {"use_reentrant": False}
+    if options.quantization != "none":
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=options.gradient_checkpointing,
+            gradient_checkpointing_kwargs=checkpointing)
+    elif options.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=checkpointing)
+        model.enable_input_require_grads()
+    model.config.use_cache = False
+    set_seed(seed)
+    peft_model = get_peft_model(model, lora_config(options))
+    if options.init_lora_weights == "loftq":
+        _loftq(peft_model, source)
+    return peft_model
+
+
+def _loftq(peft_model, source: ModelSource) -> None:
+    from peft import replace_lora_weights_loftq
+
+    weights = Path(source.path) / "model.safetensors"
+    if not weights.is_file():
+        raise CurateError(f"[train] init_lora_weights = \"loftq\" reads the full-precision"
+                          f" weights from a local model.safetensors, and '{source.path}' has"
+                          f" none: download the model to a folder first")
+    replace_lora_weights_loftq(peft_model, model_path=str(weights))
+
+
+def load_for_training(source: ModelSource, options: QLoRAOptions, compute_dtype: str,
+                      seed: int):
+    """(peft model, tokenizer): the quantised base with LoRA adapters, ready for the trainer."""
+    tokenizer = load_tokenizer(source)
+    model = load_base_model(source, options, compute_dtype)
+    return add_lora(model, options, source, seed), tokenizer

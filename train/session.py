@@ -1,0 +1,154 @@
+"""One training run, start to finish: read the dataset, advise, load the model, pick the
+training template, train (resuming from the last checkpoint of an interrupted run with the same
+inputs), and save the adapter with its card."""
+
+from __future__ import annotations
+
+import shutil
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from curate.runstore import fingerprint, write_text_atomic
+from curate.train import card, data, sft
+from curate.train.advisor import TrainingFacts, advise, world_size
+from curate.train.model import ModelSource, quiet_progress_bars
+from curate.train.options import QLoRAOptions, effective_compute_dtype, effective_optimizer
+from curate.train.template import (TrainingTemplate, check_stop_token_trained,
+                                   training_template)
+from curate.training import TrainContext
+
+DEFAULT_MAX_LENGTH = 2048
+FINGERPRINT_FILE = "curate-fingerprint"
+
+Loader = Callable[[ModelSource, QLoRAOptions, str, int, int], tuple[Any, Any]]
+"""(source, options, compute dtype, max length, seed) -> (peft model, tokenizer)."""
+
+
+def run_training(trainer_name: str, options: QLoRAOptions, context: TrainContext,
+                 load: Loader) -> dict:
+    # deprecation notices about transformers' own internals: nothing a recipe can change
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\.")
+    paths = sft.RunPaths(context.run_dir)
+    source = ModelSource.from_recipe(context.model, context.recipe_dir)
+    train, held_out, facts = _read_dataset(context, options)
+    hardware = detect_hardware(options)
+    quiet_progress_bars()
+    max_length = getattr(context.model, "max_length", None) or DEFAULT_MAX_LENGTH
+    context.log(f"training {source.path} ({options.quantization}, {hardware.compute_dtype}"
+                f" compute, {'GPU' if hardware.cuda else 'CPU'}) on {len(train):,} examples")
+    model, tokenizer = load(source, options, hardware.compute_dtype, max_length, context.seed)
+    template = _use_training_template(context, tokenizer, source, train[0]["messages"])
+    if options.packing:
+        from curate.train.packing import require_isolated_packing
+
+        require_isolated_packing(model)
+    trainer = _trainer(options, paths, hardware, model, tokenizer, train, held_out, max_length,
+                       context)
+    run_print = fingerprint(trainer_name, options.__dict__, source.as_dict(), facts.sha256,
+                            context.seed, template.text, max_length)
+    resume = prepare_checkpoints(trainer, paths, run_print, context.log)
+    metrics = _metrics(trainer, trainer.train(resume_from_checkpoint=resume), resume, model)
+    if trainer.is_world_process_zero():
+        _save(trainer, tokenizer, paths, template, context, facts, {
+            "trainer": trainer_name, "base": source.as_dict(), "options": dict(options.__dict__),
+            "compute_dtype": hardware.compute_dtype, "max_length": max_length,
+            "template": {"label": template.label, "how": template.how},
+            "dataset_sha256": facts.sha256, "metrics": metrics})
+        shutil.rmtree(paths.checkpoints)  # only an interrupted run resumes; this one is done
+        context.log(f"adapter -> {paths.adapter}")
+    return metrics
+
+
+def _read_dataset(context: TrainContext, options: QLoRAOptions):
+    """(train examples, eval examples, facts), with the advice for this data printed."""
+    train = data.read_examples(context.train_file)
+    held_out = data.read_examples(context.eval_file)
+    data.require_examples(train, context.train_file)
+    facts = data.dataset_facts(train, held_out, context.train_file, context.eval_file)
+    for warning in advise(options, TrainingFacts(facts.train_examples, facts.rehearsal_examples,
+                                                 bool(held_out), world_size())):
+        context.log(f"advice: {warning}")
+    return train, held_out, facts
+
+
+def _use_training_template(context, tokenizer, source, messages) -> TrainingTemplate:
+    """Select the training template, make it the tokenizer's (trl's assistant-only loss reads
+    it from there) and check it trains the end-of-turn token."""
+    template = training_template(context.model, context.recipe_dir, tokenizer,
+                                 [source.path, source.tokenizer])
+    tokenizer.chat_template = template.text
+    check_stop_token_trained(tokenizer, template, messages)
+    return template
+
+
+def detect_hardware(options: QLoRAOptions) -> sft.Hardware:
+    import torch
+
+    cuda = torch.cuda.is_available()
+    bf16 = cuda and torch.cuda.is_bf16_supported()
+    return sft.Hardware(cuda, effective_compute_dtype(options, cuda, bf16),
+                        effective_optimizer(options, cuda))
+
+
+def _trainer(options, paths, hardware, model, tokenizer, train, held_out, max_length, context):
+    config = sft.sft_config(options, paths, hardware, max_length, bool(held_out), context.seed)
+    trainer = sft.build_trainer(model, tokenizer, config, data.to_dataset(train),
+                                data.to_dataset(held_out) if held_out else None,
+                                sft.callbacks(options, paths, bool(held_out), context.log))
+    sft.match_adapter_dtype(model, hardware.compute_dtype)
+    if options.early_stopping_patience and not held_out:
+        context.log("early stopping is off for this run: there is no eval split to stop on")
+    return trainer
+
+
+def prepare_checkpoints(trainer, paths: sft.RunPaths, run_print: str,
+                        log: Callable[[str], None]) -> str | None:
+    """The last checkpoint of an interrupted run with the same inputs, to resume from.
+    Checkpoints of other inputs are removed first, so a changed recipe never resumes."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if trainer.is_world_process_zero():
+        _remove_stale_checkpoints(paths, run_print, log)
+    trainer.accelerator.wait_for_everyone()
+    last = get_last_checkpoint(str(paths.checkpoints))
+    if last:
+        log(f"resuming from {last}")
+    return last
+
+
+def _remove_stale_checkpoints(paths: sft.RunPaths, run_print: str, log) -> None:
+    marker = paths.checkpoints / FINGERPRINT_FILE
+    if not marker.exists() or marker.read_text() != run_print:
+        if any(paths.checkpoints.glob("checkpoint-*")):
+            log("removing the checkpoints of a run with other inputs")
+        shutil.rmtree(paths.checkpoints, ignore_errors=True)
+    paths.checkpoints.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(marker, run_print)
+
+
+def _metrics(trainer, result, resume, model) -> dict:
+    history = trainer.state.log_history
+    evals = [entry["eval_loss"] for entry in history if "eval_loss" in entry]
+    tokens = next((e["num_tokens"] for e in reversed(history) if "num_tokens" in e), None)
+    trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    metrics = {"train_loss": result.training_loss, "steps": trainer.state.global_step,
+               "epochs": trainer.state.epoch, "trained_parameters": trained,
+               "train_seconds": result.metrics.get("train_runtime")}
+    if evals:
+        metrics.update(eval_loss=min(evals), last_eval_loss=evals[-1])
+    if tokens:
+        metrics["train_tokens"] = int(tokens)
+    if trainer.args.load_best_model_at_end and trainer.state.best_model_checkpoint:
+        metrics["best_checkpoint"] = Path(trainer.state.best_model_checkpoint).name
+    if resume:
+        metrics["resumed_from"] = Path(resume).name
+    return metrics
+
+
+def _save(trainer, tokenizer, paths, template, context, facts, record) -> None:
+    card.save_adapter(trainer, tokenizer, paths.adapter, template)
+    card.write_record(paths.adapter, record)
+    recipe_text = context.recipe_file.read_text(encoding="utf-8") if context.recipe_file else ""
+    card.write_model_card(paths.adapter, record, recipe_text, facts)

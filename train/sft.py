@@ -1,0 +1,140 @@
+"""trl's SFTTrainer set up from the `[train]` options: assistant-only loss on the messages,
+cosine schedule with warmup, evaluation and checkpoints every `eval_steps`, early stopping on
+the eval loss with the best checkpoint loaded at the end, logs in the run folder."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from curate.train.options import QLoRAOptions
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    run_dir: Path
+
+    @property
+    def adapter(self) -> Path:
+        return self.run_dir / "adapter"
+
+    @property
+    def work(self) -> Path:
+        return self.run_dir / "train"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.work / "checkpoints"
+
+    @property
+    def log(self) -> Path:
+        return self.work / "log.jsonl"
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.work / "tensorboard"
+
+
+@dataclass(frozen=True)
+class Hardware:
+    cuda: bool
+    compute_dtype: str
+    optimizer: str
+
+
+def sft_config(options: QLoRAOptions, paths: RunPaths, hardware: Hardware, max_length: int,
+               has_eval: bool, seed: int):
+    from trl import SFTConfig
+
+    early_stopping = has_eval and options.early_stopping_patience > 0
+    return SFTConfig(**_checkpointing(SFTConfig, options.gradient_checkpointing),
+        output_dir=str(paths.checkpoints), seed=seed, data_seed=seed,
+        num_train_epochs=options.epochs, max_steps=options.max_steps or -1,
+        per_device_train_batch_size=options.batch_size,
+        per_device_eval_batch_size=options.batch_size,
+        gradient_accumulation_steps=options.gradient_accumulation,
+        learning_rate=options.learning_rate, lr_scheduler_type=options.lr_scheduler,
+        warmup_steps=options.warmup_steps, weight_decay=options.weight_decay,
+        max_grad_norm=options.max_grad_norm, optim=hardware.optimizer,
+        bf16=hardware.compute_dtype == "bfloat16" and hardware.cuda,
+        fp16=hardware.compute_dtype == "float16" and hardware.cuda, use_cpu=not hardware.cuda,
+        logging_steps=options.logging_steps, report_to="none", disable_tqdm=True,
+        eval_strategy="steps" if has_eval else "no", eval_steps=options.eval_steps,
+        save_strategy="steps", save_steps=options.eval_steps,
+        save_total_limit=options.save_total_limit,
+        load_best_model_at_end=early_stopping, metric_for_best_model="eval_loss",
+        greater_is_better=False,
+        max_length=max_length, assistant_only_loss=True, packing=options.packing,
+        packing_strategy="bfd", ddp_find_unused_parameters=False)
+
+
+def _checkpointing(config_class, enabled: bool) -> dict:
+    """transformers 5.2x renamed gradient_checkpointing to activation_checkpointing."""
+    name = ("activation_checkpointing" if "activation_checkpointing" in
+            config_class.__dataclass_fields__ else "gradient_checkpointing")
+    return {name: enabled, f"{name}_kwargs": {"use_reentrant": False}}
+
+
+class LogLines:
+    """Each logged step as a JSON line in `train/log.jsonl`, and a short line for the user."""
+
+    def __init__(self, file: Path, log: Callable[[str], None]):
+        self.file = file
+        self.say = log
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or not logs:
+            return
+        self.file.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.file, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps({"step": state.global_step, **logs}) + "\n")
+        where = f"step {state.global_step}/{state.max_steps}"
+        if "loss" in logs:
+            self.say(f"{where}  loss {logs['loss']:.4f}  lr {logs.get('learning_rate', 0):.3g}")
+        if "eval_loss" in logs:
+            self.say(f"{where}  eval loss {logs['eval_loss']:.4f}")
+
+
+def callbacks(options: QLoRAOptions, paths: RunPaths, has_eval: bool,
+              log: Callable[[str], None]) -> list:
+    from transformers import EarlyStoppingCallback, TrainerCallback
+
+    class CurateLog(LogLines, TrainerCallback):
+        """LogLines, as the transformers callback it must be."""
+
+    result: list[Any] = [CurateLog(paths.log, log)]
+    if has_eval and options.early_stopping_patience:
+        result.append(EarlyStoppingCallback(options.early_stopping_patience))
+    if importlib.util.find_spec("tensorboard") is not None:
+        from torch.utils.tensorboard import SummaryWriter
+        from transformers.integrations import TensorBoardCallback
+
+        result.append(TensorBoardCallback(SummaryWriter(str(paths.tensorboard))))
+    return result
+
+
+def build_trainer(model, tokenizer, config, train_dataset, eval_dataset, extra_callbacks):
+    from transformers import PrinterCallback
+    from trl import SFTTrainer
+
+    trainer = SFTTrainer(model=model, args=config, train_dataset=train_dataset,
+                         eval_dataset=eval_dataset, processing_class=tokenizer,
+                         callbacks=extra_callbacks)
+    trainer.remove_callback(PrinterCallback)  # LogLines says it shorter
+    return trainer
+
+
+def match_adapter_dtype(model, compute_dtype: str) -> None:
+    """trl casts the adapters of a quantised base to bf16; with float32 compute (CPU) that
+    only slows every LoRA product down, so they go back to float32 before the optimizer is
+    built."""
+    import torch
+
+    if compute_dtype != "float32":
+        return
+    for parameter in model.parameters():
+        if parameter.requires_grad and parameter.dtype != torch.float32:
+            parameter.data = parameter.data.float()

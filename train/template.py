@@ -1,0 +1,59 @@
+"""The chat template the trainer trains with: the one seam between training and
+`curate.chat_templates`, which picks it (the recipe's `[model] chat_template`, a registered
+family template the model matches, or the tokenizer's own).
+
+The chosen template must mark what is trained with `{% generation %}`, and each assistant turn
+must end in a trained end-of-turn token, or the model never learns to stop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from curate.errors import CurateError
+
+
+@dataclass
+class TrainingTemplate:
+    text: str
+    label: str
+    how: str
+    end_of_turn: tuple[str, ...]
+
+
+def training_template(model_options: Any, recipe_dir: Path, tokenizer: Any,
+                      source_names: list[str]) -> TrainingTemplate:
+    """The training template for this model, or a CurateError saying why there is none."""
+    from curate.chat_templates import (ModelFacts, has_generation_markers, read_architectures,
+                                       select_template)
+    from curate.pluginmanager import get_host
+
+    facts = ModelFacts(getattr(model_options, "chat_template", None), source_names, recipe_dir,
+                       read_architectures(source_names[0]), tokenizer.chat_template)
+    selection = select_template(facts, get_host().registry("chat template"))
+    if not has_generation_markers(selection.text):
+        raise CurateError(f"[model]: the chat template ({selection.label}) has no"
+                          f" {{% generation %}} markers, so assistant-only loss cannot tell which tokens to train:"
+                          f" name a training template with [model] chat_template")
+    end_of_turn = selection.end_of_turn or ((tokenizer.eos_token,) if tokenizer.eos_token else ())
+    return TrainingTemplate(selection.text, selection.label, selection.how, end_of_turn)
+
+
+def check_stop_token_trained(tokenizer: Any, template: TrainingTemplate,
+                             messages: list[dict]) -> None:
+    """Every trained stretch of `messages` ends in an end-of-turn token (FIELD_NOTES: a stop
+    token never trained makes a model that never stops, while the loss looks healthy)."""
+    from curate.chat_templates import render
+
+    example = render(tokenizer, template.text, messages)
+    stops = {tokenizer.convert_tokens_to_ids(token) for token in template.end_of_turn}
+    for start, end in example.trained_runs():
+        if example.input_ids[end - 1] not in stops:
+            last = tokenizer.convert_ids_to_tokens(example.input_ids[end - 1])
+            raise CurateError(f"[model]: the chat template ({template.label}) trains assistant"
+                              f" turns that end in {last!r}, not in an end-of-turn token"
+                              f" ({', '.join(template.end_of_turn) or 'none known'}): the model"
+                              f" would never learn to stop; put the end-of-turn token inside"
+                              f" {{% generation %}}")
