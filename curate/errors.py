@@ -22,6 +22,7 @@ class RecipeError(CurateError):
     def __init__(self, file: str, key_path: str, message: str):
         self.file = file
         self.key_path = key_path
+        self.message = message
         location = f"{file}: {key_path}" if key_path else file
         super().__init__(f"{location}: {message}")
 

@@ -21,13 +21,23 @@ def plugin_fingerprint(spec: PluginSpec, *inputs: object) -> str:
     return fingerprint(spec.identity, options_to_dict(spec.options), *inputs)
 
 
+def train_context(recipe: Recipe, folder: RunFolder, console: Console) -> TrainContext:
+    return TrainContext(folder.path, recipe.file.parent, folder.dataset / "train.jsonl",
+                        folder.dataset / "eval.jsonl", recipe.run.seed, console.info,
+                        recipe.model, recipe.file)
+
+
+def train_fingerprint(recipe: Recipe, split: dict) -> str:
+    """What training depends on: the trainer and its options, the dataset, seed and [model]."""
+    return plugin_fingerprint(recipe.train, split["train_sha256"], split["eval_sha256"],
+                              recipe.run.seed, options_to_dict(recipe.model))
+
+
 def train_and_evaluate(recipe: Recipe, folder: RunFolder, split: dict, console: Console,
                        force: bool) -> dict:
-    context = TrainContext(folder.path, recipe.file.parent, folder.dataset / "train.jsonl",
-                           folder.dataset / "eval.jsonl", recipe.run.seed, console.info)
+    context = train_context(recipe, folder, console)
     spec = recipe.train
-    train_print = plugin_fingerprint(spec, split["train_sha256"], split["eval_sha256"],
-                                     recipe.run.seed)
+    train_print = train_fingerprint(recipe, split)
     result = cached_call(folder.path / "train.json", train_print, force, console, "train",
                          lambda: {"use": spec.use,
                                   "metrics": spec.plugin().train(spec.options, context) or {}})

@@ -60,8 +60,9 @@ def register_stages(register: Callable[[type], None]) -> None:
 
     Call `register(MyStage)` with a subclass of `curate.stages.Filter` (judge one record at a
     time: return `None` to keep it, or `Reject(reason, detail)`) or of `curate.stages.Stage`
-    (implement `process(records)` yielding every input record once, kept as a `Record` or
-    dropped as a `Rejection`, for stages that compare records; the stage's options and
+    (implement `process(records)` yielding every input record once, kept as a `Record`,
+    dropped as a `Rejection`, or held for a person's review as a `Pending`, for stages that
+    compare records; the stage's options and
     `StageContext` are `self.options` and `self.context`). Set `name`, `Options` and `version`: the version is part of the stage's
     cache fingerprint, so bump it when the stage's behaviour changes.
 
@@ -71,13 +72,25 @@ def register_stages(register: Callable[[type], None]) -> None:
 
 @hookspec
 def register_chat_templates(register: Callable[[Any], None]) -> None:
-    """Register chat templates for model families.
+    """Register chat templates for model families: how a conversation becomes training text.
 
-    Call `register(template)` with an object that has a `name` attribute. Nothing in curate
-    uses registered templates yet: the chat-template machinery that renders training examples
-    with them is still to come, and will define what else a template carries.
+    Call `register(ChatTemplate(...))` with a `curate.chat_templates.ChatTemplate`:
+    `name` (what a recipe's `[model] chat_template = "..."` names), `template` (the Jinja text,
+    or a function returning it, called on first use), `end_of_turn` (the token(s) that end an
+    assistant turn), and how a model is matched to it: `originals` (the family's own template
+    texts: a tokenizer shipping one of them is this family), `name_patterns` (regular
+    expressions searched in the recipe's model path and tokenizer) and `architectures`
+    (config.json `architectures` entries); plus `default_system_prompt` and `description`,
+    which `curate templates` shows. The template must wrap everything the model learns to say,
+    the assistant's words and the end-of-turn token, in `{% generation %}` ...
+    `{% endgeneration %}`: only those tokens are trained. Training text is rendered by the
+    tokenizer's `apply_chat_template` with it; apart from the markers it should render exactly
+    like the family's original, which `curate validate` checks (a mismatch is shown as a diff).
+    A recipe's choice wins; otherwise a tokenizer fingerprint match, then a name, then an
+    architecture decides, when exactly one template fits. Read big texts lazily: every plugin
+    is imported for every command.
 
-    Since 0.1.
+    Since 0.1 (what a template carries: since 0.2).
     """
 
 
@@ -86,9 +99,12 @@ def register_trainers(register: Callable[[type], None]) -> None:
     """Register trainers: what `[train] use = "..."` runs on the approved dataset.
 
     Call `register(MyTrainer)` with a subclass of `curate.training.Trainer`: `name`, `Options`,
-    and `train(options, context)`, which receives the run folder and the final
-    `dataset/train.jsonl` and `dataset/eval.jsonl`. Import heavy libraries (torch, transformers)
-    inside `train`, never at module level: `curate --help` and `curate validate` must stay fast.
+    and `train(options, context)`, which receives the run folder, the final
+    `dataset/train.jsonl` and `dataset/eval.jsonl`, and the recipe's `[model]` options
+    (`context.model`). Optionally `advice(options, recipe)` returns warnings that `curate
+    validate` prints (never changes). Import heavy libraries (torch, transformers) inside
+    `train`, never at module level: `curate --help` and `curate validate` must stay fast.
+    Built-ins: `qlora`, `unsloth`.
 
     Since 0.1.
     """
@@ -117,6 +133,22 @@ def register_language_detectors(register: Callable[[type], None]) -> None:
     `langid`.
 
     Since 0.1.
+    """
+
+
+@hookspec
+def register_generation_strategies(register: Callable[[type], None]) -> None:
+    """Register generation strategies for the `generate` stage (`[stages.strategy] use = "..."`).
+
+    Call `register(MyStrategy)` with a subclass of `curate.generation.GenerationStrategy`:
+    `name`, `Options`, `version`, `requests(records, rng)` yielding a `GenerationRequest` per
+    request to send (chat messages, the JSON schema the answer must follow, the ids of the seed
+    records), and `parse(answer, request)` turning a schema-valid JSON answer into `Draft`
+    records (raise `curate.generation.GenerationError` to reject it). The host sends, retries
+    and caches the requests and adds the drafts as records of origin "generated" with their
+    provenance. Built-ins: `self-instruct`, `answer`, `augment`, `template`.
+
+    Since 0.2.
     """
 
 

@@ -32,6 +32,8 @@ BUILTIN_PLUGINS = (
     "curate.cli.run",
     "curate.cli.inspect",
     "curate.cli.plugins",
+    "curate.cli.review",
+    "curate.cli.templates",
     "curate.plugins.formats",
     "curate.plugins.sources.files",
     "curate.plugins.sources.hf",
@@ -39,7 +41,14 @@ BUILTIN_PLUGINS = (
     "curate.plugins.language",
     "curate.plugins.dedupe",
     "curate.plugins.consistency",
+    "curate.plugins.generate",
+    "curate.plugins.review",
+    "curate.plugins.rehearsal",
+    "curate.plugins.chat_templates",
+    "curate.plugins.chat_template_step",
     "curate.plugins.report",
+    "curate.train.trainer",
+    "curate.train.commands",
 )
 
 REGISTRY_HOOKS = {
@@ -50,6 +59,7 @@ REGISTRY_HOOKS = {
     "register_trainers": "trainer",
     "register_evals": "evaluation",
     "register_language_detectors": "language detector",
+    "register_generation_strategies": "generation strategy",
     "register_commands": "command",
 }
 
@@ -100,7 +110,9 @@ def _registries() -> dict[str, Registry]:
     """An empty registry per kind, knowing what a registered thing must be."""
     import click
 
+    from curate.chat_templates import ChatTemplate
     from curate.formats import Format
+    from curate.generation import GenerationStrategy
     from curate.language import LanguageDetector
     from curate.sources import Source, SourceHostOptions
     from curate.stages import Stage
@@ -111,10 +123,12 @@ def _registries() -> dict[str, Registry]:
         "source": Registry("source", Source, frozenset(SourceHostOptions.__dataclass_fields__)),
         "format": Registry("format", Format),
         "stage": Registry("stage", Stage, table_keys),
-        "chat template": Registry("chat template"),
+        "chat template": Registry("chat template", ChatTemplate, instances=True),
         "trainer": Registry("trainer", Trainer, table_keys),
         "evaluation": Registry("evaluation", Evaluation, table_keys),
         "language detector": Registry("language detector", LanguageDetector),
+        "generation strategy": Registry("generation strategy", GenerationStrategy,
+                                        frozenset({"use"})),
         "command": Registry("command", click.Command, instances=True),
     }
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from curate.chat_templates import check_choice
 from curate.errors import CurateError, RecipeError, did_you_mean
 from curate.options import OptionError, option, parse_options
 from curate.pluginmanager import PluginHost
@@ -19,7 +20,7 @@ from curate.registry import Registry
 from curate.sources import SourceContext, SourceHostOptions
 
 SECTIONS = ("run", "model", "sources", "stages", "split", "train", "evals")
-RESERVED_STEP_NAMES = ("read",)
+RESERVED_STEP_NAMES = ("read", "chat-template")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -40,6 +41,11 @@ class ModelOptions:
     revision: str | None = option(None, help="a hub revision, for pinning")
     trust_remote_code: bool = option(False, help="run code from the model repository; off"
                                                  " unless you trust it")
+    chat_template: str | None = option(None, help="a registered chat template (curate templates)"
+                                                  " or a .jinja file relative to the recipe;"
+                                                  " default: the one matching the model")
+    max_length: int = option(2048, min=1, help="tokens per training example; longer ones are"
+                                               " truncated")
 
 
 @dataclass
@@ -62,6 +68,9 @@ class PluginSpec:
     cache fingerprint, so replacing or upgrading a plugin reruns what it computed."""
     source_options: SourceHostOptions | None = None
     """For sources: the host's keys of the table (format, columns, origin, ...)."""
+    sources: dict[str, "PluginSpec"] = field(default_factory=dict)
+    """For stages: the source tables their options hold (`Stage.source_keys`), parsed like
+    [[sources]] entries, by option key."""
 
 
 @dataclass
@@ -97,12 +106,16 @@ def load_recipe(path: str | Path, host: PluginHost) -> Recipe:
                               f" (sections: {', '.join(SECTIONS)})")
     run = parse_options(RunOptions, _table(raw, "run", where), where, "run")
     model = parse_options(ModelOptions, _table(raw, "model", where), where, "model")
-    sources = [_source(t, i, where, host) for i, t in enumerate(_tables(raw, "sources", where))]
+    sources = [_source(t, f"sources[{i}]", where, host)
+               for i, t in enumerate(_tables(raw, "sources", where))]
     if not sources:
         raise RecipeError(where, "sources", "the recipe has no [[sources]]: add at least one")
     stages = [_plugin_spec(t, f"stages[{i}]", "stage", where, host)
               for i, t in enumerate(_tables(raw, "stages", where))]
+    for spec in stages:
+        _stage_sources(spec, where, host)
     _check_model_for(stages, model, where)
+    _check_chat_template(model, file.parent, where, host)
     _check_unique(sources, "sources", where)
     _check_unique(stages, "stages", where)
     split = parse_options(SplitOptions, _table(raw, "split", where), where, "split")
@@ -145,8 +158,7 @@ def _tables(raw: dict, key: str, where: str) -> list[dict]:
     return value
 
 
-def _source(table: dict, index: int, where: str, host: PluginHost) -> PluginSpec:
-    key_path = f"sources[{index}]"
+def _source(table: dict, key_path: str, where: str, host: PluginHost) -> PluginSpec:
     host_keys = {k: v for k, v in table.items() if k in SourceHostOptions.__dataclass_fields__}
     for key in ("use", "name"):
         if key not in table:
@@ -160,6 +172,15 @@ def _source(table: dict, index: int, where: str, host: PluginHost) -> PluginSpec
         _lookup(host, "format", spec.source_options.format, where, f"{key_path}.format")
     _check_columns(spec, where, host.registry("format"))
     return spec
+
+
+def _stage_sources(spec: PluginSpec, where: str, host: PluginHost) -> None:
+    """Parse the source tables a stage's options hold; `name` defaults to the stage's name."""
+    for key in spec.plugin.source_keys:
+        table = getattr(spec.options, key)
+        if table is not None:
+            spec.sources[key] = _source({"name": spec.name, **table}, f"{spec.key_path}.{key}",
+                                        where, host)
 
 
 def _check_columns(spec: PluginSpec, where: str, formats: Registry) -> None:
@@ -230,6 +251,19 @@ def _check_model_for(stages: list[PluginSpec], model: ModelOptions, where: str) 
             raise RecipeError(where, spec.key_path, f"stage '{spec.name}' counts tokens, which"
                               f" needs a tokenizer: add [model] path = \"MODEL\" (a local"
                               f" folder or a hub id)")
+
+
+def _check_chat_template(model: ModelOptions, recipe_dir: Path, where: str,
+                         host: PluginHost) -> None:
+    if model.chat_template is None:
+        return
+    if not (model.path or model.tokenizer):
+        raise RecipeError(where, "model.chat_template", "a chat template needs a tokenizer: add"
+                          " [model] path = \"MODEL\" (a local folder or a hub id)")
+    try:
+        check_choice(model.chat_template, recipe_dir, host.registry("chat template"))
+    except CurateError as error:
+        raise RecipeError(where, "model.chat_template", str(error)) from None
 
 
 def _check_unique(specs: list[PluginSpec], section: str, where: str) -> None:

@@ -1,7 +1,9 @@
 """The canonical record: one training example as chat messages, and what happens to it.
 
-A `Record` is kept by a stage by passing it on; a `Rejection` says which stage dropped it and why.
-Every input row ends as exactly one of: a record in the final dataset, or a rejection.
+A `Record` is kept by a stage by passing it on; a `Rejection` says which stage dropped it and why;
+a `Pending` record waits for a person's decision in the review queue.
+Every input row ends as exactly one of: a record in the final dataset, a rejection, or pending.
+A stage that makes new records (the `generate` stage) yields each wrapped in `Added`.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ ROLES = ("system", "user", "assistant")
 RECORD_ID_SCHEME = 2
 """Bumped whenever record_id changes, so cached steps holding old ids are recomputed."""
 ORIGINS = ("human", "generated", "rehearsal")
+NEEDS_REVIEW = "needs_review"
+"""The meta key where a stage asks for a person's look at a record it keeps: a list of short
+texts saying why. A `review` stage later in the recipe queues every such record."""
 
 
 def normalise_text(text: str) -> str:
@@ -99,3 +104,24 @@ class Rejection:
 
 def _raw_id(raw: str, detail: str) -> str:
     return hashlib.sha256(f"{detail}\0{raw}".encode("utf-8", "replace")).hexdigest()[:16]
+
+
+@dataclass
+class Pending:
+    """A record held back until a person reviews it: neither kept nor rejected yet. A run with
+    pending records stops before writing the dataset; `detail` says where it waits."""
+
+    record: Record
+    detail: str = ""
+
+    @property
+    def id(self) -> str:
+        return self.record.id
+
+
+@dataclass
+class Added:
+    """A record a stage adds rather than receives (a generated one), kept or rejected: counted
+    as `added` in the step's summary, so that in + added == kept + rejected + pending."""
+
+    outcome: Record | Rejection | Pending

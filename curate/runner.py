@@ -18,6 +18,7 @@ from curate.console import Console
 from curate.errors import CurateError
 from curate.finishing import train_and_evaluate
 from curate.ingest import READ_STEP, SourceCounts, read_source
+from curate.mixing import achieved_mix, rehearsal_plan, token_counting
 from curate.options import options_to_dict
 from curate.pluginmanager import PluginHost
 from curate.recipe import PluginSpec, Recipe
@@ -27,6 +28,7 @@ from curate.runstore import (RUN_FORMAT, RunFolder, StepWriter, count_rows, fing
 from curate.sources import SourceContext
 from curate.split import write_split
 from curate.stages import StageContext, default_workers
+from curate.template_step import template_steps
 from curate.tokenizer import load_token_counter
 
 
@@ -51,6 +53,8 @@ class PlannedStep:
 class RunState:
     steps: list[dict] = field(default_factory=list)
     sources: list[dict] = field(default_factory=list)
+    stage_stats: dict = field(default_factory=dict)
+    """What the stage that ran last reported in `Stage.summary()`."""
 
 
 class Runner:
@@ -83,31 +87,51 @@ class Runner:
         read = PlannedStep(0, READ_STEP, READ_STEP, self.folder.step_dir(0, READ_STEP),
                            self._read_fingerprint())
         steps = [read]
-        for index, spec in enumerate(self.recipe.stages, start=1):
+        for index, spec in enumerate(self._stages(), start=1):
             previous = steps[-1].fingerprint
             model = (options_to_dict(self.recipe.model) if spec.plugin.needs_model(spec.options)
                      else None)
             step_print = fingerprint(previous, spec.identity, options_to_dict(spec.options),
                                      self.recipe.run.seed, model,
-                                     spec.plugin.fingerprint_extra(spec.options))
+                                     spec.plugin.fingerprint_extra(spec.options),
+                                     *self._run_folder_fingerprint(spec),
+                                     *self._recipe_fingerprint(spec))
             steps.append(PlannedStep(index, spec.name, spec.use,
                                      self.folder.step_dir(index, spec.name), step_print, spec))
         return steps
 
+    def _run_folder_fingerprint(self, spec: PluginSpec) -> list:
+        # Only stages that read the run folder add a part, so other fingerprints stay as they were.
+        extra = spec.plugin.run_folder_fingerprint(spec.options, self.folder.path)
+        return [extra] if extra else []
+
+    def _recipe_fingerprint(self, spec: PluginSpec) -> list:
+        """The data of the source tables a stage's options hold, and [split] when it reads it;
+        only stages that have them add a part, so other fingerprints stay as they were."""
+        parts = [[key, *self._source_fingerprint(source)]
+                 for key, source in sorted(spec.sources.items())]
+        if spec.plugin.needs_split(spec.options):
+            parts.append(options_to_dict(self.recipe.split))
+        return [parts] if parts else []
+
+    def _source_fingerprint(self, spec: PluginSpec) -> list:
+        return [spec.name, spec.identity, options_to_dict(spec.options),
+                options_to_dict(spec.source_options),
+                spec.plugin().fingerprint(spec.options, self._source_context(spec))]
+
+    def _stages(self) -> list[PluginSpec]:
+        """The recipe's stages, then the chat-template step when the recipe has a [model]."""
+        return [*self.recipe.stages, *template_steps(self.recipe, self.host)]
+
     def _read_fingerprint(self) -> str:
-        parts = []
-        for spec in self.recipe.sources:
-            context = self._source_context(spec)
-            parts.append([spec.name, spec.identity, options_to_dict(spec.options),
-                          options_to_dict(spec.source_options),
-                          spec.plugin().fingerprint(spec.options, context)])
+        parts = [self._source_fingerprint(spec) for spec in self.recipe.sources]
         formats = [self.host.identity("format", name)
                    for name in self.host.registry("format").names()]
         return fingerprint(curate.__version__, RUN_FORMAT, RECORD_ID_SCHEME, parts, formats)
 
     def _check_until(self) -> None:
         """Refuse an unknown --until before the run folder is touched."""
-        names = [READ_STEP, *(spec.name for spec in self.recipe.stages)]
+        names = [READ_STEP, *(spec.name for spec in self._stages())]
         until = self.settings.until
         if until is not None and until not in names:
             raise CurateError(f"--until {until}: no such step in {self.recipe.file.name}"
@@ -123,6 +147,10 @@ class Runner:
             self.console.info(f"nothing changed: all {len(plan)} curation steps reused from the"
                               f" run folder (--force reruns them)")
         final = plan[-1].folder / "kept.parquet"
+        pending = sum(step.get("pending", 0) for step in self.state.steps)
+        if pending:
+            # Nothing that could pass for approved data is written while a record waits.
+            return self._write_manifest("review", review=self._review_counts(final, pending))
         split = self._write_dataset(final)
         extra: dict = {"split": split}
         if self.recipe.train:
@@ -161,13 +189,17 @@ class Runner:
         finally:
             writer.close()
         summary = {"in": total_in, "kept": writer.kept, "rejected": writer.rejected,
+                   "pending": writer.pending, "added": writer.added,
                    "reasons": dict(sorted(writer.reasons.items()))}
         if step.spec is None:
             summary["sources"] = self.state.sources
-        if writer.kept + writer.rejected != total_in:
-            raise RuntimeError(f"step {step.name} accounted for {writer.kept + writer.rejected}"
-                               f" of {total_in} records: a stage must yield every input record"
-                               f" kept or rejected")
+        elif self.state.stage_stats:
+            summary["stats"] = self.state.stage_stats
+        accounted = writer.kept + writer.rejected + writer.pending
+        if accounted != total_in + writer.added:
+            raise RuntimeError(f"step {step.name} accounted for {accounted} of {total_in}"
+                               f" records and {writer.added} added: a stage must yield every"
+                               f" input record kept, rejected or pending")
         return summary
 
     def _read_sources(self, writer: StepWriter) -> int:
@@ -195,17 +227,27 @@ class Runner:
         context = StageContext(step.name, self.recipe.run.seed, self.recipe.file.parent,
                                work_dir, self.console.info, self._workers(),
                                reread=lambda: read_records(source_file),
-                               tokenizer=self._tokenizer_loader())
+                               tokenizer=self._tokenizer_loader(), run_dir=self.folder.path,
+                               split=self.recipe.split, read_source=self._source_reader(step.spec))
         stage = step.spec.plugin(step.spec.options, context)
         counted = _Counter(read_records(source_file))
         for outcome in self.console.progress(stage.process(counted), step.name, total):
             writer.add(outcome)
+        self.state.stage_stats = stage.summary()
         if counted.count != total:
             raise RuntimeError(f"stage '{step.use}' (plugin {step.spec.identity[0]}) read only"
                                f" {counted.count} of its {total} input records: a stage must"
-                               f" consume its whole input and yield every record kept or"
-                               f" rejected")
+                               f" consume its whole input and yield every record kept,"
+                               f" rejected or pending")
         return total
+
+    def _source_reader(self, spec: PluginSpec):
+        def read(key: str) -> Iterator:
+            source = spec.sources[key]
+            return read_source(source, self._source_context(source),
+                               self.host.registry("format"), SourceCounts())
+
+        return read
 
     def _workers(self) -> int:
         return self.recipe.run.workers or default_workers()
@@ -227,13 +269,20 @@ class Runner:
         return SourceContext(self.recipe.file, spec.key_path, self.recipe.run.seed)
 
     def _write_dataset(self, final: Path) -> dict:
-        split = write_split(final, self.folder.dataset, self.recipe.split, self.recipe.run.seed)
+        plan = rehearsal_plan(self.state.steps)
+        split = write_split(final, self.folder.dataset, self.recipe.split, self.recipe.run.seed,
+                            token_counting(plan, self._tokenizer_loader()))
+        general = f", {split['general_eval']:,} general eval" if "general_eval" in split else ""
         self.console.info(f"{'dataset':<24} {split['train']:,} train, {split['eval']:,} eval"
-                          f" -> {self.folder.dataset}")
+                          f"{general} -> {self.folder.dataset}")
+        if plan:
+            split["rehearsal"] = achieved_mix(plan, split)
+            if "warning" in split["rehearsal"]:
+                self.console.warn(split["rehearsal"]["warning"])
         return split
 
     def _remove_dataset(self) -> None:
-        for name in ("train.jsonl", "eval.jsonl"):
+        for name in ("train.jsonl", "eval.jsonl", "general_eval.jsonl"):
             (self.folder.dataset / name).unlink(missing_ok=True)
 
     def _write_manifest(self, status: str, **extra: object) -> dict:
@@ -256,15 +305,38 @@ class Runner:
         return manifest
 
     def _final_counts(self, manifest: dict) -> dict:
+        split = manifest["split"]
+        general = split.get("general_eval", 0)
+        rows, rejected, accounted = self._accounted(split["train"] + split["eval"] + general,
+                                                    pending=0)
+        final = {"input": rows, "added": self._added(), "rejected": rejected,
+                 "train": split["train"], "eval": split["eval"], "accounted": accounted}
+        if "general_eval" in split:
+            final["general_eval"] = general
+        return final
+
+    def _review_counts(self, final: Path, pending: int) -> dict:
+        kept = count_rows(final)
+        rows, rejected, accounted = self._accounted(kept, pending)
+        waiting = {step["name"]: step["pending"] for step in self.state.steps
+                   if step.get("pending")}
+        return {"input": rows, "added": self._added(), "rejected": rejected, "pending": pending,
+                "kept": kept, "accounted": accounted, "steps": waiting}
+
+    def _accounted(self, kept: int, pending: int) -> tuple[int, int, int]:
+        """(input rows, rejected, accounted): every row, and every record a stage added, must
+        be rejected, pending or kept."""
         rows = self.state.steps[0]["in"] if self.state.steps else 0
         rejected = sum(step["rejected"] for step in self.state.steps)
-        split = manifest["split"]
-        accounted = rejected + split["train"] + split["eval"]
-        if accounted != rows:
-            raise RuntimeError(f"{rows} input rows but {accounted} accounted for: records were"
-                               f" lost or duplicated between steps")
-        return {"input": rows, "rejected": rejected, "train": split["train"],
-                "eval": split["eval"], "accounted": accounted}
+        accounted = rejected + pending + kept
+        if accounted != rows + self._added():
+            raise RuntimeError(f"{rows} input rows and {self._added()} added records but"
+                               f" {accounted} accounted for: records were lost or duplicated"
+                               f" between steps")
+        return rows, rejected, accounted
+
+    def _added(self) -> int:
+        return sum(step.get("added", 0) for step in self.state.steps)
 
     def _versions(self) -> dict:
         import pyarrow
@@ -289,6 +361,8 @@ class _Counter:
 
 
 def _counts(summary: dict) -> str:
+    pending, added = summary.get("pending", 0), summary.get("added", 0)
     return (f"{summary['in']:>8,} in  {summary['kept']:>8,} kept  "
-            f"{summary['rejected']:>7,} rejected")
+            f"{summary['rejected']:>7,} rejected" + (f"  {pending:>7,} pending" if pending else "")
+            + (f"  {added:>7,} added" if added else ""))
 

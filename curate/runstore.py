@@ -1,8 +1,10 @@
 """The run folder: stage outputs as parquet, the final dataset, and the manifest.
 
     <dir>/manifest.json               recipe hash, versions, per-step counts and fingerprints
-    <dir>/stages/NN-name/             kept.parquet, rejected.parquet, step.json (written last)
+    <dir>/stages/NN-name/             kept.parquet, rejected.parquet, pending.parquet (records
+                                      waiting for review), step.json (written last)
     <dir>/dataset/train.jsonl, eval.jsonl
+    <dir>/review.sqlite               the review queue, when a recipe has a `review` stage
 
 Every file is written to a temporary name and renamed into place, and a stage folder appears
 only once complete, so a run killed at any moment leaves nothing half-written behind.
@@ -24,9 +26,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curate.errors import CurateError
-from curate.records import Record, Rejection
+from curate.records import Added, Pending, Record, Rejection
 
-RUN_FORMAT = 1
+RUN_FORMAT = 2
 """Bumped whenever this layout changes in a way older readers cannot follow."""
 
 BATCH_ROWS = 4096
@@ -39,6 +41,7 @@ REJECTED_SCHEMA = pa.schema([("id", pa.string()), ("stage", pa.string()),
                              ("source", pa.string()), ("location", pa.string()),
                              ("origin", pa.string()), ("evidence", pa.string()),
                              ("messages", MESSAGES), ("meta", pa.string()), ("raw", pa.string())])
+PENDING_SCHEMA = KEPT_SCHEMA.append(pa.field("detail", pa.string()))
 
 
 def dumps(data: Any) -> str:
@@ -106,19 +109,29 @@ def read_json(path: Path) -> Any:
 
 
 class StepWriter:
-    """Streams one step's kept records and rejections into parquet files, in batches."""
+    """Streams one step's kept, rejected and pending records into parquet files, in batches."""
 
     def __init__(self, folder: Path, stage: str):
         self.folder, self.stage = folder, stage
         self.kept_rows: list[dict] = []
         self.rejected_rows: list[dict] = []
-        self.kept = self.rejected = 0
+        self.pending_rows: list[dict] = []
+        self.kept = self.rejected = self.pending = self.added = 0
         self.reasons: dict[str, int] = {}
         self._kept_file = pq.ParquetWriter(folder / "kept.parquet", KEPT_SCHEMA)
         self._rejected_file = pq.ParquetWriter(folder / "rejected.parquet", REJECTED_SCHEMA)
+        self._pending_file = pq.ParquetWriter(folder / "pending.parquet", PENDING_SCHEMA)
 
-    def add(self, outcome: Record | Rejection) -> None:
-        if isinstance(outcome, Rejection):
+    def add(self, outcome: Record | Rejection | Pending | Added) -> None:
+        if isinstance(outcome, Added):
+            self.added += 1
+            outcome = outcome.outcome
+        if isinstance(outcome, Pending):
+            self.pending += 1
+            self.pending_rows.append({**record_row(outcome.record), "detail": outcome.detail})
+            if len(self.pending_rows) >= BATCH_ROWS:
+                self._flush_pending()
+        elif isinstance(outcome, Rejection):
             self.rejected += 1
             self.reasons[outcome.reason] = self.reasons.get(outcome.reason, 0) + 1
             self.rejected_rows.append(rejection_row(outcome, self.stage))
@@ -133,13 +146,20 @@ class StepWriter:
     def close(self) -> None:
         self._flush_kept()
         self._flush_rejected()
+        self._flush_pending()
         self._kept_file.close()
         self._rejected_file.close()
+        self._pending_file.close()
 
     def _flush_kept(self) -> None:
         if self.kept_rows:
             self._kept_file.write_table(pa.Table.from_pylist(self.kept_rows, KEPT_SCHEMA))
             self.kept_rows = []
+
+    def _flush_pending(self) -> None:
+        if self.pending_rows:
+            self._pending_file.write_table(pa.Table.from_pylist(self.pending_rows, PENDING_SCHEMA))
+            self.pending_rows = []
 
     def _flush_rejected(self) -> None:
         if self.rejected_rows:

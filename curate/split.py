@@ -4,14 +4,21 @@ Each record's side is decided by a hash of the seed and its id, not by its posit
 data later leaves most existing assignments where they were, and records with the same id (the
 same normalised content) always land on the same side. Records stream from the last step to the
 dataset files; only the ids are held in memory.
+
+Only task records are candidates for eval, so the eval split measures the task. Records a
+rehearsal stage mixed in (origin "rehearsal") always train, except the general slice it held out
+(meta["rehearsal"] = "held-out"), which goes to general_eval.jsonl for the forgetting check.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections import Counter
+from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from curate.recipe import SplitOptions
@@ -41,16 +48,54 @@ def choose_eval_ids(ids: list[str], options: SplitOptions, seed: int) -> set[str
     return chosen
 
 
-def write_split(kept_file: Path, dataset_dir: Path, options: SplitOptions, seed: int) -> dict:
-    """Write train.jsonl and eval.jsonl from a step's kept records; return counts and hashes."""
-    ids = pq.read_table(kept_file, columns=["id"])["id"].to_pylist()
-    held_out = choose_eval_ids(ids, options, seed)
-    with AtomicTextWriter(dataset_dir / "train.jsonl") as train, \
-            AtomicTextWriter(dataset_dir / "eval.jsonl") as evaluation:
+REHEARSAL = "rehearsal"
+HELD_OUT = "held-out"
+GENERAL_EVAL = "general_eval"
+
+
+def write_split(kept_file: Path, dataset_dir: Path, options: SplitOptions, seed: int,
+                count_tokens: Callable[[Record], int] | None = None) -> dict:
+    """Write train.jsonl and eval.jsonl (and general_eval.jsonl when a rehearsal stage held
+    general records out) from a step's kept records; return counts and hashes, and the train
+    records (and with `count_tokens`, their tokens) by origin."""
+    table = pq.read_table(kept_file, columns=["id", "origin", "meta"])
+    task_ids = [i for i, origin in zip(table["id"].to_pylist(), table["origin"].to_pylist())
+                if origin != REHEARSAL]
+    eval_ids = choose_eval_ids(task_ids, options, seed)
+    sides = ["train", "eval"] + ([GENERAL_EVAL] if _holds_held_out(table) else [])
+    train_origins: Counter = Counter()
+    train_tokens: Counter = Counter()
+    with ExitStack() as stack:
+        writers = {side: stack.enter_context(AtomicTextWriter(dataset_dir / f"{side}.jsonl"))
+                   for side in sides}
         for record in read_records(kept_file):
-            (evaluation if record.id in held_out else train).write(dumps(dataset_line(record)) + "\n")
-    return {"train": train.lines, "eval": evaluation.lines, "train_sha256": train.sha256,
-            "eval_sha256": evaluation.sha256}
+            side = side_of(record, eval_ids)
+            writers[side].write(dumps(dataset_line(record)) + "\n")
+            if side == "train":
+                train_origins[record.origin] += 1
+                if count_tokens is not None:
+                    train_tokens[record.origin] += count_tokens(record)
+    counts = {side: writers[side].lines for side in sides}
+    counts.update({f"{side}_sha256": writers[side].sha256 for side in sides})
+    counts["train_origins"] = dict(sorted(train_origins.items()))
+    if count_tokens is not None:
+        counts["train_tokens"] = dict(sorted(train_tokens.items()))
+    if GENERAL_EVAL in sides:
+        counts["general_eval_file"] = f"dataset/{GENERAL_EVAL}.jsonl"
+    return counts
+
+
+def side_of(record: Record, eval_ids: set[str]) -> str:
+    if record.origin == REHEARSAL:
+        return GENERAL_EVAL if record.meta.get(REHEARSAL) == HELD_OUT else "train"
+    return "eval" if record.id in eval_ids else "train"
+
+
+def _holds_held_out(table) -> bool:
+    # meta is canonical JSON without spaces, so the marker is one exact substring.
+    marker = pc.and_(pc.equal(table["origin"], REHEARSAL),
+                     pc.match_substring(table["meta"], f'"{REHEARSAL}":"{HELD_OUT}"'))
+    return bool(pc.any(pc.fill_null(marker, False)).as_py())
 
 
 def dataset_line(record: Record) -> dict:

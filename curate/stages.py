@@ -11,8 +11,9 @@ Judge one record at a time with a `Filter`:
                 return Reject("too-short", f"response has {len(record.response)} characters")
 
 Stages that compare records (deduplication, consistency) subclass `Stage` and implement
-`process`, yielding every input record either as itself (kept) or as a `Rejection`. The host
-streams records in, writes what comes out, counts it, and caches it by fingerprint.
+`process`, yielding every input record either as itself (kept) or as a `Rejection`, or as
+`Pending` when it waits for a person's review (the `review` stage). The host streams records in,
+writes what comes out, counts it, and caches it by fingerprint.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, ClassVar
 
-from curate.records import Record, Rejection
+from curate.records import Pending, Record, Rejection
 from curate.options import Configurable
 
 
@@ -58,10 +59,23 @@ class StageContext:
     the survivor of a duplicate cluster after seeing the whole cluster)."""
     tokenizer: Callable[[], Any] | None = None
     """Loads the recipe's `[model]` tokenizer on first call; None when the recipe names none."""
+    run_dir: Path | None = None
+    """The run folder, for stages that keep state beside it (the review queue)."""
+    split: Any = None
+    """The recipe's [split] options (`curate.recipe.SplitOptions`), for stages that plan around
+    the eval split (`needs_split`)."""
+    read_source: Callable[[str], Iterator[Any]] | None = None
+    """`read_source(key)`: the records (or `Rejection`s of unreadable rows) of the source table
+    that option `key` holds (see `Stage.source_keys`), read as a [[sources]] entry is."""
 
 
 class Stage(Configurable):
     """Base class of every stage: `process` yields each input record kept or rejected."""
+
+    source_keys: ClassVar[tuple[str, ...]] = ()
+    """Options that hold a source table (`use = "jsonl"`, `path`, `format`, ...), checked when
+    the recipe is validated like a [[sources]] entry; the data they name joins the step's
+    fingerprint, and `context.read_source(key)` reads it."""
 
     @classmethod
     def fingerprint_extra(cls, options: Any) -> list:
@@ -70,17 +84,35 @@ class Stage(Configurable):
         return []
 
     @classmethod
+    def run_folder_fingerprint(cls, options: Any, run_dir: Path) -> list:
+        """What the stage's output depends on in the run folder besides its input, read when
+        the run is planned: the review stage returns a digest of the reviewers' decisions, so
+        a decision reruns it and the steps after it."""
+        return []
+
+    @classmethod
     def needs_model(cls, options: Any) -> bool:
         """True when, with these options, the stage reads `context.tokenizer`: the recipe must
         then have a [model], which joins the stage's cache fingerprint."""
+        return False
+
+    @classmethod
+    def needs_split(cls, options: Any) -> bool:
+        """True when, with these options, the stage reads `context.split` (the rehearsal stage
+        sizes its draw by the training split): the [split] options then join its fingerprint."""
         return False
 
     def __init__(self, options: Any, context: StageContext):
         self.options = options
         self.context = context
 
-    def process(self, records: Iterable[Record]) -> Iterator[Record | Rejection]:
+    def process(self, records: Iterable[Record]) -> Iterator[Record | Rejection | Pending]:
         raise NotImplementedError
+
+    def summary(self) -> dict:
+        """Figures for the step's entry in manifest.json (under `stats`), asked once `process`
+        has run, e.g. how many examples were truncated."""
+        return {}
 
 
 class Filter(Stage):

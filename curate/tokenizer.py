@@ -23,6 +23,34 @@ class TokenCounter:
         return len(self._encode(text))
 
 
+def tokenizer_location(model: Any, recipe_dir: Path) -> str:
+    """The recipe's tokenizer: a local folder (absolute), else the name as given (a hub id)."""
+    name = model.tokenizer or model.path
+    local = recipe_dir / name
+    return str(local.resolve()) if local.exists() else name
+
+
+def load_chat_tokenizer(location: str, revision: str | None = None,
+                        trust_remote_code: bool = False) -> Any:
+    """A transformers tokenizer, for chat templates. A local folder with a tokenizer.json loads
+    as a plain fast tokenizer: AutoTokenizer imports torch, which `curate validate` must not."""
+    try:
+        if (Path(location) / "tokenizer.json").is_file():
+            from transformers import PreTrainedTokenizerFast
+
+            return PreTrainedTokenizerFast.from_pretrained(location)
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(location, revision=revision,
+                                             trust_remote_code=trust_remote_code)
+    except ImportError:
+        raise CurateError("[model]: chat templates need transformers: pip install"
+                          " 'curate[train]'") from None
+    except (OSError, ValueError) as error:
+        raise CurateError(f"[model]: cannot load the tokenizer '{location}': "
+                          f"{str(error).strip().splitlines()[0]}") from None
+
+
 def load_token_counter(model: Any, recipe_dir: Path) -> TokenCounter:
     name = model.tokenizer or model.path
     local = recipe_dir / name

@@ -22,6 +22,9 @@ class TrainContext:
     eval_file: Path
     seed: int
     log: Callable[[str], None] = print
+    model: Any = None
+    """The recipe's `[model]` options (`curate.recipe.ModelOptions`): the base model to train."""
+    recipe_file: Path | None = None
 
 
 class Trainer(Configurable):
@@ -30,6 +33,12 @@ class Trainer(Configurable):
     def train(self, options: Any, context: TrainContext) -> dict:
         """Train on `context.train_file`; return metrics for the manifest."""
         raise NotImplementedError
+
+    @classmethod
+    def advice(cls, options: Any, recipe: Any) -> list[str]:
+        """Warnings about these options for this recipe (`curate.recipe.Recipe`), printed by
+        `curate validate`. Advice only: it must never change an option."""
+        return []
 
 
 class Evaluation(Configurable):

@@ -1,7 +1,8 @@
 """Where did a record go? Looks an id (or a prefix of one) up in every step of a run folder.
 
-A record ends in a step's rejected set or in the dataset. A stage that rewrites a record gives
-it a new id; `Record.revised` notes the old one in `meta.revised_from`, and the lookup follows it.
+A record ends in a step's rejected set, in a step's pending set (waiting in the review queue),
+or in the dataset. A stage that rewrites a record gives it a new id (a reviewer's edit too);
+`Record.revised` notes the old one in `meta.revised_from`, and the lookup follows it.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ MIN_PREFIX = 4
 class Finding:
     id: str
     place: str
-    """"rejected", "train", "eval", or "kept" (a run stopped early with --until)."""
+    """"rejected", "pending" (waiting for review), "train", "eval", "general_eval" (general
+    records a rehearsal stage held out for the forgetting check), or "kept" (a run stopped
+    early with --until, or waiting for review)."""
     step: str
     reason: str = ""
     detail: str = ""
@@ -35,6 +38,8 @@ class Finding:
     """How the asked-for id became this one: "step 'x' revised A into B", in order."""
     passed: list[str] = field(default_factory=list)
     """The steps the record got through before `step` (all of them for kept records)."""
+    review: dict = field(default_factory=dict)
+    """A reviewer's decision that let it through: status, reviewer, at, note (meta.review)."""
 
 
 class RunLookup:
@@ -48,7 +53,7 @@ class RunLookup:
                           for s in self.manifest.get("steps", [])]
 
     def locate(self, prefix: str) -> list[Finding]:
-        findings = self.rejections(prefix) + self.kept(prefix)
+        findings = self.rejections(prefix) + self.pending(prefix) + self.kept(prefix)
         if findings:
             return findings
         for revised_id, step, new_id in self.revisions(prefix):
@@ -67,13 +72,32 @@ class RunLookup:
                                  row["location"] or "") for row in matches]
         return findings
 
+    def pending(self, prefix: str) -> list[Finding]:
+        findings = []
+        for name, step_dir in zip(self.step_names, self.step_dirs):
+            path = step_dir / "pending.parquet"
+            if not path.exists():
+                continue
+            table = pq.read_table(path, columns=["id", "source", "origin", "meta", "detail"])
+            command = (f"curate review {self.manifest.get('recipe', {}).get('file', 'RECIPE')}"
+                       f" --run-dir {self.folder.path}")
+            findings += [Finding(row["id"], "pending", name, detail=f"{row['detail']}; review"
+                                 f" it with: {command}", source=row["source"], origin=row["origin"],
+                                 where_from=_where_from(row))
+                         for row in table.filter(pc.starts_with(table["id"], prefix)).to_pylist()]
+        return findings
+
     def kept(self, prefix: str) -> list[Finding]:
         origins = self._kept_origins(prefix)
-        if self.manifest.get("status") == "partial":
-            return [Finding(record_id, "kept", self.step_names[-1], where_from=place)
-                    for record_id, places in origins.items() for place in places]
+        status = self.manifest.get("status")
+        if status in ("partial", "review"):
+            stopped = ("where the run stopped (--until)" if status == "partial" else
+                       "where the run stopped: records wait for review, so no dataset yet")
+            return [Finding(record_id, "kept", self.step_names[-1], detail=stopped,
+                            where_from=place, review=review)
+                    for record_id, places in origins.items() for place, review in places]
         findings = []
-        for split in ("train", "eval"):
+        for split in ("train", "eval", "general_eval"):
             path = self.folder.dataset / f"{split}.jsonl"
             if not path.exists():
                 continue
@@ -85,7 +109,7 @@ class RunLookup:
                         findings.append(Finding(record["id"], split, split,
                                                 source=record["source"], origin=record["origin"],
                                                 detail=f"dataset/{split}.jsonl line {number}",
-                                                where_from=_next(origins, record["id"])))
+                                                **_next(origins, record["id"])))
         return findings
 
     def revisions(self, prefix: str) -> list[tuple[str, str, str]]:
@@ -104,14 +128,18 @@ class RunLookup:
                 return found
         return []
 
-    def _kept_origins(self, prefix: str) -> dict[str, list[str]]:
-        """Input locations of the last step's kept records matching the prefix, in order."""
+    def _kept_origins(self, prefix: str) -> dict[str, list[tuple[str, dict]]]:
+        """(input location, review decision) of the last step's kept records matching the
+        prefix, in order."""
         if not self.step_dirs:
             return {}
         table = pq.read_table(self.step_dirs[-1] / "kept.parquet", columns=["id", "meta"])
-        origins: dict[str, list[str]] = {}
+        origins: dict[str, list[tuple[str, dict]]] = {}
         for row in table.filter(pc.starts_with(table["id"], prefix)).to_pylist():
-            origins.setdefault(row["id"], []).append(_where_from(row))
+            meta = json.loads(row["meta"])
+            review = meta.get("review")
+            origins.setdefault(row["id"], []).append(
+                (meta.get("from", ""), review if isinstance(review, dict) else {}))
         return origins
 
 
@@ -151,6 +179,7 @@ def _where_from(row: dict) -> str:
     return json.loads(row["meta"]).get("from", "")
 
 
-def _next(origins: dict[str, list[str]], record_id: str) -> str:
+def _next(origins: dict[str, list[tuple[str, dict]]], record_id: str) -> dict:
     places = origins.get(record_id)
-    return places.pop(0) if places else ""
+    where_from, review = places.pop(0) if places else ("", {})
+    return {"where_from": where_from, "review": review}

@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from curate import hookimpl
 from curate.options import OptionError, option
-from curate.records import Record, Rejection
+from curate.records import NEEDS_REVIEW, Record, Rejection
 from curate.stages import Stage
 
-from curate.plugins.consistency_conflicts import conflict_findings
+from curate.plugins.consistency_conflicts import CONFLICT_RULE, conflict_findings
 from curate.plugins.consistency_drift import length_findings, system_findings
 from curate.plugins.consistency_formats import check_json_schema, compile_pattern
 from curate.plugins.consistency_ledger import Finding, Ledger
@@ -41,9 +41,10 @@ def register_stages(register):
 
 @dataclass
 class ConsistencyOptions:
-    on_conflict: Literal["flag", "majority", "first", "reject-all"] = option(
+    on_conflict: Literal["flag", "majority", "first", "reject-all", "review"] = option(
         "flag", help="same prompt, different answers: flag all, keep the most common answer, keep"
-                     " the first answer seen, or reject the whole group")
+                     " the first answer seen, reject the whole group, or send the whole group to"
+                     " the review queue (a later `review` stage)")
     prompt_similarity: float = option(1.0, min=0.5, max=1.0, help="1.0 groups exactly equal"
                                       " normalised prompts; lower also groups prompts whose word"
                                       " 3-shingle Jaccard similarity reaches it")
@@ -74,7 +75,7 @@ class ConsistencyOptions:
 class ConsistencyStage(Stage):
     name = "consistency"
     Options = ConsistencyOptions
-    version = "2"
+    version = "3"
 
     @classmethod
     def check_options(cls, options: ConsistencyOptions) -> None:
@@ -168,8 +169,13 @@ class ConsistencyStage(Stage):
             return record
         earlier = record.meta.get("consistency")
         notes = [*(earlier if isinstance(earlier, list) else []), *(f.note() for f in found)]
-        return Record(record.messages, record.source, record.origin,
-                      {**record.meta, "consistency": notes}, record.id)
+        meta = {**record.meta, "consistency": notes}
+        if self.options.on_conflict == "review":
+            asks = [f"consistency {f.rule}: {f.detail}" for f in found if f.rule == CONFLICT_RULE]
+            if asks:
+                earlier = record.meta.get(NEEDS_REVIEW)
+                meta[NEEDS_REVIEW] = [*(earlier if isinstance(earlier, list) else []), *asks]
+        return Record(record.messages, record.source, record.origin, meta, record.id)
 
 
 def _check_format_keys(options: ConsistencyOptions) -> None:

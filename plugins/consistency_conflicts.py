@@ -14,7 +14,8 @@ from curate.plugins.consistency_text import snippet
 if TYPE_CHECKING:
     from curate.plugins.consistency_near_prompts import NearPrompts
 
-CONSEQUENCES = {"flag": "", "majority": "; on_conflict = 'majority' keeps the other answer",
+CONFLICT_RULE = "conflicting-answer"
+CONSEQUENCES = {"flag": "", "review": "; on_conflict = 'review' sends the group to the review queue", "majority": "; on_conflict = 'majority' keeps the other answer",
                 "first": "; on_conflict = 'first' keeps the answer seen first",
                 "reject-all": "; on_conflict = 'reject-all' rejects the whole group"}
 
@@ -74,8 +75,9 @@ class ConflictingAnswers:
         policy = self.options.on_conflict
         for answer in answers:
             other = answers[1] if answer is answers[0] else answers[0]
-            rejects = policy == "reject-all" or (policy != "flag" and answer is not answers[0])
-            if rejects or policy == "flag":
+            keeps_all = policy in ("flag", "review")
+            rejects = policy == "reject-all" or (not keeps_all and answer is not answers[0])
+            if rejects or keeps_all:
                 yield answer, other, rejects
 
     def groups(self) -> Iterator[list[Answer]]:
@@ -120,7 +122,7 @@ class ConflictingAnswers:
                   f" answers {self.shown_answer(other_index)}; {len(other.indices)} of"
                   f" {group.size} records agree with the other answer"
                   f"{CONSEQUENCES[options.on_conflict]}")
-        evidence = {"rule": "conflicting-answer", "other_id": ledger.ids[other_index],
+        evidence = {"rule": CONFLICT_RULE, "other_id": ledger.ids[other_index],
                     "other_answer": ledger.answer_snippets[other_index],
                     "answer": ledger.answer_snippets[index], "group_size": group.size,
                     "agreeing": len(mine.indices), "other_count": len(other.indices),
@@ -128,7 +130,7 @@ class ConflictingAnswers:
                     "prompt_similarity": round(similarity, 3)}
         if options.answer_pattern:
             evidence.update(label=ledger.labels[index], other_label=ledger.labels[other_index])
-        return Finding("conflicting-answer", detail, evidence, rejects)
+        return Finding(CONFLICT_RULE, detail, evidence, rejects)
 
     def shown_answer(self, index: int) -> str:
         label, text = self.ledger.labels[index], snippet(self.ledger.answer_snippets[index])

@@ -78,6 +78,10 @@ def _incomplete(status: object, manifest: dict) -> str:
     if status == "partial":
         return (f"the run stopped after step '{manifest.get('until', '?')}' (--until); a report"
                 f" needs a complete run: run the recipe without --until")
+    if status == "review":
+        pending = manifest.get("review", {}).get("pending", "some")
+        return (f"the run stopped before the dataset: {pending} records wait for review; review"
+                f" them with `curate review RECIPE`, then run the recipe again")
     if status == "running":
         return "the run is still going, or was interrupted: let it finish or run it again"
     if status == "failed":

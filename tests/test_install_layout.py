@@ -36,6 +36,7 @@ def test_the_wheel_has_no_generic_top_level_names(wheel):
     assert top_level == {"curate"}
     assert "curate/plugins/length.py" in names
     assert "curate/train/__init__.py" in names and "curate/evals/__init__.py" in names
+    assert "curate/plugins/templates/mistral_v3.jinja" in names  # package data travels too
 
 
 @pytest.mark.slow

@@ -21,12 +21,14 @@ def test_recipe_runs_and_every_row_is_accounted_for(recipe, tmp_path):
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     steps = manifest["steps"]
     for step in steps:
-        assert step["in"] == step["kept"] + step["rejected"], step["name"]
+        assert step["in"] + step.get("added", 0) == step["kept"] + step["rejected"], step["name"]
     for before, after in zip(steps, steps[1:]):
         assert after["in"] == before["kept"]
     final = manifest["final"]
-    assert final["accounted"] == final["input"] == steps[0]["in"]
-    assert final["train"] + final["eval"] == steps[-1]["kept"]
+    assert final["input"] == steps[0]["in"]
+    assert final["accounted"] == final["input"] + final["added"]
+    assert final["added"] == sum(step.get("added", 0) for step in steps)
+    assert final["train"] + final["eval"] + final.get("general_eval", 0) == steps[-1]["kept"]
     assert final["rejected"] == sum(step["rejected"] for step in steps)
 
 

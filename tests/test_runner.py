@@ -1,6 +1,5 @@
 """Running recipes end to end: accounting, caching, --force/--until, kills, determinism."""
 
-import hashlib
 import os
 import signal
 import subprocess
@@ -43,7 +42,8 @@ def test_run_accounts_for_every_row(run_recipe):
     result = run_recipe(recipe(), files={"data.jsonl": ALPACA})
     assert result.exit_code == 0, result.output
     final = result.manifest["final"]
-    assert final == {"input": 21, "rejected": 1, "train": 16, "eval": 4, "accounted": 21}
+    assert final == {"input": 21, "added": 0, "rejected": 1, "train": 16, "eval": 4,
+                     "accounted": 21}
     assert [r["reason"] for r in result.rejected("length")] == ["response-too-short"]
     steps = result.manifest["steps"]
     assert [(s["name"], s["in"], s["kept"], s["rejected"]) for s in steps] == [

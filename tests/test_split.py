@@ -34,3 +34,18 @@ def test_equal_ids_are_held_out_together_without_overshooting():
                                                                  SplitOptions(eval_size=4), s)])
              for s in range(30)}
     assert sizes == {4}
+
+
+def test_only_task_records_are_held_out_for_eval():
+    from curate.records import Record
+    from curate.split import side_of
+
+    def record(origin, **meta):
+        return Record([{"role": "user", "content": origin}], "s", origin, meta)
+
+    task, general = record("human"), record("rehearsal", rehearsal="train")
+    held = record("rehearsal", rehearsal="held-out")
+    eval_ids = {task.id, general.id, held.id}  # as if every id had been chosen
+    assert [side_of(r, eval_ids) for r in (task, general, held)] == \
+        ["eval", "train", "general_eval"]
+    assert side_of(task, set()) == "train"

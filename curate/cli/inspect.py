@@ -37,9 +37,16 @@ def why(run_dir: Path, record_id: str):
         if finding.place == "rejected":
             click.echo(f"  rejected at step '{finding.step}': {finding.reason}")
             click.echo(f"  detail: {finding.detail}")
+        elif finding.place == "pending":
+            click.echo(f"  waits for review at step '{finding.step}': {finding.detail}")
         elif finding.place == "kept":
-            click.echo(f"  kept through step '{finding.step}', where the run stopped (--until)")
+            click.echo(f"  kept through step '{finding.step}', {finding.detail}")
         else:
             click.echo(f"  kept in the {finding.place} split: {finding.detail}")
+        if finding.review:
+            review = finding.review
+            note = f": {review['note']}" if review.get("note") else ""
+            click.echo(f"  {review.get('status', 'approved')} in review by"
+                       f" {review.get('reviewer', '?')} at {review.get('at', '?')}{note}")
         if finding.passed:
             click.echo(f"  passed: {', '.join(finding.passed)}")

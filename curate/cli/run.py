@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
 
 from curate import hookimpl
+
+EXIT_REVIEW_PENDING = 3
+"""`curate run`'s exit status when records wait for review: the run stopped before the dataset."""
 
 
 @hookimpl
@@ -27,7 +31,9 @@ def run(recipe: Path, run_dir: Path | None, force: bool, until: str | None, quie
         verbose: bool):
     """Run a recipe: read sources, run the stages, split, then train and evaluate.
 
-    Steps whose inputs and options did not change are reused from the run folder.
+    Steps whose inputs and options did not change are reused from the run folder. When records
+    wait for review (a `review` stage), the run stops before the dataset and training, says
+    how to review them and exits with status 3; after the review, run it again.
 
     \b
     Examples:
@@ -46,20 +52,40 @@ def run(recipe: Path, run_dir: Path | None, force: bool, until: str | None, quie
     settings = RunSettings(run_dir or loaded.default_run_dir(), force=force, until=until)
     console.info(f"run {loaded.name} -> {settings.run_dir}")
     manifest = Runner(loaded, host, settings, console).run()
+    if manifest["status"] == "review":
+        review_command = f"curate review {recipe}" + (f" --run-dir {run_dir}" if run_dir else "")
+        pending = manifest["review"]["pending"]
+        waiting = "1 record waits" if pending == 1 else f"{pending:,} records wait"
+        click.echo(f"{waiting} for review: {review_command} (then run this again; no dataset"
+                   f" was written)", err=True)
+        sys.exit(EXIT_REVIEW_PENDING)
     if manifest["status"] == "complete":
         final = manifest["final"]
-        console.info(f"done: {final['input']:,} input rows -> {final['train']:,} train +"
-                     f" {final['eval']:,} eval, {final['rejected']:,} rejected"
+        added = "".join(f" + {step['added']:,} {_added_by(step)}"
+                        for step in manifest["steps"] if step.get("added"))
+        general = (f" + {final['general_eval']:,} general eval" if "general_eval" in final
+                   else "")
+        console.info(f"done: {final['input']:,} input rows{added} -> {final['train']:,} train +"
+                     f" {final['eval']:,} eval{general}, {final['rejected']:,} rejected"
                      f" (curate why {settings.run_dir} ID explains any record)")
         report = settings.run_dir / "report.html"
         if report.exists():
             console.info(f"report: {report}")
 
 
+def _added_by(step: dict) -> str:
+    return {"generate": "generated", "rehearsal": "general"}.get(step["use"],
+                                                                 f"added by {step['name']}")
+
+
 @click.command()
 @click.argument("recipe", type=click.Path(dir_okay=False, path_type=Path))
 def validate(recipe: Path):
-    """Check a recipe and every plugin's options without reading any data.
+    """Check a recipe and every plugin's options without running it.
+
+    No data is read, except with a [model] whose tokenizer is a local folder: then the chat
+    template is checked on the first records of the sources (every end-of-turn token trained,
+    rendering like the tokenizer's own template, something left to train on at max_length).
 
     \b
     Example:
@@ -67,15 +93,21 @@ def validate(recipe: Path):
     """
     from curate.pluginmanager import get_host
     from curate.recipe import load_recipe
+    from curate.template_report import validate_lines
 
     loaded = load_recipe(recipe, get_host())
+    template_lines = validate_lines(loaded, get_host())
     click.echo(f"{recipe}: ok")
     for spec in loaded.sources:
         click.echo(f"  source {spec.name}: {spec.use}, format {spec.source_options.format}")
     for index, spec in enumerate(loaded.stages, start=1):
         click.echo(f"  stage {index:02d}-{spec.name}: {spec.use}")
+    for line in template_lines:
+        click.echo(line)
     if loaded.train:
         click.echo(f"  train: {loaded.train.use}")
+        for warning in loaded.train.plugin.advice(loaded.train.options, loaded):
+            click.echo(f"  advice: {warning}")
     for spec in loaded.evals:
         click.echo(f"  eval {spec.name}: {spec.use}")
     click.echo(f"  run folder: {loaded.default_run_dir()}")

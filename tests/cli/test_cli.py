@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from curate import hookimpl
 from curate.stages import Filter
+from curate.runstore import RUN_FORMAT
 from curate.testing import invoke_cli
 
 HEAVY = ("torch", "transformers", "datasets")
@@ -122,7 +123,8 @@ def test_a_run_folder_of_an_incompatible_version_is_refused(tmp_path):
     (tmp_path / "run" / "manifest.json").write_text('{"run_format": 99}')
     code, output = invoke_cli(["run", str(write(tmp_path)), "--run-dir", str(tmp_path / "run")])
     assert code == 2
-    assert "written by an incompatible curate (run format 99, this curate writes 1)" in output
+    assert (f"written by an incompatible curate (run format 99, this curate writes {RUN_FORMAT})"
+            in output)
 
 
 def test_a_failed_run_does_not_claim_success(tmp_path):

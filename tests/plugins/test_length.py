@@ -99,8 +99,8 @@ def test_changing_the_model_reruns_a_token_counting_stage(run_recipe, tokenizer_
     options = "max_tokens = 50"
     run_recipe(recipe(options, f'[model]\npath = "{tokenizer_dir.name}"'), files={"d.jsonl": data})
     again = run_recipe(recipe(options, f'[model]\npath = "{tokenizer_dir.name}"\nrevision = "x"'))
-    assert {s["name"]: s["cached"] for s in again.manifest["steps"]} == {"read": True,
-                                                                         "length": False}
+    assert {s["name"]: s["cached"] for s in again.manifest["steps"]} == {
+        "read": True, "length": False, "chat-template": False}
 
 
 def test_inverted_limits_fail_validation(run_recipe):
