@@ -1,0 +1,100 @@
+"""The `judge` evaluation through `curate eval`, against the scripted OpenAI-compatible server
+on 127.0.0.1: every pair judged in both orders, position bias cancelled, malformed judgements
+counted, answers cached."""
+
+import json
+import re
+import shutil
+
+import pytest
+
+from curate.testing import invoke_cli
+
+from support import openai_server
+
+ANSWERS = re.compile(r"\[Answer A\]\n(.*)\n\n\[Answer B\]\n(.*)\n\nReply", re.DOTALL)
+
+
+@pytest.fixture
+def server():
+    with openai_server.OpenAIServer(models=["first-fan", "fair"]) as running:
+        yield running
+
+
+@pytest.fixture
+def judged(evaluated_run, tmp_path):
+    """A copy of the evaluated run, and a function that runs `curate eval` on it with a judge
+    of the given model added to the recipe; returns (exit code, output, results)."""
+    _, run_dir, recipe = evaluated_run
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+
+    def run(server, model, *args):
+        with_judge = recipe.parent / f"judged-{model}.toml"
+        with_judge.write_text(recipe.read_text() + (
+            f'\n[[evals]]\nuse = "judge"\nbase_url = "{server.base_url}"\nmodel = "{model}"\n'
+            f'api_key_env = ""\nmax_new_tokens = 12\n'))
+        code, output = invoke_cli(["eval", str(with_judge), "--run-dir", str(copy), *args])
+        results = json.loads((copy / "eval" / "results.json").read_text())
+        return code, output, results
+
+    return run, copy
+
+
+def answer_pairs(server) -> list[tuple[str, str]]:
+    return [ANSWERS.search(openai_server.last_user_text(body)).groups()
+            for body in server.requests]
+
+
+def test_a_judge_that_always_prefers_answer_a_declares_no_winner(judged, server):
+    run, run_dir = judged
+    code, output, results = run(server, "first-fan")
+    assert code == 0, output
+    judge = results["judge"]
+    asked = judge["pairs"] - judge["identical"]
+    assert asked >= 1 and server.count == 2 * asked
+    pairs = answer_pairs(server)
+    assert all((b, a) in pairs for a, b in pairs)  # each pair was sent in both orders
+    assert judge["inconsistent"] == asked and judge["tuned"] == judge["base"] == 0
+    assert judge["win_rate"] == 0.0 and judge["loss_rate"] == 0.0
+    assert judge["position_consistency"] == 0.0
+    for name in ("loss", "task-metrics", "forgetting"):
+        assert f"eval {name:<19} cached" in output  # only the new evaluation ran
+    html = (run_dir / "report.html").read_text()
+    assert f"judge: tuned won 0, lost 0, tied {judge['tie']} and {asked} inconsistent" in html
+    sample = json.loads((run_dir / "eval" / "samples.jsonl").read_text().splitlines()[0])
+    assert set(sample["verdicts"]) == {"task-metrics", "judge"}
+
+
+def test_judgements_are_cached_even_when_the_evaluation_is_forced(judged, server):
+    run, _ = judged
+    run(server, "first-fan")
+    sent = server.count
+    code, output, _ = run(server, "first-fan", "--force")
+    assert code == 0, output
+    assert server.count == sent
+    assert "eval judge               ran" in output
+
+
+def test_a_consistent_judge_decides_and_a_malformed_judgement_is_only_counted(judged, server):
+    run, run_dir = judged
+    samples = [json.loads(line) for line in
+               (run_dir / "eval" / "samples.jsonl").read_text().splitlines()]
+    tuned_answers = {sample["tuned"] for sample in samples}
+    differing = [sample for sample in samples if sample["base"] != sample["tuned"]]
+
+    def prefer_the_tuned_answer(body):
+        answer_a, _ = ANSWERS.search(openai_server.last_user_text(body)).groups()
+        return json.dumps({"reason": "it is right", "winner": "A" if answer_a in tuned_answers
+                           else "B"})
+
+    server.answer = prefer_the_tuned_answer
+    server.rules = {differing[0]["prompt"]: "malformed"}
+    code, output, results = run(server, "fair")
+    assert code == 0, output
+    judge = results["judge"]
+    assert judge["malformed"] == 1
+    assert judge["tuned"] == len(differing) - 1 and judge["base"] == 0
+    assert judge["inconsistent"] == 0 and judge["position_consistency"] == 1.0
+    assert judge["win_rate"] == pytest.approx(judge["tuned"] / (judge["pairs"] - 1))
+    assert "1 malformed judgements" in output
