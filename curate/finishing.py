@@ -1,11 +1,14 @@
 """After curation: hand the final dataset to the trainer, then to the evaluations.
 
 Both are cached like curation steps: training reruns only when its options, its plugin's
-version, the dataset or the seed changed, and an evaluation only when it or the training did.
+version, the dataset or the seed changed, and an evaluation only when it, the trained adapter
+(a hash of `adapter/`) or the data it reads did. `curate eval` runs the same evaluations on a
+trained run folder.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,7 +27,7 @@ def plugin_fingerprint(spec: PluginSpec, *inputs: object) -> str:
 def train_context(recipe: Recipe, folder: RunFolder, console: Console) -> TrainContext:
     return TrainContext(folder.path, recipe.file.parent, folder.dataset / "train.jsonl",
                         folder.dataset / "eval.jsonl", recipe.run.seed, console.info,
-                        recipe.model, recipe.file)
+                        recipe.model, recipe.file, folder.dataset / "general_eval.jsonl")
 
 
 def train_fingerprint(recipe: Recipe, split: dict) -> str:
@@ -42,17 +45,53 @@ def train_and_evaluate(recipe: Recipe, folder: RunFolder, split: dict, console: 
                          lambda: {"use": spec.use,
                                   "metrics": spec.plugin().train(spec.options, context) or {}})
     if recipe.evals:
-        result["evals"] = {
-            evaluation.name: cached_call(
-                folder.path / "eval" / f"{evaluation.name}.json",
-                plugin_fingerprint(evaluation, train_print), force, console,
-                f"eval {evaluation.name}",
-                lambda e=evaluation: e.plugin().evaluate(e.options, context) or {})
-            for evaluation in recipe.evals}
-        write_json_atomic(folder.path / "eval" / "results.json",
-                          {name: {k: v for k, v in results.items() if k != "cached"}
-                           for name, results in result["evals"].items()})
+        result["evals"] = evaluate(recipe, folder, console, force, context)
     return result
+
+
+def evaluate(recipe: Recipe, folder: RunFolder, console: Console, force: bool,
+             context: TrainContext | None = None) -> dict:
+    """Run the recipe's evaluations on the trained run folder, each cached by its options,
+    its plugin and what it reads; write every result, by name, to `eval/results.json`."""
+    context = context or train_context(recipe, folder, console)
+    inputs = evaluation_inputs(recipe, folder.path)
+    results = {
+        evaluation.name: cached_call(
+            folder.path / "eval" / "cached" / f"{evaluation.name}.json",
+            plugin_fingerprint(evaluation, inputs), force, console, f"eval {evaluation.name}",
+            lambda e=evaluation: e.plugin().evaluate(e.options, context) or {})
+        for evaluation in recipe.evals}
+    write_json_atomic(folder.path / "eval" / "results.json",
+                      {name: {k: v for k, v in result.items() if k != "cached"}
+                       for name, result in results.items()})
+    return results
+
+
+def evaluation_inputs(recipe: Recipe, run_dir: Path) -> list:
+    """What every evaluation's result depends on besides its own options and code: the
+    trained adapter, the held-out data, [model] and the seed."""
+    dataset = run_dir / "dataset"
+    return [folder_digest(run_dir / "adapter"),
+            [file_digest(dataset / name) for name in ("eval.jsonl", "general_eval.jsonl")],
+            options_to_dict(recipe.model), recipe.run.seed]
+
+
+def folder_digest(folder: Path) -> str:
+    """A sha256 of every file's relative path and content under `folder` ("" when absent)."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else []:
+        digest.update(f"{path.relative_to(folder).as_posix()}\n{file_digest(path)}\n".encode())
+    return digest.hexdigest() if folder.is_dir() else ""
+
+
+def file_digest(path: Path) -> str:
+    if not path.is_file():
+        return ""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def cached_call(path: Path, fingerprint: str, force: bool, console: Console, label: str,

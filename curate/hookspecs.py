@@ -114,11 +114,21 @@ def register_trainers(register: Callable[[type], None]) -> None:
 def register_evals(register: Callable[[type], None]) -> None:
     """Register evaluations: what `[[evals]] use = "..."` runs after training.
 
-    Call `register(MyEval)` with a subclass of `curate.training.Evaluation`: `name`, `Options`,
-    and `evaluate(options, context)` returning a dict of results. Import heavy libraries inside
-    `evaluate`.
+    Call `register(MyEval)` with a subclass of `curate.training.Evaluation`: `name` (what the
+    recipe's `use` names), `Options` (a dataclass of its recipe keys; `check_options` may refuse
+    combinations with `OptionError`), `version`, and `evaluate(options, context)`. `context` is
+    the trainer's `curate.training.TrainContext`: the run folder (`run_dir`, where the trainer
+    left `adapter/`), `eval_file` (`dataset/eval.jsonl`), `general_eval_file` (general records
+    a rehearsal stage held out, for a forgetting check; it may not exist), `model` (the
+    recipe's `[model]`), `seed` and `log` (print a line). Return a JSON-serialisable dict: the
+    host writes it under the evaluation's name to `eval/results.json` and the manifest's
+    `train.evals`, and caches it until the evaluation's options or version, the adapter
+    folder, the held-out files, `[model]` or the seed change. Raise `curate.errors.CurateError`
+    for a user's mistake. They run after `curate run` trains, and on demand with `curate
+    eval`. Import heavy libraries inside `evaluate`. Built-ins: `loss`, `task-metrics`,
+    `forgetting`, `judge` (docs/evals.md).
 
-    Since 0.1.
+    Since 0.1 (`general_eval_file`, `curate eval`: since 0.2).
     """
 
 

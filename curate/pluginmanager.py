@@ -49,6 +49,8 @@ BUILTIN_PLUGINS = (
     "curate.plugins.report",
     "curate.train.trainer",
     "curate.train.commands",
+    "curate.evals.evaluations",
+    "curate.evals.eval_command",
 )
 
 REGISTRY_HOOKS = {

@@ -16,6 +16,7 @@ from curate.chat_templates import check_choice
 from curate.errors import CurateError, RecipeError, did_you_mean
 from curate.options import OptionError, option, parse_options
 from curate.pluginmanager import PluginHost
+from curate.records import GENERATED
 from curate.registry import Registry
 from curate.sources import SourceContext, SourceHostOptions
 
@@ -115,6 +116,7 @@ def load_recipe(path: str | Path, host: PluginHost) -> Recipe:
     for spec in stages:
         _stage_sources(spec, where, host)
     _check_model_for(stages, model, where)
+    _check_generated_is_reviewed(sources, stages, where)
     _check_chat_template(model, file.parent, where, host)
     _check_unique(sources, "sources", where)
     _check_unique(stages, "stages", where)
@@ -251,6 +253,29 @@ def _check_model_for(stages: list[PluginSpec], model: ModelOptions, where: str) 
             raise RecipeError(where, spec.key_path, f"stage '{spec.name}' counts tokens, which"
                               f" needs a tokenizer: add [model] path = \"MODEL\" (a local"
                               f" folder or a hub id)")
+
+
+def _check_generated_is_reviewed(sources: list[PluginSpec], stages: list[PluginSpec],
+                                 where: str) -> None:
+    """Generated data reaches the dataset only through a person's approval, so a source of
+    generated records needs a review stage that holds them, and a stage that generates needs
+    one after it."""
+    reviewed = any(GENERATED in spec.plugin.sends_to_review(spec.options) for spec in stages)
+    for index, spec in enumerate(sources):
+        if spec.source_options.origin == GENERATED and not reviewed:
+            raise RecipeError(where, f"sources[{index}].origin", f"source '{spec.name}' holds"
+                              f" generated records, which reach the dataset only once a person"
+                              f" approved them: add a review stage ([[stages]] use ="
+                              f" \"review\")")
+    for index, spec in enumerate(stages):
+        if spec.plugin.adds_origin != GENERATED:
+            continue
+        if not any(GENERATED in later.plugin.sends_to_review(later.options)
+                   for later in stages[index + 1:]):
+            raise RecipeError(where, f"stages[{index}]", f"stage '{spec.name}' generates"
+                              f" records, which reach the dataset only once a person approved"
+                              f" them: add a review stage after it ([[stages]] use ="
+                              f" \"review\")")
 
 
 def _check_chat_template(model: ModelOptions, recipe_dir: Path, where: str,

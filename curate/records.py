@@ -17,6 +17,12 @@ ROLES = ("system", "user", "assistant")
 RECORD_ID_SCHEME = 2
 """Bumped whenever record_id changes, so cached steps holding old ids are recomputed."""
 ORIGINS = ("human", "generated", "rehearsal")
+GENERATED = "generated"
+"""The origin of records a model wrote: they reach the dataset only once a person approved them."""
+REVIEW = "review"
+"""The meta key where a review stage notes a person's decision on a record it passes on:
+{"status": "approved" or "edited", "reviewer": ..., "at": ...}."""
+APPROVED = ("approved", "edited")
 NEEDS_REVIEW = "needs_review"
 """The meta key where a stage asks for a person's look at a record it keeps: a list of short
 texts saying why. A `review` stage later in the recipe queues every such record."""

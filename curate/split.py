@@ -13,6 +13,7 @@ rehearsal stage mixed in (origin "rehearsal") always train, except the general s
 from __future__ import annotations
 
 import hashlib
+import json
 from collections import Counter
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -21,8 +22,9 @@ from pathlib import Path
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from curate.errors import CurateError
 from curate.recipe import SplitOptions
-from curate.records import Record
+from curate.records import APPROVED, GENERATED, REVIEW, Record
 from curate.runstore import AtomicTextWriter, dumps, read_records
 
 
@@ -53,12 +55,26 @@ HELD_OUT = "held-out"
 GENERAL_EVAL = "general_eval"
 
 
+def check_generated_is_approved(table) -> None:
+    """Refuse, before anything is written, a generated record no person approved: the recipe's
+    check asks for a review stage after every stage that generates, and this holds the promise
+    for any plugin that makes records of origin "generated"."""
+    for record_id, origin, meta in zip(table["id"].to_pylist(), table["origin"].to_pylist(),
+                                       table["meta"].to_pylist()):
+        decision = json.loads(meta).get(REVIEW) or {} if origin == GENERATED else None
+        if decision is not None and decision.get("status") not in APPROVED:
+            raise CurateError(f"record {record_id} was generated but no person approved it, so"
+                              f" no dataset was written: add a review stage after the stage"
+                              f" that generates it ([[stages]] use = \"review\")")
+
+
 def write_split(kept_file: Path, dataset_dir: Path, options: SplitOptions, seed: int,
                 count_tokens: Callable[[Record], int] | None = None) -> dict:
     """Write train.jsonl and eval.jsonl (and general_eval.jsonl when a rehearsal stage held
     general records out) from a step's kept records; return counts and hashes, and the train
     records (and with `count_tokens`, their tokens) by origin."""
     table = pq.read_table(kept_file, columns=["id", "origin", "meta"])
+    check_generated_is_approved(table)
     task_ids = [i for i, origin in zip(table["id"].to_pylist(), table["origin"].to_pylist())
                 if origin != REHEARSAL]
     eval_ids = choose_eval_ids(task_ids, options, seed)

@@ -72,6 +72,11 @@ class StageContext:
 class Stage(Configurable):
     """Base class of every stage: `process` yields each input record kept or rejected."""
 
+    adds_origin: ClassVar[str | None] = None
+    """The origin of the records the stage adds (`curate.records.Added`), if it adds any. A
+    stage adding "generated" records must be followed by a stage that sends them to people
+    (`sends_to_review`): generated data reaches the dataset only once a person approved it."""
+
     source_keys: ClassVar[tuple[str, ...]] = ()
     """Options that hold a source table (`use = "jsonl"`, `path`, `format`, ...), checked when
     the recipe is validated like a [[sources]] entry; the data they name joins the step's
@@ -89,6 +94,12 @@ class Stage(Configurable):
         the run is planned: the review stage returns a digest of the reviewers' decisions, so
         a decision reruns it and the steps after it."""
         return []
+
+    @classmethod
+    def sends_to_review(cls, options: Any) -> tuple[str, ...]:
+        """The origins of the records that, with these options, the stage holds until a person
+        approves them (the `review` stage's `origins`)."""
+        return ()
 
     @classmethod
     def needs_model(cls, options: Any) -> bool:

@@ -25,6 +25,9 @@ class TrainContext:
     model: Any = None
     """The recipe's `[model]` options (`curate.recipe.ModelOptions`): the base model to train."""
     recipe_file: Path | None = None
+    general_eval_file: Path | None = None
+    """`dataset/general_eval.jsonl`: general records a rehearsal stage held out of training, for
+    a forgetting check (the file exists only when one did)."""
 
 
 class Trainer(Configurable):
@@ -45,5 +48,6 @@ class Evaluation(Configurable):
     """What `[[evals]] use = "..."` runs once training is done."""
 
     def evaluate(self, options: Any, context: TrainContext) -> dict:
-        """Evaluate the trained model; return results for `eval/results.json`."""
+        """Evaluate the trained model (under `context.run_dir`, e.g. `adapter/`); return
+        JSON-serialisable results, written by name to `eval/results.json`."""
         raise NotImplementedError

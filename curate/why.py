@@ -2,7 +2,9 @@
 
 A record ends in a step's rejected set, in a step's pending set (waiting in the review queue),
 or in the dataset. A stage that rewrites a record gives it a new id (a reviewer's edit too);
-`Record.revised` notes the old one in `meta.revised_from`, and the lookup follows it.
+`Record.revised` notes the old one in `meta.revised_from`, and the lookup follows it. A record a
+stage added (a generated or rehearsal one) first appears in that step's output: the lookup names
+the step, and the steps it passed start after it.
 """
 
 from __future__ import annotations
@@ -37,7 +39,11 @@ class Finding:
     revisions: list[str] = field(default_factory=list)
     """How the asked-for id became this one: "step 'x' revised A into B", in order."""
     passed: list[str] = field(default_factory=list)
-    """The steps the record got through before `step` (all of them for kept records)."""
+    """The steps the record got through before `step` (all of them for kept records), from the
+    one after the step that added it, if a stage added it."""
+    added_by: str = ""
+    """The step that added the record and how, e.g. "step 'generate' (self-instruct, model m)";
+    empty for a record read from a source."""
     review: dict = field(default_factory=dict)
     """A reviewer's decision that let it through: status, reviewer, at, note (meta.review)."""
 
@@ -94,8 +100,9 @@ class RunLookup:
             stopped = ("where the run stopped (--until)" if status == "partial" else
                        "where the run stopped: records wait for review, so no dataset yet")
             return [Finding(record_id, "kept", self.step_names[-1], detail=stopped,
-                            where_from=place, review=review)
-                    for record_id, places in origins.items() for place, review in places]
+                            source=place["source"], origin=place["origin"],
+                            where_from=place["where_from"], review=place["review"])
+                    for record_id, places in origins.items() for place in places]
         findings = []
         for split in ("train", "eval", "general_eval"):
             path = self.folder.dataset / f"{split}.jsonl"
@@ -128,18 +135,52 @@ class RunLookup:
                 return found
         return []
 
-    def _kept_origins(self, prefix: str) -> dict[str, list[tuple[str, dict]]]:
-        """(input location, review decision) of the last step's kept records matching the
-        prefix, in order."""
+    def adding_step(self, record_id: str, origin: str, last: int) -> tuple[int, dict] | None:
+        """(position, meta) of the step, at or before position `last`, that added the record,
+        following its revisions back; None for a record read from a source."""
+        found = self._first_output(record_id, origin, last)
+        while found is not None and found[0] > 0:
+            position, meta = found
+            earlier = meta.get("revised_from")
+            before = self._first_output(earlier, origin, position - 1) if earlier else None
+            if before is None:
+                added = self.manifest["steps"][position].get("added")
+                return found if added else None
+            found = before
+        return None
+
+    def _first_output(self, record_id: str, origin: str, last: int) -> tuple[int, dict] | None:
+        """(position, meta) of the first step whose output holds the record (by id and origin:
+        a general record may copy a task record's messages, and so its id). The meta of what
+        the read step holds is not needed, nor read."""
+        for position, step_dir in enumerate(self.step_dirs[: last + 1]):
+            for kind in ("kept", "rejected", "pending"):
+                path = step_dir / f"{kind}.parquet"
+                if not path.exists():
+                    continue
+                table = pq.read_table(path, columns=["id", "origin"])
+                matches = pc.and_(pc.equal(table["id"], record_id),
+                                  pc.equal(table["origin"], origin))
+                rows = pc.indices_nonzero(pc.fill_null(matches, False).combine_chunks())
+                if len(rows):
+                    return position, _meta_at(path, rows[0].as_py()) if position else {}
+        return None
+
+    def _kept_origins(self, prefix: str) -> dict[str, list[dict]]:
+        """Source, origin, input location and review decision of the last step's kept records
+        matching the prefix, in order."""
         if not self.step_dirs:
             return {}
-        table = pq.read_table(self.step_dirs[-1] / "kept.parquet", columns=["id", "meta"])
-        origins: dict[str, list[tuple[str, dict]]] = {}
+        table = pq.read_table(self.step_dirs[-1] / "kept.parquet",
+                              columns=["id", "source", "origin", "meta"])
+        origins: dict[str, list[dict]] = {}
         for row in table.filter(pc.starts_with(table["id"], prefix)).to_pylist():
             meta = json.loads(row["meta"])
             review = meta.get("review")
             origins.setdefault(row["id"], []).append(
-                (meta.get("from", ""), review if isinstance(review, dict) else {}))
+                {"source": row["source"], "origin": row["origin"],
+                 "where_from": meta.get("from", ""),
+                 "review": review if isinstance(review, dict) else {}})
         return origins
 
 
@@ -156,9 +197,31 @@ def locate(run_dir: Path, prefix: str) -> list[Finding]:
     if not findings:
         raise CurateError(f"no record whose id starts with '{prefix}' in {run_dir}")
     for finding in findings:
-        names = lookup.step_names
-        finding.passed = names[: names.index(finding.step)] if finding.step in names else names
+        trace(lookup, finding)
     return findings
+
+
+def trace(lookup: RunLookup, finding: Finding) -> None:
+    """Fill in the step that added the record, if a stage added it, and the steps it passed."""
+    names = lookup.step_names
+    end = names.index(finding.step) if finding.step in names else len(names)
+    added = lookup.adding_step(finding.id, finding.origin, end) if finding.origin else None
+    if added is not None:
+        position, meta = added
+        finding.added_by = _addition(names[position], finding.origin, meta)
+    finding.passed = names[added[0] + 1 if added else 0: end]
+
+
+def _addition(step: str, origin: str, meta: dict) -> str:
+    generation = meta.get("generation")
+    if isinstance(generation, dict):
+        how = [str(generation["strategy"])] if generation.get("strategy") else []
+        how += [f"model {generation['model']}"] if generation.get("model") else []
+        return f"step '{step}'" + (f" ({', '.join(how)})" if how else "")
+    if origin == "rehearsal":
+        where = f" ({meta['from']})" if meta.get("from") else ""
+        return f"step '{step}', drawn from the general pool{where}"
+    return f"step '{step}'"
 
 
 def read_manifest(run_dir: Path) -> dict:
@@ -175,11 +238,15 @@ def read_manifest(run_dir: Path) -> dict:
     return manifest
 
 
+def _meta_at(path: Path, row: int) -> dict:
+    return json.loads(pq.read_table(path, columns=["meta"])["meta"][row].as_py() or "{}")
+
+
 def _where_from(row: dict) -> str:
     return json.loads(row["meta"]).get("from", "")
 
 
-def _next(origins: dict[str, list[tuple[str, dict]]], record_id: str) -> dict:
+def _next(origins: dict[str, list[dict]], record_id: str) -> dict:
     places = origins.get(record_id)
-    where_from, review = places.pop(0) if places else ("", {})
-    return {"where_from": where_from, "review": review}
+    place = places.pop(0) if places else {"where_from": "", "review": {}}
+    return {"where_from": place["where_from"], "review": place["review"]}

@@ -54,6 +54,7 @@ class RehearsalMixer(Stage):
     name = "rehearsal"
     Options = RehearsalOptions
     version = "1"
+    adds_origin = "rehearsal"
     source_keys = ("source",)
 
     @classmethod

@@ -37,8 +37,9 @@ def report(run_dir: Path, quiet: bool):
 
     Writes RUN_DIR/report.html (one page with charts) and RUN_DIR/report.md: the funnel of
     steps, each rejection reason with examples, length distributions, languages, duplicate
-    clusters and consistency findings; then prints the Markdown. `curate run` writes the same
-    report when a run completes.
+    clusters and consistency findings, and for a run evaluated by [[evals]] base against tuned
+    with the loss curves; then prints the Markdown. `curate run` writes the same report when a
+    run completes.
 
     \b
     Examples:

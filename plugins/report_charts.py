@@ -119,3 +119,31 @@ def _rect(x: float, y: float, width: float, height: float, colour: str, tip: str
 def _text(x: float, y: float, text: str, anchor: str = "start", size: int = 12) -> str:
     return (f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}" font-size="{size}">'
             f'{escape(text)}</text>')
+
+
+def line_chart(title: str, series: list[tuple[str, str, list[tuple[float, float]]]]) -> str:
+    """Lines through (x, y) points, one per series ((name, colour, points)), on shared axes
+    from 0 (or the lowest x) to the largest x and from the lowest to the highest y."""
+    points = [point for _, _, line in series for point in line] or [(0.0, 0.0)]
+    low_x, high_x = min(x for x, _ in points), max(x for x, _ in points)
+    low_y, high_y = min(y for _, y in points), max(y for _, y in points)
+    span_x, span_y = (high_x - low_x) or 1.0, (high_y - low_y) or 1.0
+
+    def at(x: float, y: float) -> str:
+        return (f"{50 + (WIDTH - 70) * (x - low_x) / span_x:.1f},"
+                f"{BASE - PLOT_HEIGHT * (y - low_y) / span_y:.1f}")
+
+    parts = [_legend([(name, colour) for name, colour, _ in series])]
+    for name, colour, line in series:
+        if len(line) > 1:
+            parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="'
+                         + " ".join(at(x, y) for x, y in line) + '"/>')
+        for x, y in line:
+            x_at, y_at = at(x, y).split(",")
+            parts.append(f'<circle cx="{x_at}" cy="{y_at}" r="2.5" fill="{colour}">'
+                         f'<title>{escape(f"{name}, step {x:g}: {y:.4g}")}</title></circle>')
+    axis = _axis(f"{high_y:.3g}")
+    axis[1] = _text(44, BASE, f"{low_y:.3g}", anchor="end", size=10)
+    axis += [_text(50, BASE + 16, f"{low_x:g}", size=10),
+             _text(WIDTH - 20, BASE + 16, f"step {high_x:g}", anchor="end", size=10)]
+    return _svg(title, BASE + 26, parts + axis)

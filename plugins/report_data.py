@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from curate.plugins.report_eval import EvalReport, gather_evaluation
 from curate.plugins.report_scan import (EXAMPLES, KeptScan, RejectedScan, RowGroups, Sampler,
                                         column)
 from curate.runstore import RunFolder
@@ -48,6 +49,8 @@ class StepCount:
     kept: int
     rejected: int
     reasons: dict[str, int]
+    added: int = 0
+    """Records the step made rather than received (generated, general ones)."""
 
 
 @dataclass
@@ -124,11 +127,14 @@ class RunReport:
     languages: Languages | None
     duplicates: Duplicates | None
     consistency: list[RuleFindings]
+    evaluation: EvalReport | None = None
+    """The trained model's evaluation (plugins/report_eval.py), when the run has one."""
 
 
 def gather(run_dir: Path, manifest: dict) -> RunReport:
     steps = [StepCount(s["index"], s["name"], s.get("use", s["name"]), s["in"], s["kept"],
-                       s["rejected"], s.get("reasons", {})) for s in manifest["steps"]]
+                       s["rejected"], s.get("reasons", {}), s.get("added", 0))
+             for s in manifest["steps"]]
     folders = [RunFolder(run_dir).step_dir(step.index, step.name) for step in steps]
     final = RowGroups(folders[-1] / "kept.parquet")
     rejected = [RowGroups(folder / "rejected.parquet") for folder in folders]
@@ -144,7 +150,7 @@ def gather(run_dir: Path, manifest: dict) -> RunReport:
                      recipe.get("sha256", ""), manifest.get("seed"), manifest.get("sources", []),
                      steps, manifest["final"], reasons, lengths(scans, kept, sampler, total),
                      languages(kept, sampler.sampled), duplicates(scans, folders),
-                     consistency(scans, kept))
+                     consistency(scans, kept), gather_evaluation(run_dir))
 
 
 def reason_groups(scan: RejectedScan, counts: dict[str, int]) -> list[ReasonGroup]:

@@ -7,8 +7,9 @@ from __future__ import annotations
 from html import escape
 
 from curate.plugins.report_charts import bar_chart, column_chart, length_bins
-from curate.plugins.report_data import Example, RunReport
-from curate.plugins.report_markdown import (percentiles, sample_note, similarity_range,
+from curate.plugins.report_data import Example, RunReport, StepCount
+from curate.plugins.report_markdown import (added_note, dataset_total, general_eval_note,
+                                            percentiles, sample_note, similarity_range,
                                             visible)
 from curate.plugins.report_scan import EXAMPLES
 
@@ -41,7 +42,7 @@ def h(text: str | None, limit: int | None = None) -> str:
 def render_html(report: RunReport) -> str:
     title = f"Quality report: {h(report.name or 'run')}"
     sections = [_funnel(report), _reasons(report), _lengths(report), _languages(report),
-                _duplicates(report), _consistency(report)]
+                _duplicates(report), _consistency(report), _evaluation(report)]
     sections = [section for section in sections if section]
     nav = " ".join(f'<a href="#{anchor}">{name}</a>' for anchor, name, _ in sections)
     body = "\n".join(f'<section id="{anchor}"><h2>{name}</h2>\n{html}</section>'
@@ -59,8 +60,9 @@ def _summary(report: RunReport) -> str:
     final = report.final
     seed = "" if report.seed is None else f", seed {report.seed}"
     return (f"Recipe <bdi>{h(report.recipe)}</bdi> (sha256 <code>{h(report.recipe_sha256[:12])}"
-            f"</code>){seed}: {final['input']:,} input rows → <b>{final['train']:,} train +"
-            f" {final['eval']:,} eval</b>; {final['rejected']:,} rejected.")
+            f"</code>){seed}: {final['input']:,} input rows{added_note(final)} →"
+            f" <b>{final['train']:,} train + {final['eval']:,} eval</b>"
+            f"{general_eval_note(final)}; {final['rejected']:,} rejected.")
 
 
 def _funnel(report: RunReport) -> tuple[str, str, str]:
@@ -70,17 +72,27 @@ def _funnel(report: RunReport) -> tuple[str, str, str]:
     rows.append(("dataset", [None, None, final["train"], final["eval"]]))
     chart = bar_chart("Records per step", rows, [("kept", KEPT), ("rejected", REJECTED),
                                                  ("train", TRAIN), ("eval", EVAL)])
-    steps = [[f"{s.index:02d}", h(s.name), h(s.use), _n(s.rows_in), _n(s.kept), _n(s.rejected)]
-             for s in report.steps]
-    steps.append(["", "dataset", "", _n(final["train"] + final["eval"]),
-                  f"{final['train']:,} train", f"{final['eval']:,} eval"])
+    with_added = any(s.added for s in report.steps)
+    header = ["step", "name", "stage", "in", *(["added"] if with_added else []), "kept",
+              "rejected"]
+    steps = [_step_cells(step, with_added) for step in report.steps]
+    steps.append(["", "dataset", "", _n(dataset_total(final)), *([""] if with_added else []),
+                  f"{final['train']:,} train", f"{final['eval']:,} eval"
+                  f"{general_eval_note(final)}"])
     sources = [[h(s.get("name")), h(s.get("use")), _n(s.get("rows", 0)),
                 _n(s.get("records", 0)), _n(s.get("unreadable", 0))] for s in report.sources]
-    html = chart + table(["step", "name", "stage", "in", "kept", "rejected"], steps, "...nnn")
+    html = chart + table(header, steps, "..." + "n" * (len(header) - 3))
     if sources:
         html += "<h3>Sources</h3>" + table(["source", "reader", "rows", "records",
                                             "unreadable rows"], sources, "..nnn")
     return "funnel", "Funnel", html
+
+
+def _step_cells(step: StepCount, with_added: bool) -> list[str]:
+    """A funnel row: the added column only when some step added records."""
+    added = [f"+{step.added:,}" if step.added else ""] if with_added else []
+    return [f"{step.index:02d}", h(step.name), h(step.use), _n(step.rows_in), *added,
+            _n(step.kept), _n(step.rejected)]
 
 
 def _reasons(report: RunReport) -> tuple[str, str, str]:
@@ -181,6 +193,12 @@ def _consistency(report: RunReport) -> tuple[str, str, str] | None:
             ["outcome", "id", "detail", "other record", "other answer", "prompt", "response"],
             rows, ".c.cttt"))
     return "consistency", "Consistency findings", "\n".join(parts)
+
+
+def _evaluation(report: RunReport) -> tuple[str, str, str] | None:
+    from curate.plugins.report_eval import html_section  # it uses this module's helpers
+
+    return html_section(report.evaluation)
 
 
 def table(header: list[str], rows: list[list[str]], kinds: str = "") -> str:

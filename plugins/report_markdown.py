@@ -8,7 +8,7 @@ import re
 
 import numpy as np
 
-from curate.plugins.report_data import Example, RunReport
+from curate.plugins.report_data import Example, RunReport, StepCount
 from curate.plugins.report_scan import EXAMPLES
 
 HIDDEN = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b\u2028-\u202e\u2060-\u2064\u2066-\u2069"
@@ -36,34 +36,60 @@ def md(text: str | None, limit: int | None = None) -> str:
 
 def render_markdown(report: RunReport) -> str:
     sections = [_heading(report), _funnel(report), _reasons(report), _lengths(report),
-                _languages(report), _duplicates(report), _consistency(report)]
+                _languages(report), _duplicates(report), _consistency(report),
+                _evaluation(report)]
     return "\n\n".join(section for section in sections if section) + "\n"
 
 
 def _heading(report: RunReport) -> str:
     final = report.final
     seed = "" if report.seed is None else f", seed {report.seed}"
-    rejected = _percent(final["rejected"], final["input"])
+    rejected = _percent(final["rejected"], final["input"] + final.get("added", 0))
     return (f"# Quality report: {md(report.name or 'run')}\n\n"
             f"Recipe {md(report.recipe)} (sha256 {md(report.recipe_sha256[:12])}){seed}."
-            f" {final['input']:,} input rows → {final['train']:,} train + {final['eval']:,}"
-            f" eval; {final['rejected']:,} rejected ({rejected}).")
+            f" {final['input']:,} input rows{added_note(final)} → {final['train']:,} train +"
+            f" {final['eval']:,} eval{general_eval_note(final)}; {final['rejected']:,} rejected"
+            f" ({rejected}).")
+
+
+def added_note(final: dict) -> str:
+    """" + 50 added" when stages added records (generated, general ones), else ""."""
+    return f" + {final['added']:,} added" if final.get("added") else ""
+
+
+def general_eval_note(final: dict) -> str:
+    return f" + {final['general_eval']:,} general eval" if final.get("general_eval") else ""
 
 
 def _funnel(report: RunReport) -> str:
-    rows = [[f"{s.index:02d}", md(s.name), f"{s.rows_in:,}", f"{s.kept:,}", f"{s.rejected:,}",
-             _percent(s.kept, s.rows_in)] for s in report.steps]
+    """Per step: records in, added (a column only when a step added some), kept, rejected, and
+    the kept share of all the step had, in + added."""
+    with_added = any(s.added for s in report.steps)
+    header = ["step", "name", "in", *(["added"] if with_added else []), "kept", "rejected",
+              "kept %"]
+    rows = [_step_cells(step, with_added) for step in report.steps]
     final = report.final
-    rows.append(["", "dataset", f"{final['train'] + final['eval']:,}",
-                 f"{final['train']:,} train", f"{final['eval']:,} eval", ""])
-    return "## Funnel\n\n" + table(["step", "name", "in", "kept", "rejected", "kept %"], rows,
-                                   "--:|:--|--:|--:|--:|--:")
+    rows.append(["", "dataset", f"{dataset_total(final):,}", *([""] if with_added else []),
+                 f"{final['train']:,} train", f"{final['eval']:,} eval{general_eval_note(final)}",
+                 ""])
+    align = "|".join(["--:", ":--", *["--:"] * (len(header) - 2)])
+    return "## Funnel\n\n" + table(header, rows, align)
+
+
+def _step_cells(step: StepCount, with_added: bool) -> list[str]:
+    added = [f"+{step.added:,}" if step.added else ""] if with_added else []
+    return [f"{step.index:02d}", md(step.name), f"{step.rows_in:,}", *added, f"{step.kept:,}",
+            f"{step.rejected:,}", _percent(step.kept, step.rows_in + step.added)]
+
+
+def dataset_total(final: dict) -> int:
+    return final["train"] + final["eval"] + final.get("general_eval", 0)
 
 
 def _reasons(report: RunReport) -> str:
     if not report.reasons:
         return "## Rejection reasons\n\nNothing was rejected."
-    inputs = {step.name: step.rows_in for step in report.steps}
+    inputs = {step.name: step.rows_in + step.added for step in report.steps}
     counts = [[md(g.step), md(g.reason), f"{g.count:,}", _percent(g.count, inputs.get(g.step, 0))]
               for g in report.reasons]
     examples = [[md(g.step), md(g.reason), code(e.id), md(e.detail, TEXT_CHARS), example_text(e)]
@@ -135,6 +161,12 @@ def _consistency(report: RunReport) -> str:
             + table(["rule", "rejected", "kept, flagged"], counts, ":--|--:|--:") + "\n\n"
             + table(["rule", "outcome", "id", "detail", "other record", "other answer",
                      "text"], examples))
+
+
+def _evaluation(report: RunReport) -> str:
+    from curate.plugins.report_eval import markdown_section  # it uses this module's helpers
+
+    return markdown_section(report.evaluation)
 
 
 def table(header: list[str], rows: list[list[str]], align: str = "") -> str:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from curate import hookimpl
 from curate.options import OptionError, option
-from curate.records import NEEDS_REVIEW, ORIGINS, Pending, Record, Rejection
+from curate.records import NEEDS_REVIEW, ORIGINS, REVIEW, Pending, Record, Rejection
 from curate.stages import Stage
 
 BATCH = 512
@@ -43,6 +43,10 @@ class ReviewStage(Stage):
     name = "review"
     Options = ReviewOptions
     version = "1"
+
+    @classmethod
+    def sends_to_review(cls, options: ReviewOptions) -> tuple[str, ...]:
+        return tuple(options.origins)
 
     @classmethod
     def check_options(cls, options: ReviewOptions) -> None:
@@ -112,7 +116,7 @@ def outcome(record: Record, candidate) -> Record | Rejection | Pending:
                                                        else {})}
     if decision.status == "edited":
         edited = record.revised(decision.edited)
-        edited.meta["review"] = review
+        edited.meta[REVIEW] = review
         return edited
     return Record(record.messages, record.source, record.origin, {**record.meta,
-                                                                   "review": review}, record.id)
+                                                                   REVIEW: review}, record.id)

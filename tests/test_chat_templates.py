@@ -2,11 +2,8 @@
 chat-template step that rejects examples with nothing to train on (through real `curate run`s
 on tokenizers built here)."""
 
-import importlib.util
 import json
-import sys
 import types
-from pathlib import Path
 
 import pytest
 
@@ -17,20 +14,8 @@ from curate.pluginmanager import build_host
 from curate.plugins.chat_templates import BUILTIN_TEMPLATES
 from curate.template_checks import ExampleJudge, template_findings
 from curate.testing import assert_clear_error, assert_complete, invoke_cli, jsonl
+from support import tiny_tokenizers as tiny
 
-
-def load_support(name):
-    """A helper module of tests/support/, loaded once per process."""
-    if name in sys.modules:
-        return sys.modules[name]
-    path = Path(__file__).resolve().parent / "support" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = sys.modules[name] = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-tiny = load_support("tiny_tokenizers")
 QWEN = next(t for t in BUILTIN_TEMPLATES if t.name == "qwen2.5")
 CHATML_NO_EOT = ("{% for m in messages %}{{ '<|im_start|>' + m.role + '\\n' }}"
                  "{% if m.role == 'assistant' %}{% generation %}{{ m.content }}{% endgeneration %}"

@@ -165,10 +165,17 @@ def test_ids_depend_on_normalised_content_only(run_recipe, tmp_path):
 
 
 def test_origin_is_stored_on_every_record(run_recipe):
-    result = run_recipe(recipe(source_table("gen", "qa.jsonl", origin="generated")),
+    result = run_recipe(recipe(source_table("general", "qa.jsonl", origin="rehearsal")),
                         files={"qa.jsonl": alpaca_lines(2)})
     assert_complete(result)
-    assert {r["origin"] for r in result.dataset()} == {"generated"}
+    assert {r["origin"] for r in result.dataset()} == {"rehearsal"}
+
+
+def test_a_source_of_generated_records_needs_a_review_stage(run_recipe):
+    result = run_recipe(recipe(source_table("gen", "qa.jsonl", origin="generated")),
+                        files={"qa.jsonl": alpaca_lines(2)}, args=["-q"])
+    assert_clear_error(result, "sources[0].origin: source 'gen' holds generated records",
+                       'add a review stage ([[stages]] use = "review")')
 
 
 # Unreadable rows and max_bad_fraction

@@ -20,6 +20,8 @@ def register_commands(register):
 def why(run_dir: Path, record_id: str):
     """Say where a record went: the step that rejected it and why, or the dataset file and line.
 
+    A record a stage added (a generated or general one) names that step and how it was made.
+
     RECORD_ID may be a prefix of at least 4 characters; every record it matches is shown.
 
     \b
@@ -32,6 +34,8 @@ def why(run_dir: Path, record_id: str):
         origin = f", {finding.origin}" if finding.origin else ""
         came_from = f", from {finding.where_from}" if finding.where_from else ""
         click.echo(f"{finding.id}  (source {finding.source or '?'}{origin}{came_from})")
+        if finding.added_by:
+            click.echo(f"  added by {finding.added_by}")
         for revision in finding.revisions:
             click.echo(f"  {revision}")
         if finding.place == "rejected":

@@ -51,6 +51,7 @@ class GenerateStage(Stage):
     name = "generate"
     Options = GenerateOptions
     version = "1"
+    adds_origin = "generated"
 
     @classmethod
     def check_options(cls, options: GenerateOptions) -> None:

@@ -1,6 +1,5 @@
 """`curate templates`, `curate preview`, and the chat-template checks of `curate validate`."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -15,20 +14,8 @@ from curate import hookimpl
 from curate.chat_templates import ChatTemplate
 from curate.plugins.chat_templates import BUILTIN_TEMPLATES
 from curate.testing import invoke_cli, jsonl
+from support import tiny_tokenizers as tiny
 
-
-def load_support(name):
-    """A helper module of tests/support/, loaded once per process."""
-    if name in sys.modules:
-        return sys.modules[name]
-    path = Path(__file__).resolve().parents[1] / "support" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = sys.modules[name] = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-tiny = load_support("tiny_tokenizers")
 QWEN = next(t for t in BUILTIN_TEMPLATES if t.name == "qwen2.5")
 ROWS = [{"messages": [{"role": "user", "content": "What is two plus two?"},
                       {"role": "assistant", "content": "It is four."}]},

@@ -2,9 +2,6 @@
 fixed set of conversations (the generation markers only add the mask), trains exactly the
 assistant's words and its end-of-turn token, and is found from the model it belongs to."""
 
-import importlib.util
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -13,21 +10,9 @@ from curate.errors import CurateError
 from curate.pluginmanager import build_host
 from curate.plugins.chat_template_sources import patched, trl_file
 from curate.plugins.chat_templates import BUILTIN_TEMPLATES
+from support import tiny_tokenizers as tiny
+from support.conversations import CONVERSATIONS
 
-
-def load_support(name):
-    """A helper module of tests/support/, loaded once per process."""
-    if name in sys.modules:
-        return sys.modules[name]
-    path = Path(__file__).resolve().parents[1] / "support" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = sys.modules[name] = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-tiny = load_support("tiny_tokenizers")
-CONVERSATIONS = load_support("conversations").CONVERSATIONS
 TEMPLATES = {template.name: template for template in BUILTIN_TEMPLATES}
 
 

@@ -5,8 +5,6 @@ prompts, and the result does not depend on the number of workers."""
 
 import hashlib
 import random
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,9 +14,8 @@ from curate.plugins.consistency_text import comparison_key
 from curate.plugins.minhash import lsh_bands
 from curate.testing import jsonl
 from curate.testing import messages_row as row
+from support.consistency_runs import PLAIN, by_line, ids, recipe, run, similar
 
-sys.path.insert(0, str(Path(__file__).parent))  # the helpers of test_consistency.py
-from test_consistency import PLAIN, by_line, ids, recipe, run, similar  # noqa: E402
 
 BASE = ("Write a short and friendly reply to a customer whose blender arrived with a cracked jar"
         " and who wants a replacement")

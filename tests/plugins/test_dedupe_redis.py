@@ -4,17 +4,13 @@ started for these tests: the same result as the in-memory store, and nothing lef
 import shutil
 import socket
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 import redis
 
 from curate.testing import jsonl
-
-sys.path.insert(0, str(Path(__file__).parent))  # the helpers of test_dedupe.py
-from test_dedupe import near_rows, recipe, rejected_lines, run_stage  # noqa: E402
+from support.dedupe_runs import near_rows, recipe, rejected_lines, run_stage
 
 pytestmark = pytest.mark.slow
 

@@ -8,22 +8,13 @@ import pytest
 from datasketch import MinHash, MinHashLSH
 
 from curate.plugins import dedupe_index, minhash
+from support.shingles import python_shingles
 
 WORDS = [f"word{i}" for i in range(400)]
 
 
 def text(generator: random.Random, words: int) -> str:
     return " ".join(generator.choices(WORDS, k=words))
-
-
-def python_shingles(parts, size=5):
-    """The reference: each part's words (or its single short run of words), tagged by part."""
-    shingles = set()
-    for part_index, part in enumerate(parts):
-        words = minhash.normalise(part).split()
-        spans = range(max(len(words) - size + 1, 1)) if words else ()
-        shingles |= {(part_index, tuple(words[start:start + size])) for start in spans}
-    return shingles
 
 
 @pytest.mark.parametrize("raw, normalised", [

@@ -237,6 +237,30 @@ def test_the_held_out_general_slice_is_written_apart_from_train(run_recipe):
     assert code == 0 and "kept in the general_eval split: dataset/general_eval.jsonl line 1" in output
 
 
+def test_why_names_the_rehearsal_step_and_only_the_steps_after_it(run_recipe):
+    task = task_rows(60)
+    # Word for word a task record: the same messages, so the same id, but another origin.
+    copy = {"instruction": task[0]["prompt"], "output": task[0]["completion"]}
+    text = recipe("ratio = 0.5\nheld_out = 0", eval_fraction=0).replace(
+        "\n[split]", '\n[[stages]]\nuse = "length"\n\n[split]')
+    result = run_recipe(text, files(task, [copy, *pool_rows(40)]))
+    assert_complete(result)
+    drawn = next(r for r in result.dataset("train") if r["origin"] == "rehearsal")
+    code, output = invoke_cli(["why", str(result.run_dir), drawn["id"]])
+    assert code == 0, output
+    lines = output.splitlines()
+    where = re.search(r", from (pool\.jsonl:\d+)\)$", lines[0]).group(1)
+    assert lines[1] == f"  added by step 'rehearsal', drawn from the general pool ({where})"
+    assert lines[-1] == "  passed: length"
+    [duplicate] = result.rejected("rehearsal")
+    code, output = invoke_cli(["why", str(result.run_dir), duplicate["id"]])
+    general, human = output.split(f"\n{duplicate['id']}  ")
+    assert "rejected at step 'rehearsal': rehearsal-duplicate" in general
+    assert "added by step 'rehearsal', drawn from the general pool (pool.jsonl:1)" in general
+    assert "passed" not in general
+    assert "added by" not in human and human.endswith("passed: read, rehearsal, length\n")
+
+
 def test_a_fraction_holds_out_a_share_of_the_pool(run_recipe):
     result = run_recipe(recipe("held_out = 0.1"), files(task_rows(50), pool_rows(120)))
     assert len(result.dataset("general_eval")) == 12

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pytest
 
 from curate import hookimpl
-from curate.records import Rejection
+from curate.records import Added, Record, Rejection
 from curate.stages import Filter, Stage
 from curate.testing import invoke_cli, jsonl
 
@@ -192,6 +192,42 @@ def test_the_funnel_matches_the_manifest(run):
     for step in manifest["steps"]:
         assert f"{step['kept']:,} kept" in html and f"{step['rejected']:,} rejected" in html
     assert f"{final['input']:,} input rows" in markdown
+
+
+class AddRecords(Stage):
+    """Passes its input on, then adds two records of its own and one it rejects at once."""
+
+    name = "add-records"
+
+    def process(self, records):
+        yield from records
+        for number in range(3):
+            record = Record([{"role": "user", "content": f"Added question {number}?"},
+                             {"role": "assistant", "content": f"An added answer, {number}."}],
+                            "adder")
+            yield Added(record if number < 2 else Rejection(record, "dropped", "made to go"))
+
+
+def test_the_funnel_shows_records_a_step_added(curate_plugin, run_recipe):
+    module = types.ModuleType("adder")
+    module.register_stages = hookimpl(lambda register: register(AddRecords))
+    curate_plugin(module, name="adder")
+    text = RECIPE.split("[[stages]]\nuse = \"tag-language\"")[0] + (
+        '[[stages]]\nuse = "add-records"\n\n[split]\neval_fraction = 0\n')
+    data = jsonl(*({"instruction": f"Question {i}?", "output": f"Answer number {i}."}
+                   for i in range(3)))
+    result = run_recipe(text, files={"data.jsonl": data})
+    assert result.exit_code == 0, result.output
+    markdown, html = report_files(result.run_dir)
+    rows = table_rows(markdown, "step")
+    header = markdown.split("## Funnel\n\n")[1].splitlines()[0]
+    assert header == "| step | name | in | added | kept | rejected | kept % |"
+    assert rows[1] == ["01", "length", "3", "", "3", "0", "100.0%"]
+    assert rows[2] == ["02", "add-records", "3", "+3", "5", "1", "83.3%"]
+    assert rows[-1] == ["", "dataset", "5", "", "5 train", "0 eval", ""]
+    assert "3 input rows + 3 added → 5 train + 0 eval; 1 rejected (16.7%)" in markdown
+    assert '<th class="n">added</th>' in html and '<td class="n">+3</td>' in html
+    assert "3 input rows + 3 added →" in html
 
 
 def test_each_reason_shows_its_first_three_rejections(run):

@@ -1,25 +1,13 @@
 """The `review` stage: generated records wait in the queue, the run stops before the dataset,
 and after review only approved and edited records go on, edited ones checked again."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
 from curate.review.queue import Decision, ReviewQueue, queue_path
 from curate.testing import assert_clear_error, assert_complete, invoke_cli
-
-
-def _support(name: str):
-    path = Path(__file__).parents[1] / "support" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"curate_test_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-generated = _support("generated_stage")
+from support import generated_stage as generated
 
 
 @pytest.fixture
@@ -218,3 +206,38 @@ def test_a_consistency_conflict_goes_to_people_under_the_review_policy(run_recip
     assert_complete(again)
     answers = again.answers("train") + again.answers("eval")
     assert "Paris is the capital." in answers and "Lyon is the capital." not in answers
+
+
+def test_unapproved_generated_records_never_reach_the_dataset(curate_plugin, run_recipe):
+    """A plugin that makes generated records without declaring it (no `adds_origin`) slips past
+    the recipe check; the dataset writer still refuses them, and writes nothing."""
+    curate_plugin(generated, name="generated_stage")
+    unreviewed = generated.RECIPE.replace('[[stages]]\nuse = "review"\n', "")
+    result = run_recipe(unreviewed, files=generated.FILES, args=["-q"])
+    assert_clear_error(result, "was generated but no person approved it",
+                       'add a review stage after the stage that generates it')
+    assert not (result.run_dir / "dataset" / "train.jsonl").exists()
+    assert not (result.run_dir / "dataset" / "eval.jsonl").exists()
+
+
+class DeclaredGenerator(generated.MarkGenerated):
+    name = "declared-generator"
+    adds_origin = "generated"
+
+
+def test_a_generating_stage_without_review_after_it_fails_validation(curate_plugin, run_recipe):
+    import types
+
+    from curate import hookimpl
+
+    plugin = types.ModuleType("declared_generator")
+    plugin.register_stages = hookimpl(lambda register: register(DeclaredGenerator))
+    curate_plugin(plugin, name="declared_generator")
+    text = generated.RECIPE.replace('use = "mark-generated"', 'use = "declared-generator"')
+    before = text.replace('[[stages]]\nuse = "review"\n', "")
+    result = run_recipe(before.replace("[split]", '[[stages]]\nuse = "review"\norigins = '
+                                       '["rehearsal"]\n[split]'), files=generated.FILES,
+                        args=["-q"])
+    assert_clear_error(result, "recipe.toml: stages[0]: stage 'declared-generator' generates",
+                       'add a review stage after it ([[stages]] use = "review")')
+    assert run_recipe(text).exit_code == 3  # with a review stage after it, records wait

@@ -1,35 +1,45 @@
 """Fixtures of the generate tests: a scripted OpenAI-compatible server on 127.0.0.1
 (tests/support/openai_server.py) and recipes whose generate stage talks to it."""
 
-import importlib.util
-import sys
-from pathlib import Path
+import dataclasses
 
 import pytest
 
-from curate.testing import jsonl, source_table, toml_value
+from curate.cli.run import EXIT_REVIEW_PENDING
+from curate.testing import invoke_cli, jsonl, source_table, toml_value
+from support import openai_server
 
+REVIEW_STAGE = '[[stages]]\nuse = "review"\n'
+"""Generated records reach the dataset only through review: every recipe here ends with one."""
 KEY = "sk-test-7f3a9c1e5b2d4680"
 KEY_ENV = "CURATE_TEST_OPENAI_KEY"
 MODEL = "test-model"
-
-
-def _load(name: str):
-    path = Path(__file__).resolve().parents[2] / "support" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-openai_server = _load("openai_server")
 
 QA = [{"prompt": f"Question {i} about kettles?", "completion": f"Answer {i}: boil it twice."}
       for i in range(4)]
 CHATS = [{"prompt": f"Where is my order {i}?", "completion": f"Order {i} ships on Monday."}
          for i in range(2)]
 FILES = {"qa.jsonl": jsonl(*QA), "chats.jsonl": jsonl(*CHATS)}
+
+
+@pytest.fixture
+def run_recipe(run_recipe):
+    """curate.testing's run_recipe, with a reviewer who approves every generated record: a run
+    that stops with records waiting for review (exit status 3) is approved wholesale through
+    `curate review approve --all` and run again; the result has the output of both runs.
+    These tests are about generation; the gate itself is tested in tests/plugins/test_review.py."""
+
+    def run(text, files=None, args=None, name="recipe"):
+        result = run_recipe(text, files=files, args=args, name=name)
+        if result.exit_code != EXIT_REVIEW_PENDING:
+            return result
+        code, output = invoke_cli(["review", "approve", str(result.recipe), "--all",
+                                   "--run-dir", str(result.run_dir), "--reviewer", "tester"])
+        assert code == 0, output
+        again = run_recipe(text, args=args, name=name)
+        return dataclasses.replace(again, output=result.output + again.output)
+
+    return run
 
 
 @pytest.fixture
@@ -59,4 +69,4 @@ def recipe(server, strategy: dict, after: str = "", **options) -> str:
     lines = "".join(f"{key} = {toml_value(value)}\n" for key, value in stage.items())
     return (f"[run]\nseed = 1\n\n{source_table('qa', 'qa.jsonl')}\n"
             f"{source_table('chats', 'chats.jsonl')}\n[[stages]]\n{lines}\n{after}\n"
-            f"[split]\neval_fraction = 0\n")
+            f"{REVIEW_STAGE}\n[split]\neval_fraction = 0\n")

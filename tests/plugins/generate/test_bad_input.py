@@ -66,7 +66,7 @@ def test_option_mistakes_are_one_line_naming_the_key(server, generate_recipe, fi
 
 
 def test_validate_checks_the_stage_without_importing_openai(repo):
-    recipe = repo / "recipes" / "generate" / "local-endpoint.toml"
+    recipe = repo / "recipes" / "generate.toml"
     code = textwrap.dedent(f"""
         import sys
         from curate.cli import main

@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from curate.cli.run import EXIT_REVIEW_PENDING
 from curate.testing import assert_clear_error, assert_complete, invoke_cli
 
 SELF_INSTRUCT = {"use": "self-instruct", "count": 6, "pairs_per_request": 1,
@@ -52,6 +53,6 @@ def test_a_killed_run_never_pays_twice_for_an_answer(server, generate_recipe, fi
     sent_before = server.count
     server.rules.clear()
     code, output = invoke_cli(["run", str(tmp_path / "recipe.toml"), "--run-dir", str(run_dir)])
-    assert code == 0, output
+    assert code == EXIT_REVIEW_PENDING and "8 records wait for review" in output, output
     assert server.count - sent_before == 8 - cached
     assert cache_rows(run_dir) == 8

@@ -6,6 +6,7 @@ out of the run folder, the example recipe, and a strategy from a plugin."""
 import json
 
 from curate import hookimpl
+from curate.cli.run import EXIT_REVIEW_PENDING
 from curate.generation import Draft, GenerationRequest, GenerationStrategy, object_schema
 from curate.testing import assert_complete, invoke_cli, output_digests
 
@@ -161,6 +162,23 @@ def test_generated_records_pass_through_the_stages_that_follow(server, generate_
     assert duplicate["origin"] == short["origin"] == "generated"
 
 
+def test_why_names_the_generate_step_and_only_the_steps_after_it(server, generate_recipe,
+                                                               files, run_recipe):
+    after = '[[stages]]\nuse = "length"\nmin_chars = 5\n'
+    result = run_recipe(generate_recipe(SELF_INSTRUCT, after=after), files=files)
+    names = [step["name"] for step in assert_complete(result)["steps"]]
+    made = [row for row in result.dataset("train") if row["origin"] == "generated"][0]
+    code, output = invoke_cli(["why", str(result.run_dir), made["id"]])
+    assert code == 0, output
+    lines = output.splitlines()
+    assert lines[1] == "  added by step 'generate' (self-instruct, model test-model)"
+    after_generate = names[names.index("generate") + 1:]
+    assert after_generate[0] == "length" and lines[-1] == f"  passed: {', '.join(after_generate)}"
+    read = next(row for row in result.dataset("train") if row["origin"] == "human")
+    code, output = invoke_cli(["why", str(result.run_dir), read["id"]])
+    assert "added by" not in output and output.endswith(f"passed: {', '.join(names)}\n")
+
+
 def test_a_request_budget_stops_cleanly_and_a_larger_one_continues(server, generate_recipe, files,
                                                                    run_recipe):
     strategy = {**SELF_INSTRUCT, "count": 6, "pairs_per_request": 1}
@@ -185,17 +203,22 @@ def test_a_token_budget_stops_after_the_answer_that_reaches_it(server, generate_
 # ---- the example recipe and a third-party strategy -----------------------------------------
 
 def test_the_example_recipe_runs_against_a_local_server(server, repo, tmp_path):
-    recipe = repo / "recipes" / "generate" / "local-endpoint.toml"
+    recipe = repo / "recipes" / "generate.toml"
     (tmp_path / "data").mkdir()
-    (tmp_path / "generate").mkdir()
     data = repo / "recipes" / "data" / "support_chats.jsonl"
     (tmp_path / "data" / data.name).write_bytes(data.read_bytes())
     text = recipe.read_text().replace("http://127.0.0.1:8000/v1", server.base_url)
-    (tmp_path / "generate" / recipe.name).write_text(text)
+    (tmp_path / recipe.name).write_text(text)
     server.models.append("Qwen/Qwen2.5-1.5B-Instruct")
     server.api_key = None  # the recipe's local server needs no key
-    code, output = invoke_cli(["run", str(tmp_path / "generate" / recipe.name), "--run-dir",
-                               str(tmp_path / "run")])
+    run = ["run", str(tmp_path / recipe.name), "--run-dir", str(tmp_path / "run")]
+    code, output = invoke_cli(run)
+    assert code == EXIT_REVIEW_PENDING and "records wait for review" in output, output
+    assert not (tmp_path / "run" / "dataset" / "train.jsonl").exists()
+    code, output = invoke_cli(["review", "approve", str(tmp_path / recipe.name), "--all",
+                               "--run-dir", str(tmp_path / "run")])
+    assert code == 0, output
+    code, output = invoke_cli(run)
     assert code == 0, output
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     final = manifest["final"]

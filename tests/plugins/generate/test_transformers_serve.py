@@ -106,6 +106,9 @@ def test_random_output_from_a_real_server_is_rejected_as_malformed(transformers_
         timeout = 60
         strategy = {{use = "self-instruct", count = 2, seeds_per_request = 2}}
 
+        [[stages]]
+        use = "review"
+
         [split]
         eval_fraction = 0
     """
