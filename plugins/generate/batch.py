@@ -1,7 +1,7 @@
 """Sends a stage's requests: at most `concurrency` at a time, each answer cached as it arrives,
 results taken in request order (so the output does not depend on timing), until the plan or a
 budget runs out. A malformed answer is asked again, as a new request, up to
-`malformed_attempts` times in all."""
+`malformed_attempts` times in all; each of those requests counts against `max_requests`."""
 
 from __future__ import annotations
 
@@ -66,10 +66,17 @@ class Exchange:
 
 class Budget:
     """Requests and tokens spent, counted in request order, cache hits included: the output of a
-    recipe depends only on the answers, not on what the cache held."""
+    recipe depends only on the answers, not on what the cache held. Every request sent counts,
+    the retries after a malformed answer too; a planned request starts only when the budget can
+    pay for all its `tries_per_request` (malformed_attempts) tries, so `max_requests` is never
+    passed. Retries after a 429, a 5xx or a dropped connection do not count: they bring no
+    answer and no tokens, and counting them would make what a recipe produces depend on the
+    server's load (`max_attempts` bounds them)."""
 
-    def __init__(self, max_requests: int | None, max_tokens: int | None):
+    def __init__(self, max_requests: int | None, max_tokens: int | None,
+                 tries_per_request: int = 1):
         self.max_requests, self.max_tokens = max_requests, max_tokens
+        self.tries_per_request = tries_per_request
         self.requests = self.tokens = 0
 
     def spend(self, exchange: Exchange) -> None:
@@ -77,13 +84,20 @@ class Budget:
         self.tokens += exchange.tokens
 
     def allows(self, in_flight: int) -> bool:
-        return not self.reached() and (self.max_requests is None
-                                       or self.requests + in_flight < self.max_requests)
+        """Whether one more planned request may start beside `in_flight` started ones, each
+        counted at its most tries."""
+        return not self.reached() and (
+            self.max_requests is None
+            or self.requests + (in_flight + 1) * self.tries_per_request <= self.max_requests)
 
     def reached(self) -> str | None:
         """Which budget is used up, as its recipe key, or None."""
-        if self.max_requests is not None and self.requests >= self.max_requests:
-            return f"max_requests = {self.max_requests}"
+        if (self.max_requests is not None
+                and self.requests + self.tries_per_request > self.max_requests):
+            spare = self.max_requests - self.requests
+            return f"max_requests = {self.max_requests}" + (
+                f" ({spare} left; one more request may need malformed_attempts ="
+                f" {self.tries_per_request})" if spare else "")
         if self.max_tokens is not None and self.tokens >= self.max_tokens:
             return f"max_tokens = {self.max_tokens}"
         return None

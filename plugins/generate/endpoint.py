@@ -56,6 +56,9 @@ class Endpoint:
                                      max_retries=0, timeout=timeout)
         self._format = FORMATS[0]
         self._format_lock = threading.Lock()
+        self.resent = 0
+        """Requests sent again after a 429, a 5xx, a timeout or a dropped connection."""
+        self._resent_lock = threading.Lock()
 
     def ask(self, key: str, messages: list[dict], schema: dict, params: dict) -> Answer:
         """The answer to one request, after retries; raises CurateError when there is none."""
@@ -70,6 +73,8 @@ class Endpoint:
                     openai.APITimeoutError) as error:
                 if attempt == self.retry.max_attempts:
                     raise CurateError(self._transient_message(error)) from None
+                with self._resent_lock:
+                    self.resent += 1
                 if self.stop.wait(self.retry.wait(attempt, key, _retry_after(error))):
                     raise Stopped() from None
             except openai.APIStatusError as error:

@@ -27,7 +27,7 @@ def send(planned: list[Planned], options, context: StageContext) -> list[Exchang
     endpoint = Endpoint(options.base_url, options.model, options.api_key_env, options.timeout,
                         retry)
     cache = ResponseCache(cache_path(context))
-    budget = Budget(options.max_requests, options.max_tokens)
+    budget = Budget(options.max_requests, options.max_tokens, options.malformed_attempts)
     batch = RequestBatch(endpoint, cache, budget, options.concurrency, options.malformed_attempts)
     try:
         exchanges = batch.run(planned)
@@ -37,16 +37,19 @@ def send(planned: list[Planned], options, context: StageContext) -> list[Exchang
         raise CurateError(f"stage '{name}': {error}{kept}") from None
     finally:
         cache.close()
-    context.log(summary(name, planned, exchanges, budget))
+    context.log(summary(name, planned, exchanges, budget, endpoint.resent))
     return exchanges
 
 
-def summary(name: str, planned: list[Planned], exchanges: list[Exchange], budget: Budget) -> str:
+def summary(name: str, planned: list[Planned], exchanges: list[Exchange], budget: Budget,
+            resent: int = 0) -> str:
     requests = sum(len(exchange.attempts) for exchange in exchanges)
     cached = sum(exchange.cached for exchange in exchanges)
     malformed = sum(exchange.error is not None for exchange in exchanges)
     line = (f"{name}: {requests:,} requests ({cached:,} answered from the cache),"
             f" {budget.tokens:,} tokens, {malformed:,} malformed answers")
+    if resent:
+        line += f", {resent:,} sent again after 429/5xx/timeouts (not counted in max_requests)"
     reached = budget.reached()
     if reached and len(exchanges) < len(planned):
         line += (f"; stopped at {reached}: {len(exchanges):,} of {len(planned):,} planned"

@@ -34,15 +34,18 @@ class GenerateOptions:
     timeout: float = option(120.0, min=0.1, help="seconds to wait for one answer")
     concurrency: int = option(4, min=1, max=256, help="requests in flight at once")
     max_attempts: int = option(4, min=1, max=20, help="tries per request on 429, 5xx, timeouts"
-                                                      " and dropped connections")
+                                                      " and dropped connections (not counted"
+                                                      " in max_requests)")
     backoff_seconds: float = option(1.0, min=0.0, help="first wait before a retry; doubles"
                                                        " each time, with jitter")
     max_wait_seconds: float = option(60.0, min=0.0, help="longest wait before a retry, a"
                                                          " server's Retry-After included")
     malformed_attempts: int = option(1, min=1, max=5, help="tries per request when the answer"
                                                            " is not valid JSON for its schema")
-    max_requests: int | None = option(None, min=1, help="stop after this many requests (answers"
-                                                        " from the cache count too)")
+    max_requests: int | None = option(None, min=1, help="send at most this many requests, each"
+                                                        " retry after a malformed answer"
+                                                        " included (answers from the cache"
+                                                        " count too)")
     max_tokens: int | None = option(None, min=1, help="stop once answers have used this many"
                                                       " tokens, prompt and completion")
 
@@ -50,7 +53,7 @@ class GenerateOptions:
 class GenerateStage(Stage):
     name = "generate"
     Options = GenerateOptions
-    version = "1"
+    version = "2"
     adds_origin = "generated"
 
     @classmethod
@@ -60,6 +63,10 @@ class GenerateStage(Stage):
                               f" {options.base_url!r}")
         if not options.model.strip():
             raise OptionError("model", "name the model the server should use")
+        if options.max_requests is not None and options.max_requests < options.malformed_attempts:
+            raise OptionError("max_requests", f"{options.max_requests} cannot pay for one request"
+                              f" asked up to malformed_attempts = {options.malformed_attempts}"
+                              f" times: raise it or lower malformed_attempts")
         if options.api_key_env and not os.environ.get(options.api_key_env):
             raise OptionError("api_key_env", f"environment variable {options.api_key_env} is"
                               f" not set: export the API key in it, or set api_key_env = \"\""

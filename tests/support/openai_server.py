@@ -5,6 +5,7 @@
         ...                                           # then answers come from the schema
         assert server.count == 3
 
+`server.peak_in_flight` is the most chat requests it was handling at once.
 Chat answers are deterministic: a JSON instance of the request's `response_format` schema whose
 strings derive from the last user message (override with `server.answer = function(body)`).
 Scripted behaviours apply to chat requests in arrival order; `server.rules` maps a text to a
@@ -64,6 +65,7 @@ class OpenAIServer:
         self.rules: dict[str, str] = {}
         self.requests: list[dict] = []
         self.headers: list[dict] = []
+        self.in_flight = self.peak_in_flight = 0
         self._script: deque[str] = deque()
         self._lock = threading.Lock()
         self._http = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
@@ -97,6 +99,15 @@ class OpenAIServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+    def enter(self) -> None:
+        with self._lock:
+            self.in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+
+    def leave(self) -> None:
+        with self._lock:
+            self.in_flight -= 1
 
     def next_behaviour(self, body: dict) -> str:
         with self._lock:
@@ -140,6 +151,21 @@ def _handler(server: OpenAIServer) -> type:
             body = json.loads(self.rfile.read(length) or b"{}")
             if self.path.rstrip("/") != "/v1/chat/completions":
                 return self._error(404, f"no route {self.path}", "not_found")
+            server.enter()
+            self.counted = True
+            try:
+                self._chat(body)
+            finally:
+                self._left()
+
+        def _left(self) -> None:
+            """Counts this request out before its answer is sent: the client may send the next
+            one as soon as it has the answer, and that must not look like an overlap."""
+            if getattr(self, "counted", False):
+                self.counted = False
+                server.leave()
+
+        def _chat(self, body: dict) -> None:
             server.headers.append({key.lower(): value for key, value in self.headers.items()})
             behaviour = server.next_behaviour(body)
             presented = self.headers.get("Authorization", "").removeprefix("Bearer ")
@@ -176,6 +202,7 @@ def _handler(server: OpenAIServer) -> type:
 
         def _truncated(self, payload: dict) -> None:
             data = json.dumps(payload).encode()
+            self._left()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
@@ -190,6 +217,7 @@ def _handler(server: OpenAIServer) -> type:
 
         def _json(self, status: int, payload: dict, headers=None) -> None:
             data = json.dumps(payload).encode()
+            self._left()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))

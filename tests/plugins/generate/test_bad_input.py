@@ -1,13 +1,14 @@
 """Bad input to the generate stage, each a single clear line: no API key, a refused key (shown
 without the key), the endpoint down, an unknown model, budgets of zero, strategy mistakes."""
 
+import re
 import subprocess
 import sys
 import textwrap
 
 import pytest
 
-from curate.testing import assert_clear_error, invoke_cli
+from curate.testing import assert_clear_error, invoke_cli, source_table
 
 SELF_INSTRUCT = {"use": "self-instruct", "count": 4, "pairs_per_request": 2,
                  "seeds_per_request": 2}
@@ -47,6 +48,8 @@ def test_an_unknown_model_names_the_served_ones(server, generate_recipe, files, 
 @pytest.mark.parametrize("options, fragments", [
     ({"max_requests": 0}, ["stages[0].max_requests", "at least 1, found 0"]),
     ({"max_tokens": 0}, ["stages[0].max_tokens", "at least 1, found 0"]),
+    ({"max_requests": 2, "malformed_attempts": 3}, ["stages[0].max_requests",
+                                                    "malformed_attempts = 3"]),
     ({"base_url": "127.0.0.1:8000"}, ["stages[0].base_url", "http://"]),
     ({"strategy": {"count": 3}}, ["stages[0].strategy.use", "self-instruct"]),
     ({"strategy": {"use": "self-instruc"}}, ["stages[0].strategy.use", "did you mean"]),
@@ -63,6 +66,25 @@ def test_option_mistakes_are_one_line_naming_the_key(server, generate_recipe, fi
                         args=["-q"])
     assert_clear_error(result, *fragments)
     assert server.count == 0
+
+
+def test_the_hosted_api_example_takes_its_key_from_the_environment(repo, tmp_path,
+                                                                  monkeypatch):
+    docs = (repo / "docs" / "stages" / "generate.md").read_text()
+    [example] = [block for block in re.findall(r"```toml\n(.*?)```", docs, re.DOTALL)
+                 if "api.openai.com" in block]
+    for line in ('base_url = "https://api.openai.com/v1"', 'model = "gpt-4o-mini"',
+                 'api_key_env = "OPENAI_API_KEY"'):
+        assert line in example and line in (repo / "README.md").read_text()
+    (tmp_path / "qa.jsonl").write_text('{"prompt": "Hi?", "completion": "Hello."}\n')
+    recipe = tmp_path / "recipe.toml"
+    recipe.write_text(source_table("qa", "qa.jsonl") + "\n" + example)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-from-the-shell")
+    assert invoke_cli(["validate", str(recipe)])[0] == 0
+    monkeypatch.delenv("OPENAI_API_KEY")
+    code, output = invoke_cli(["validate", str(recipe)])
+    assert code == 2 and output.count("\n") == 1
+    assert "stages[0].api_key_env: environment variable OPENAI_API_KEY is not set" in output
 
 
 def test_validate_checks_the_stage_without_importing_openai(repo):

@@ -26,8 +26,8 @@ def plan(server, prompts, **options):
 def batch(server, cache, concurrency=4, malformed_attempts=1, budget=None):
     endpoint = Endpoint(server.base_url, "test-model", "CURATE_TEST_OPENAI_KEY", 5.0,
                         RetryPolicy(2, 0.01, 1.0))
-    return RequestBatch(endpoint, cache, budget or Budget(None, None), concurrency,
-                        malformed_attempts)
+    return RequestBatch(endpoint, cache, budget or Budget(None, None, malformed_attempts),
+                        concurrency, malformed_attempts)
 
 
 def answer(content, finish_reason="stop"):
@@ -104,6 +104,49 @@ def test_the_request_budget_counts_in_order_and_stops(server, cache):
     budget = Budget(max_requests=3, max_tokens=None)
     exchanges = batch(server, cache, budget=budget).run(plan(server, list("abcdef")))
     assert len(exchanges) == 3 and server.count == 3 and budget.reached() == "max_requests = 3"
+
+
+def test_every_malformed_retry_counts_and_max_requests_is_never_passed(server, cache):
+    server.rules["q"] = "malformed"
+    budget = Budget(max_requests=5, max_tokens=None, tries_per_request=3)
+    exchanges = batch(server, cache, malformed_attempts=3, budget=budget).run(
+        plan(server, [f"q{i}" for i in range(6)]))
+    assert server.count == budget.requests == 3 and len(exchanges) == 1
+    assert budget.reached() == ("max_requests = 5 (2 left; one more request may need"
+                                " malformed_attempts = 3)")
+
+
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_the_requests_a_budget_pays_for_do_not_depend_on_concurrency(server, cache,
+                                                                      concurrency):
+    server.rules["bad"] = "malformed"
+    budget = Budget(max_requests=5, max_tokens=None, tries_per_request=2)
+    exchanges = batch(server, cache, concurrency, malformed_attempts=2, budget=budget).run(
+        plan(server, ["bad a", "b", "c", "d", "e"]))
+    assert [len(e.attempts) for e in exchanges] == [2, 1, 1]
+    assert server.count == budget.requests == 4
+
+
+def test_retries_after_a_rate_limit_do_not_count_against_max_requests(server, cache):
+    server.retry_after = "0"
+    server.script("rate-limit")
+    budget = Budget(max_requests=2, max_tokens=None)
+    sender = batch(server, cache, concurrency=1, budget=budget)
+    exchanges = sender.run(plan(server, list("abc")))
+    assert len(exchanges) == 2 and budget.requests == 2 and server.count == 3
+    assert sender.endpoint.resent == 1
+
+
+@pytest.mark.parametrize("concurrency", [1, 3])
+def test_the_server_never_sees_more_than_concurrency_requests_at_once(server, cache,
+                                                                       concurrency):
+    server.rules["q"] = "slow"
+    server.slow_seconds = 0.2
+    server.answer = lambda body: "not json" if body["seed"] == 7 else '{"answer": "yes"}'
+    exchanges = batch(server, cache, concurrency, malformed_attempts=2).run(
+        plan(server, [f"q{i}" for i in range(6)]))
+    assert [len(e.attempts) for e in exchanges] == [2] * 6 and server.count == 12
+    assert server.peak_in_flight == concurrency
 
 
 def test_the_token_budget_stops_after_the_answer_that_reaches_it(server, cache):

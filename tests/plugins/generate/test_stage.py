@@ -191,6 +191,22 @@ def test_a_request_budget_stops_cleanly_and_a_larger_one_continues(server, gener
     assert server.count == 6 and len(generated(more)) == 6
 
 
+def test_malformed_retries_count_against_max_requests_and_rate_limits_do_not(
+        server, generate_recipe, files, run_recipe):
+    server.retry_after = "0"
+    server.script("rate-limit", "malformed", "malformed")
+    strategy = {**SELF_INSTRUCT, "count": 6, "pairs_per_request": 1}
+    result = run_recipe(generate_recipe(strategy, max_requests=3, malformed_attempts=2,
+                                        concurrency=1), files=files)
+    assert_complete(result)
+    assert server.count == 3 and len(result.rejected("generate")) == 1
+    assert ("2 requests (0 answered from the cache)" in result.output
+            and "1 malformed answers, 1 sent again after 429/5xx/timeouts (not counted in"
+                " max_requests); stopped at max_requests = 3 (1 left; one more request may need"
+                " malformed_attempts = 2): 1 of 6 planned requests done, 5 not sent"
+            in result.output)
+
+
 def test_a_token_budget_stops_after_the_answer_that_reaches_it(server, generate_recipe, files,
                                                                run_recipe):
     strategy = {**SELF_INSTRUCT, "count": 6, "pairs_per_request": 1}
