@@ -26,6 +26,10 @@ GENERATION_MARKER = re.compile(r"\{%-?\s*generation\s*-?%\}")
 OWN = "of the tokenizer"
 """The label of a tokenizer's own template: "chat template of the tokenizer"."""
 
+TEMPLATE_DATE = "26 Jul 2024"
+"""The "Today Date" Llama 3.x templates write (their own default): Llama 3.2's writes today's
+date unless `date_string` is set, which would change training text from day to day."""
+
 Text = str | Callable[[], str]
 """Template text, or a function that returns it (read on first use, e.g. from another package)."""
 
@@ -47,7 +51,9 @@ class ChatTemplate:
     """The family's own template(s) as its tokenizers ship them: a tokenizer whose
     `chat_template` is identical to one is this family (the tokenizer fingerprint)."""
     default_system_prompt: str = ""
-    """What the template says as system prompt when a conversation has none ("" if nothing)."""
+    """Informational, shown by `curate templates` and `curate validate`: what the template
+    itself writes as system prompt when a conversation has none ("" if nothing). curate never
+    inserts it; the template text alone decides what is rendered."""
     description: str = ""
 
     def text(self) -> str:
@@ -79,6 +85,8 @@ class Selection:
     """Its registered name, its file, or OWN."""
     how: str
     template: ChatTemplate | None = None
+    template_date: str = TEMPLATE_DATE
+    """The `date_string` fixed in `text` (see `with_fixed_date`)."""
 
     @property
     def end_of_turn(self) -> tuple[str, ...]:
@@ -95,6 +103,15 @@ class ModelFacts:
     recipe_dir: Path
     architectures: list[str] = field(default_factory=list)
     own_template: str | None = None
+    template_date: str = TEMPLATE_DATE
+
+
+def with_fixed_date(text: str, date: str) -> str:
+    """The template with its `date_string` variable set to `date`, if it reads one (Llama 3.x
+    templates fall back to `strftime_now`, i.e. today, only when it is undefined)."""
+    if "date_string" not in text:
+        return text
+    return "{%- set date_string = " + json.dumps(date, ensure_ascii=False) + " %}" + text
 
 
 def is_template_file(choice: str) -> bool:
@@ -114,7 +131,15 @@ def check_choice(choice: str, recipe_dir: Path, registry: Registry) -> None:
 
 def select_template(facts: ModelFacts, registry: Registry) -> Selection:
     """The recipe's choice, else the registered template the model matches (tokenizer
-    fingerprint, then name, then architecture), else the tokenizer's own template."""
+    fingerprint, then name, then architecture), else the tokenizer's own template; with its
+    date fixed to `facts.template_date`, so the same recipe renders the same text every day."""
+    selection = _select(facts, registry)
+    selection.text = with_fixed_date(selection.text, facts.template_date)
+    selection.template_date = facts.template_date
+    return selection
+
+
+def _select(facts: ModelFacts, registry: Registry) -> Selection:
     if facts.choice:
         return _chosen(facts.choice, facts.recipe_dir, registry)
     matched = _match(facts, [entry.obj for entry in registry.entries.values()])

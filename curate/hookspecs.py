@@ -74,21 +74,22 @@ def register_stages(register: Callable[[type], None]) -> None:
 def register_chat_templates(register: Callable[[Any], None]) -> None:
     """Register chat templates for model families: how a conversation becomes training text.
 
-    Call `register(ChatTemplate(...))` with a `curate.chat_templates.ChatTemplate`:
-    `name` (what a recipe's `[model] chat_template = "..."` names), `template` (the Jinja text,
-    or a function returning it, called on first use), `end_of_turn` (the token(s) that end an
-    assistant turn), and how a model is matched to it: `originals` (the family's own template
-    texts: a tokenizer shipping one of them is this family), `name_patterns` (regular
-    expressions searched in the recipe's model path and tokenizer) and `architectures`
-    (config.json `architectures` entries); plus `default_system_prompt` and `description`,
-    which `curate templates` shows. The template must wrap everything the model learns to say,
-    the assistant's words and the end-of-turn token, in `{% generation %}` ...
-    `{% endgeneration %}`: only those tokens are trained. Training text is rendered by the
-    tokenizer's `apply_chat_template` with it; apart from the markers it should render exactly
-    like the family's original, which `curate validate` checks (a mismatch is shown as a diff).
-    A recipe's choice wins; otherwise a tokenizer fingerprint match, then a name, then an
-    architecture decides, when exactly one template fits. Read big texts lazily: every plugin
-    is imported for every command.
+    Call `register(ChatTemplate(...))` with a `curate.chat_templates.ChatTemplate`: `name` (what a
+    recipe's `[model] chat_template = "..."` names), `template` (the Jinja text, or a function
+    returning it, called on first use), `end_of_turn` (the token(s) that end an assistant turn),
+    and how a model is matched to it: `originals` (the family's own template texts: a tokenizer
+    shipping one of them is this family), `name_patterns` (regular expressions searched in the
+    recipe's model path and tokenizer) and `architectures` (config.json `architectures` entries);
+    plus `default_system_prompt` and `description`, which `curate templates` and `curate validate`
+    show for information only: `default_system_prompt` says what the template itself writes when a
+    conversation has no system message; curate never inserts it, the template text alone decides.
+    The template must wrap everything the model learns to say, the assistant's words and the
+    end-of-turn token, in `{% generation %}` ... `{% endgeneration %}`: only those tokens are
+    trained. Training text is rendered by the tokenizer's `apply_chat_template` with it; apart from
+    the markers it should render exactly like the family's original, which `curate validate` checks
+    (a mismatch is shown as a diff). A recipe's choice wins; otherwise a tokenizer fingerprint
+    match, then a name, then an architecture decides, when exactly one template fits. Read big
+    texts lazily: every plugin is imported for every command.
 
     Since 0.1 (what a template carries: since 0.2).
     """

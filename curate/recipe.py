@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from curate.chat_templates import check_choice
+from curate.chat_templates import TEMPLATE_DATE, check_choice
 from curate.errors import CurateError, RecipeError, did_you_mean
 from curate.options import OptionError, option, parse_options
 from curate.pluginmanager import PluginHost
@@ -47,6 +47,9 @@ class ModelOptions:
                                                   " default: the one matching the model")
     max_length: int = option(2048, min=1, help="tokens per training example; longer ones are"
                                                " truncated")
+    template_date: str = option(TEMPLATE_DATE, help="the \"Today Date\" Llama 3.x templates"
+                                                    " write; fixed so training text does not"
+                                                    " change from day to day")
 
 
 @dataclass

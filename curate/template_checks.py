@@ -17,7 +17,7 @@ from typing import Any
 
 from curate.chat_templates import (RenderedExample, Selection, TemplateRefused,
                                    has_generation_markers, own_template, render, render_many,
-                                   render_text)
+                                   render_text, with_fixed_date)
 from curate.errors import CurateError
 from curate.stages import Reject
 
@@ -94,6 +94,7 @@ def _end_of_turn_finding(tokenizer: Any, selection: Selection) -> Finding:
 def _agreement_findings(tokenizer: Any, selection: Selection,
                         conversations: list[list[dict]]) -> list[Finding]:
     own = own_template(tokenizer)
+    own = own and with_fixed_date(own, selection.template_date)
     if not own or own == selection.text:
         return []
     for conversation in conversations:

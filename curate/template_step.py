@@ -53,7 +53,7 @@ def load_template(model: ModelOptions, recipe_dir: Path, registry: Registry) -> 
     facts = ModelFacts(model.chat_template, [n for n in (model.path, model.tokenizer) if n],
                        recipe_dir,
                        read_architectures(str(model_folder)) if model_folder else [],
-                       own_template(tokenizer))
+                       own_template(tokenizer), model.template_date)
     return tokenizer, select_template(facts, registry)
 
 

@@ -31,7 +31,7 @@ def register_stages(register):
 class ChatTemplateStep(Filter):
     name = TEMPLATE_STEP
     Options = TemplateStepOptions
-    version = "1"
+    version = "2"  # 2: Llama 3.x dates fixed by [model] template_date
     parallel = True
 
     @classmethod

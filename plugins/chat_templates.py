@@ -27,8 +27,8 @@ BUILTIN_TEMPLATES = (
     ChatTemplate(
         "llama3.2", patched(trl_file("llama3_2"), LLAMA3_1_ASSISTANT), ("<|eot_id|>",),
         name_patterns=(r"llama-?3\.2",), originals=(trl_file("llama3_2"),),
-        default_system_prompt="Cutting Knowledge Date: December 2023\nToday Date: <today>",
-        description="Llama 3.2 (1B/3B); its system block holds today's date"),
+        default_system_prompt="Cutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024",
+        description="Llama 3.2 (1B/3B); its system block's date is [model] template_date"),
     ChatTemplate(
         "qwen2.5", trl_file("qwen2_5_training"), ("<|im_end|>",),
         architectures=("Qwen2ForCausalLM",), name_patterns=(r"qwen2\.5",),

@@ -126,6 +126,12 @@ def test_the_step_is_cached_until_the_tokenizer_changes(run_recipe, qwen_model, 
     assert [s["cached"] for s in changed.manifest["steps"]] == [True, False]
 
 
+def test_a_new_template_date_reruns_the_step(run_recipe, qwen_model):
+    run_recipe(recipe(), files={"d.jsonl": jsonl(qa("Hi", "Hello there"))})
+    changed = run_recipe(recipe('template_date = "05 Nov 2025"'))
+    assert [s["cached"] for s in changed.manifest["steps"]] == [True, False]
+
+
 def test_an_untrained_end_of_turn_stops_the_run(run_recipe, tmp_path):
     tiny.build_tokenizer(tmp_path / "model", "chatml")
     result = run_recipe(recipe('chat_template = "no-eot.jinja"'), args=["-q"],

@@ -2,13 +2,14 @@
 fixed set of conversations (the generation markers only add the mask), trains exactly the
 assistant's words and its end-of-turn token, and is found from the model it belongs to."""
 
+import hashlib
 
 import pytest
 
 from curate.chat_templates import ModelFacts, TemplateRefused, render, render_text, select_template
 from curate.errors import CurateError
 from curate.pluginmanager import build_host
-from curate.plugins.chat_template_sources import patched, trl_file
+from curate.plugins.chat_template_sources import HERE, patched, trl_file
 from curate.plugins.chat_templates import BUILTIN_TEMPLATES
 from support import tiny_tokenizers as tiny
 from support.conversations import CONVERSATIONS
@@ -52,6 +53,56 @@ def test_each_renders_byte_identically_to_its_original(name, tokenizers):
     for title, messages in CONVERSATIONS.items():
         assert rendering(tokenizer, template.text(), messages) == rendering(
             tokenizer, original, messages), title
+
+
+# curate's copy of the Mistral v3 template (the `chat_template` of Mistral-7B-Instruct-v0.3's
+# tokenizer_config.json; llama.cpp's tests/test-chat-template.cpp carries the same template as
+# "Mistral-Large-Instruct-2407 (mistralai 'v3' template)"). Re-importing it must be deliberate,
+# and the renderings below, which come from outside curate, must still hold.
+MISTRAL_V3_SHA256 = "e16746b40344d6c5b5265988e0328a0bf7277be86f1c335156eae07e29c82826"
+
+# llama.cpp's test conversation and the `expected_output_jinja` it records for that template
+# (its bos_token is "", so the tiny tokenizer's "<s>" is added in front).
+LLAMA_CPP_CONVERSATION = [
+    {"role": "system", "content": "You are a helpful assistant"},
+    {"role": "user", "content": "Hello"},
+    {"role": "assistant", "content": "Hi there"},
+    {"role": "user", "content": "Who are you"},
+    {"role": "assistant", "content": "   I am an assistant   "},
+    {"role": "user", "content": "Another question"},
+]
+LLAMA_CPP_MISTRAL_V3 = ("[INST] Hello[/INST] Hi there</s>[INST] Who are you[/INST] I am an"
+                        " assistant</s>[INST] You are a helpful assistant\n\nAnother"
+                        " question[/INST]")
+
+# Derived by hand from Mistral's documented v3 format, `<s>[INST] user[/INST] assistant</s>`:
+# no space before [/INST], one before the reply, replies trimmed, user text as is, and the
+# system prompt joined to the last user turn only (so lost when an assistant turn ends).
+MISTRAL_V3_BY_HAND = {
+    "single turn": "<s>[INST] What is two plus two?[/INST] It is four.</s>",
+    "two rounds": "<s>[INST] Hi[/INST] Hello</s>[INST] How are you?[/INST] Fine, thanks.</s>",
+    "single turn with system": "<s>[INST] Hi[/INST] Hello there</s>",
+    "padded content": "<s>[INST]   spaced question  \n[/INST] spaced answer</s>",
+}
+
+
+@pytest.mark.parametrize("which", ["original", "training"])
+def test_mistral_renders_what_llama_cpp_and_mistral_s_format_say(which, tokenizers):
+    mistral = TEMPLATES["mistral"]
+    text = mistral.original_texts()[0] if which == "original" else mistral.text()
+    tokenizer = tokenizer_for("mistral", tokenizers)
+    assert render_text(tokenizer, text, LLAMA_CPP_CONVERSATION) == "<s>" + LLAMA_CPP_MISTRAL_V3
+    for title, expected in MISTRAL_V3_BY_HAND.items():
+        assert render_text(tokenizer, text, CONVERSATIONS[title]) == expected, title
+    ends_with_user = [{"role": "system", "content": "Be brief."},
+                      *CONVERSATIONS["two rounds"][:2], {"role": "user", "content": "Bye"}]
+    assert render_text(tokenizer, text, ends_with_user) == (
+        "<s>[INST] Hi[/INST] Hello</s>[INST] Be brief.\n\nBye[/INST]")
+
+
+def test_curate_s_copy_of_mistral_v3_is_the_pinned_one():
+    copy = HERE / "mistral_v3.jinja"
+    assert hashlib.sha256(copy.read_bytes()).hexdigest() == MISTRAL_V3_SHA256
 
 
 def test_refusals_are_the_original_s_own(tokenizers):
@@ -154,3 +205,58 @@ def test_a_patch_that_no_longer_fits_its_original_fails_loudly():
 def test_a_file_trl_does_not_ship_is_a_clear_error():
     with pytest.raises(CurateError, match=r"the installed trl has no chat_templates/no_such"):
         trl_file("no_such")()
+
+
+class FrozenDay:
+    """Stands in for the `datetime` transformers' `strftime_now` reads: a chosen day."""
+
+    def __init__(self, day):
+        self.day = day
+
+    def now(self):
+        return self.day
+
+
+def render_on(day, monkeypatch, tokenizer, text, messages):
+    import datetime
+
+    import transformers.utils.chat_template_utils as jinja_utils
+
+    monkeypatch.setattr(jinja_utils, "datetime", FrozenDay(datetime.datetime(*day)))
+    return render_text(tokenizer, text, messages)
+
+
+def llama3_2_selection(tmp_path, **facts):
+    return select_template(ModelFacts(None, ["Llama-3.2-1B"], tmp_path, **facts),
+                           build_host().registry("chat template"))
+
+
+def test_llama3_2_s_original_writes_today_s_date(tokenizers, monkeypatch):
+    """Why the date is fixed: the original's text changes with the day it is rendered."""
+    tokenizer, messages = tokenizer_for("llama3.2", tokenizers), CONVERSATIONS["single turn"]
+    original = TEMPLATES["llama3.2"].original_texts()[0]
+    assert "Today Date: 01 Mar 2025" in render_on((2025, 3, 1), monkeypatch, tokenizer,
+                                                  original, messages)
+    assert "Today Date: 02 Mar 2025" in render_on((2025, 3, 2), monkeypatch, tokenizer,
+                                                  original, messages)
+
+
+def test_llama3_2_renders_the_same_text_on_different_days(tokenizers, monkeypatch, tmp_path):
+    tokenizer, messages = tokenizer_for("llama3.2", tokenizers), CONVERSATIONS["single turn"]
+    text = llama3_2_selection(tmp_path).text
+    first = render_on((2025, 3, 1), monkeypatch, tokenizer, text, messages)
+    assert first == render_on((2031, 12, 24), monkeypatch, tokenizer, text, messages)
+    assert "Today Date: 26 Jul 2024\n" in first
+
+
+def test_the_recipe_s_template_date_is_the_one_written(tokenizers, monkeypatch, tmp_path):
+    tokenizer, messages = tokenizer_for("llama3.2", tokenizers), CONVERSATIONS["single turn"]
+    text = llama3_2_selection(tmp_path, template_date="05 Nov 2025").text
+    assert "Today Date: 05 Nov 2025\n" in render_on((2025, 3, 1), monkeypatch, tokenizer,
+                                                    text, messages)
+
+
+def test_templates_without_a_date_are_used_unchanged(tmp_path):
+    selection = select_template(ModelFacts(None, ["Qwen2.5-7B"], tmp_path),
+                                build_host().registry("chat template"))
+    assert selection.text == TEMPLATES["qwen2.5"].text()
