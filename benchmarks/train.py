@@ -153,11 +153,8 @@ def gpu_8b(args) -> None:
     if not torch.cuda.is_available():
         print("--gpu-8b needs a CUDA GPU, and this machine has none: nothing measured")
         return
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     from curate.train.estimate import GIB, ModelShape, estimate
     from curate.train.options import QLoRAOptions
-    from curate.train.shapes import SHAPES
     from curate.train.tiny_model import build_tiny_model
 
     with tempfile.TemporaryDirectory(dir=args.scratch) as folder:
@@ -165,10 +162,8 @@ def gpu_8b(args) -> None:
         data = root / "train.jsonl"
         build_data(data, args.examples)
         model = build_tiny_model(root / "model", [" ".join(WORDS)] * 20)  # tokenizer only
-        shape = {k: v for k, v in SHAPES["llama-3.1-8b"].items() if k != "architectures"}
-        with torch.device("cuda"):
-            LlamaForCausalLM(LlamaConfig(**shape, torch_dtype="bfloat16")).to(
-                torch.bfloat16).save_pretrained(model)
+        shape = llama_8b_shape()
+        random_llama(shape, "cuda").save_pretrained(model)
         torch.cuda.empty_cache()
         # packed, every batch is 4 full sequences: the worst case the estimate assumes
         result = measure("curate", "on", model, data, root, args)
@@ -183,6 +178,22 @@ def gpu_8b(args) -> None:
             print(f"  estimate  {what:<42} {size / GIB:6.2f} GiB")
         print(f"  estimate  {'total':<42} {predicted.total / GIB:6.2f} GiB (its CUDA allowance"
               f" is outside torch's counts)")
+
+
+def llama_8b_shape() -> dict:
+    from curate.train.shapes import SHAPES
+
+    return {k: v for k, v in SHAPES["llama-3.1-8b"].items() if k != "architectures"}
+
+
+def random_llama(shape: dict, device: str):
+    """A bf16 LlamaForCausalLM of `shape` with random weights, built on `device` ("meta" checks
+    the construction on a CPU in a second)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    with torch.device(device):
+        return LlamaForCausalLM(LlamaConfig(**shape, dtype="bfloat16")).to(torch.bfloat16)
 
 
 def main() -> None:

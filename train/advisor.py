@@ -26,6 +26,10 @@ class TrainingFacts:
     rehearsal_examples: int | None = None
     has_eval: bool | None = None
     devices: int = 1
+    examples_before_curation: bool = False
+    """`examples` counts the sources' input rows (what validate knows): an upper bound."""
+    has_rehearsal: bool | None = None
+    """Whether rehearsal data is coming, when `rehearsal_examples` is not known yet."""
 
 
 def advise(options: QLoRAOptions, facts: TrainingFacts) -> list[str]:
@@ -34,10 +38,40 @@ def advise(options: QLoRAOptions, facts: TrainingFacts) -> list[str]:
 
 
 def facts_from_recipe(recipe) -> TrainingFacts:
-    """What `curate validate` knows without reading data: the split, not the dataset's size."""
+    """What `curate validate` knows cheaply: the split, whether rehearsal data is mixed in, and
+    the sources' input rows when every source can count them without reading the data."""
     split = recipe.split
     has_eval = split.eval_size != 0 if split.eval_size is not None else split.eval_fraction > 0
-    return TrainingFacts(has_eval=has_eval, devices=world_size())
+    rows = input_rows(recipe)
+    return TrainingFacts(examples=rows, has_eval=has_eval, devices=world_size(),
+                         examples_before_curation=rows is not None,
+                         has_rehearsal=has_rehearsal(recipe))
+
+
+def has_rehearsal(recipe) -> bool:
+    return (any(stage.use == "rehearsal" for stage in recipe.stages)
+            or any(getattr(spec.source_options, "origin", None) == "rehearsal"
+                   for spec in recipe.sources))
+
+
+def input_rows(recipe) -> int | None:
+    """The sources' rows, as their `estimate_rows` tells (local jsonl files count lines); None
+    when any source cannot tell cheaply or its files are missing (validate reports that), or
+    when there are none."""
+    from curate.errors import CurateError
+    from curate.sources import SourceContext
+
+    total = 0
+    for spec in recipe.sources:
+        context = SourceContext(recipe.file, spec.key_path, recipe.run.seed)
+        try:
+            rows = spec.plugin().estimate_rows(spec.options, context)
+        except (CurateError, OSError):
+            return None
+        if rows is None:
+            return None
+        total += rows
+    return total or None  # no rows yet: nothing to judge
 
 
 def world_size() -> int:
@@ -78,8 +112,14 @@ def _epochs(options: QLoRAOptions, facts: TrainingFacts) -> str | None:
     if low <= options.epochs <= high:
         return None
     usual = f"{low}" if low == high else f"{low}-{high}"
-    return (f"epochs {options.epochs:g} with {facts.examples:,} examples: {usual} is usual"
+    return (f"epochs {options.epochs:g} with {_examples(facts)}: {usual} is usual"
             f" for this size (under 1k: 3-5, 1k-10k: 1-3, over 10k: 1)")
+
+
+def _examples(facts: TrainingFacts) -> str:
+    if facts.examples_before_curation:
+        return f"at most {facts.examples:,} examples (the sources' rows, before curation)"
+    return f"{facts.examples:,} examples"
 
 
 def usual_epochs(examples: int) -> tuple[int, int]:
@@ -101,12 +141,15 @@ def _effective_batch(options: QLoRAOptions, facts: TrainingFacts) -> str | None:
 
 
 def _rehearsal(options: QLoRAOptions, facts: TrainingFacts) -> str | None:
-    if facts.examples is None or facts.rehearsal_examples is None:
+    rehearsal = (facts.rehearsal_examples > 0 if facts.rehearsal_examples is not None
+                 else facts.has_rehearsal)
+    if facts.examples is None or rehearsal is None:
         return None
-    if facts.examples >= SMALL_DATASET or facts.rehearsal_examples:
+    if facts.examples >= SMALL_DATASET or rehearsal:
         return None
-    return (f"no rehearsal data among {facts.examples:,} examples: mixing in 10-20% general data"
-            f" (a source with origin = \"rehearsal\") limits catastrophic forgetting")
+    return (f"no rehearsal data among {_examples(facts)}: mixing in 10-20% general data limits"
+            f" catastrophic forgetting (add [[stages]] use = \"rehearsal\" with ratio = 0.15 and"
+            f" a [stages.source] of general data)")
 
 
 def _eval_split(options: QLoRAOptions, facts: TrainingFacts) -> str | None:

@@ -57,7 +57,7 @@ def estimate(recipe: Path, gpu_memory: float | None, shape: str | None):
     if result.unknown_modules:
         click.echo(f"  not counted (unknown to this estimate): {', '.join(result.unknown_modules)}")
     if gpu_memory is not None:
-        click.echo(memory.fits(result.total, gpu_memory))
+        click.echo(memory.fits(result.total, gpu_memory, options, max_length))
 
 
 def train_options(recipe):
@@ -90,8 +90,8 @@ def merge(run_dir: Path, output: Path | None, into_quantized: bool, examples: in
 
     \b
     Examples:
-      curate merge runs/quickstart
-      curate merge runs/quickstart --output /models/support-8b
+      curate merge runs/train-quickstart
+      curate merge runs/train-quickstart --output /models/support-8b
     """
     from curate.train.merge import merge_run
 

@@ -165,9 +165,27 @@ def _loss_bytes(shape: ModelShape, tokens: int) -> float:
     return 2 * tile + 2 * tokens * shape.hidden * 4
 
 
-def fits(total: float, gpu_gib: float) -> str:
+def fits(total: float, gpu_gib: float, options: QLoRAOptions, max_length: int) -> str:
     spare = gpu_gib - total / GIB
     if spare >= 0:
         return f"fits in {gpu_gib:g} GiB with {spare:.1f} GiB to spare"
     return (f"does not fit in {gpu_gib:g} GiB: {-spare:.1f} GiB short; try"
-            f" gradient_checkpointing = true, a smaller batch_size or [model] max_length")
+            f" {', '.join(savings(options, max_length))}")
+
+
+def savings(options: QLoRAOptions, max_length: int) -> list[str]:
+    """Changes that would lower the estimate from these options, most effective first."""
+    tries = []
+    if not options.gradient_checkpointing:
+        tries.append("gradient_checkpointing = true")
+    if options.quantization not in ("nf4", "fp4"):
+        tries.append('quantization = "nf4"')
+    if options.batch_size > 1:
+        smaller = options.batch_size // 2
+        tries.append(f"batch_size = {smaller} with gradient_accumulation ="
+                     f" {options.gradient_accumulation * options.batch_size // smaller}")
+    if max_length > 512:
+        tries.append(f"a smaller [model] max_length (now {max_length})")
+    if options.lora_r > 16:
+        tries.append(f"a lower lora_r (now {options.lora_r})")
+    return tries or ["a GPU with more memory, or a smaller model"]

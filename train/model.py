@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from curate.errors import CurateError
-from curate.train.options import QLoRAOptions
+from curate.train.options import LOFTQ_NEEDS_CUDA, QLoRAOptions
 
 
 @dataclass(frozen=True)
@@ -117,6 +117,9 @@ def _loading(location: str, load):
         raise CurateError(f"[model] '{location}': cannot load it: {reason}") from None
 
 
+SAFETENSORS = ("model.safetensors", "model.safetensors.index.json")
+
+
 def lora_config(options: QLoRAOptions):
     from peft import LoraConfig
 
@@ -152,14 +155,18 @@ def add_lora(model, options: QLoRAOptions, source: ModelSource, seed: int):
 
 
 def _loftq(peft_model, source: ModelSource) -> None:
+    import torch
     from peft import replace_lora_weights_loftq
 
-    weights = Path(source.path) / "model.safetensors"
-    if not weights.is_file():
+    if not torch.cuda.is_available():
+        raise CurateError(f"[train] init_lora_weights: {LOFTQ_NEEDS_CUDA}")
+    folder = Path(source.path)
+    if not any((folder / name).is_file() for name in SAFETENSORS):
         raise CurateError(f"[train] init_lora_weights = \"loftq\" reads the full-precision"
-                          f" weights from a local model.safetensors, and '{source.path}' has"
-                          f" none: download the model to a folder first")
-    replace_lora_weights_loftq(peft_model, model_path=str(weights))
+                          f" weights from a local model.safetensors (or its sharded index), and"
+                          f" '{source.path}' has neither: download the model to a folder first")
+    # peft finds model.safetensors.index.json next to this path when the weights are sharded
+    replace_lora_weights_loftq(peft_model, model_path=str(folder / SAFETENSORS[0]))
 
 
 def load_for_training(source: ModelSource, options: QLoRAOptions, compute_dtype: str,

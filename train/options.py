@@ -6,6 +6,7 @@ GPU, LoRA on every linear layer, a paged 32-bit AdamW, cosine schedule with warm
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from typing import Literal
@@ -39,7 +40,7 @@ class QLoRAOptions:
     use_dora: bool = option(False, help="weight-decomposed LoRA (DoRA)")
     init_lora_weights: str = option(
         "default", help="default, gaussian, olora, orthogonal, pissa, pissa_niter_N (16-bit base"
-                        " only) or loftq (NF4 base from local safetensors only)")
+                        " only) or loftq (NF4 base from local safetensors, CUDA GPU only)")
     modules_to_save: list[str] = option([], help="modules trained in full and saved with the"
                                                  " adapter, e.g. [\"lm_head\"]")
     task: Literal["simple", "general", "complex", "style", "near-full"] = option(
@@ -101,9 +102,23 @@ def _check_initialisation(options: QLoRAOptions) -> None:
     if init == "loftq" and options.quantization != "nf4":
         raise OptionError("init_lora_weights", "LoftQ initialises against an NF4 base: set"
                                                " quantization = \"nf4\"")
+    if init == "loftq" and not cuda_driver_present():
+        raise OptionError("init_lora_weights", LOFTQ_NEEDS_CUDA)
     if init == "orthogonal" and options.lora_r % 2:
         raise OptionError("lora_r", f"the orthogonal initialisation needs an even rank, found"
                                     f" {options.lora_r}")
+
+
+LOFTQ_NEEDS_CUDA = ("LoftQ (peft's replace_lora_weights_loftq) computes on a CUDA GPU and this"
+                    " machine has none: use \"default\" or \"olora\" here, or train on a GPU")
+
+
+def cuda_driver_present() -> bool:
+    """Whether an NVIDIA driver is visible, judged without importing torch (validate stays fast);
+    training checks torch.cuda.is_available() itself before LoftQ."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
+        return False
+    return os.path.exists("/proc/driver/nvidia/version") or os.path.exists("/dev/nvidia0")
 
 
 def effective_compute_dtype(options: QLoRAOptions, cuda: bool, cuda_bf16: bool) -> str:

@@ -26,12 +26,13 @@ class TrainingTemplate:
 def training_template(model_options: Any, recipe_dir: Path, tokenizer: Any,
                       source_names: list[str]) -> TrainingTemplate:
     """The training template for this model, or a CurateError saying why there is none."""
-    from curate.chat_templates import (ModelFacts, has_generation_markers, read_architectures,
-                                       select_template)
+    from curate.chat_templates import (TEMPLATE_DATE, ModelFacts, has_generation_markers,
+                                       read_architectures, select_template)
     from curate.pluginmanager import get_host
 
     facts = ModelFacts(getattr(model_options, "chat_template", None), source_names, recipe_dir,
-                       read_architectures(source_names[0]), tokenizer.chat_template)
+                       read_architectures(source_names[0]), tokenizer.chat_template,
+                       getattr(model_options, "template_date", TEMPLATE_DATE))
     selection = select_template(facts, get_host().registry("chat template"))
     if not has_generation_markers(selection.text):
         raise CurateError(f"[model]: the chat template ({selection.label}) has no"

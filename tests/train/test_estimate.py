@@ -6,7 +6,7 @@ import pytest
 
 from curate.testing import invoke_cli
 from curate.train.estimate import (GIB, ModelShape, activation_bytes, estimate,
-                                   trained_parameters, weight_bits)
+                                   savings, trained_parameters, weight_bits)
 from curate.train.options import QLoRAOptions
 from curate.train.shapes import SHAPES, shape_for_name
 
@@ -87,7 +87,18 @@ def test_estimate_prints_each_part_and_whether_it_fits(tmp_path):
         assert part in output, part
     assert "fits in 24 GiB with" in output
     code, output = run_estimate(tmp_path, "meta-llama/Llama-3.1-8B-Instruct", "--gpu-memory", "8")
-    assert "does not fit in 8 GiB" in output
+    hint = next(line for line in output.splitlines() if "does not fit in 8 GiB" in line)
+    # checkpointing is already on and batch_size is 1: neither is suggested
+    assert hint.endswith("short; try a smaller [model] max_length (now 2048)"), hint
+
+
+def test_the_hint_suggests_only_what_would_lower_the_estimate():
+    assert savings(QLoRAOptions(gradient_checkpointing=False, quantization="8bit", lora_r=64),
+                   4096) == ["gradient_checkpointing = true", 'quantization = "nf4"',
+                             "batch_size = 2 with gradient_accumulation = 8",
+                             "a smaller [model] max_length (now 4096)", "a lower lora_r (now 64)"]
+    assert savings(QLoRAOptions(batch_size=1), 512) == [
+        "a GPU with more memory, or a smaller model"]
 
 
 def test_estimate_reads_a_local_config(tmp_path):

@@ -39,3 +39,14 @@ def test_code_in_a_model_folder_does_not_run_unless_the_recipe_trusts_it(tmp_pat
     assert str(error.value).startswith(f"[model] '{folder}': cannot load it:")
     assert "trust_remote_code" in str(error.value), error.value
     assert not marker.exists()
+
+
+def test_loftq_without_cuda_is_one_clear_line_not_a_torch_traceback(tmp_path):
+    import torch
+
+    from curate.train.model import _loftq
+
+    if torch.cuda.is_available():
+        pytest.skip("LoftQ runs here")
+    with pytest.raises(CurateError, match=r"LoftQ .* computes on a CUDA GPU and this machine has"):
+        _loftq(None, ModelSource.from_recipe(ModelOptions(path=str(tmp_path)), tmp_path))

@@ -54,11 +54,23 @@ def test_impossible_options_are_one_clear_line(tmp_path, extra, message):
 
 def test_options_peft_supports_for_the_quantisation_pass(tmp_path):
     for extra in ('quantization = "none"\ninit_lora_weights = "pissa_niter_4"',
-                  'init_lora_weights = "olora"', 'init_lora_weights = "loftq"',
+                  'init_lora_weights = "olora"',
                   'quantization = "8bit"\nuse_dora = true', 'use_rslora = true\nlora_alpha = 8',
                   'target_modules = ["q_proj", "v_proj"]\nmodules_to_save = ["lm_head"]'):
         code, output = validate(tmp_path, extra)
         assert code == 0, (extra, output)
+
+
+def test_loftq_is_refused_at_validate_without_a_cuda_gpu(tmp_path, monkeypatch):
+    from curate.train import options
+
+    monkeypatch.setattr(options, "cuda_driver_present", lambda: False)
+    code, output = validate(tmp_path, 'init_lora_weights = "loftq"')
+    assert code == 2 and output.count("\n") == 1, output
+    assert "train.init_lora_weights: LoftQ (peft's replace_lora_weights_loftq) computes on a CUDA"\
+           " GPU and this machine has none" in output
+    monkeypatch.setattr(options, "cuda_driver_present", lambda: True)
+    assert validate(tmp_path, 'init_lora_weights = "loftq"')[0] == 0
 
 
 def test_the_unsloth_trainer_refuses_what_unsloth_cannot_do(tmp_path):
@@ -121,3 +133,33 @@ def test_validate_warns_when_there_is_no_model_to_train(tmp_path):
         '[model]\npath = "meta-llama/Llama-3.1-8B-Instruct"\n', ""))
     assert code == 0, output
     assert "advice: no [model] path: training will stop until it names a base model" in output
+
+
+REHEARSAL_STAGE = """
+[[stages]]
+use = "rehearsal"
+ratio = 0.15
+[stages.source]
+use = "jsonl"
+path = "general.jsonl"
+"""
+
+
+def test_validate_judges_epochs_and_rehearsal_from_the_sources_rows(tmp_path):
+    rows = "".join(f'{{"instruction": "q{n}", "output": "a{n}"}}\n' for n in range(200))
+    (tmp_path / "general.jsonl").write_text(rows)
+    recipe = RECIPE.replace("[train]", "[train]\nepochs = 1")
+    (tmp_path / "r.toml").write_text(recipe)
+    (tmp_path / "d.jsonl").write_text(rows)
+    code, output = invoke_cli(["validate", str(tmp_path / "r.toml")])
+    assert code == 0, output
+    advice = [line.strip() for line in output.splitlines() if "advice:" in line]
+    assert advice == [
+        "advice: epochs 1 with at most 200 examples (the sources' rows, before curation): 3-5 is"
+        " usual for this size (under 1k: 3-5, 1k-10k: 1-3, over 10k: 1)",
+        "advice: no rehearsal data among at most 200 examples (the sources' rows, before"
+        " curation): mixing in 10-20% general data limits catastrophic forgetting (add"
+        ' [[stages]] use = "rehearsal" with ratio = 0.15 and a [stages.source] of general data)']
+    (tmp_path / "r.toml").write_text(recipe.replace("[train]", REHEARSAL_STAGE + "\n[train]"))
+    code, output = invoke_cli(["validate", str(tmp_path / "r.toml")])
+    assert code == 0 and "rehearsal data" not in output and "epochs 1" in output, output
