@@ -64,12 +64,15 @@ def load_tuned(run_dir: Path) -> TunedModel:
 def _load(adapter: Path, digest: str) -> TunedModel:
     import json
 
-    from peft import PeftModel
+    try:
+        from peft import PeftModel
 
-    from curate.train.model import (ModelSource, load_base_model, load_tokenizer,
-                                    quiet_progress_bars)
-    from curate.train.options import QLoRAOptions
-
+        from curate.train.model import (ModelSource, load_base_model, load_tokenizer,
+                                        quiet_progress_bars)
+        from curate.train.options import QLoRAOptions
+    except ImportError as error:
+        raise CurateError(f"the evaluations need the training libraries ({error}): install"
+                          f" them with pip install 'curate[train]'") from None
     record = json.loads((adapter / RECORD_FILE).read_text(encoding="utf-8"))
     quiet_progress_bars()
     tokenizer = load_tokenizer(ModelSource(str(adapter), str(adapter)))

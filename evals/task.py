@@ -51,6 +51,9 @@ class TaskMetricsEval(Evaluation):
                                         " [\"positive\", \"negative\"]")
         if "regex" in options.metrics and not options.pattern:
             raise OptionError("pattern", "the `regex` metric needs a pattern = \"...\"")
+        problem = schema_problem(options.json_schema)
+        if problem:
+            raise OptionError("json_schema", problem)
         scoring(options)
 
     def evaluate(self, options: TaskMetricsOptions, context: TrainContext) -> dict:
@@ -86,6 +89,31 @@ def scoring(options: TaskMetricsOptions) -> Scoring:
                                          f" expression: {error}") from None
     return Scoring(list(options.metrics), options.ignore_case, pattern, list(options.labels),
                    options.json_schema or None)
+
+
+SCHEMA_TYPES = ("object", "array", "string", "number", "integer", "boolean", "null")
+
+
+def schema_problem(schema: Any, where: str = "") -> str | None:
+    """What is wrong with a JSON schema as `json_problem` reads it, or None: checked before
+    any generation, since a typo such as type = "strng" would let every answer pass. `where` is
+    the path inside the schema ("properties.name.")."""
+    if not isinstance(schema, dict):
+        return f"{where.rstrip('.') or 'the schema'} must be a table, found {schema!r}"
+    kind = schema.get("type")
+    if kind is not None and kind not in SCHEMA_TYPES:
+        return (f"{where}type: unknown type {kind!r}{did_you_mean(str(kind), SCHEMA_TYPES)}"
+                f" (known: {', '.join(SCHEMA_TYPES)})")
+    required = schema.get("required", [])
+    if not isinstance(required, list) or not all(isinstance(key, str) for key in required):
+        return f"{where}required must be a list of key names, found {required!r}"
+    properties = schema.get("properties", {})
+    if not isinstance(properties, dict):
+        return f"{where}properties must be a table of key = schema, found {properties!r}"
+    parts = [(f"{where}properties.{key}.", sub) for key, sub in properties.items()]
+    if "items" in schema:
+        parts.append((f"{where}items.", schema["items"]))
+    return next((p for p in (schema_problem(sub, at) for at, sub in parts) if p), None)
 
 
 def check_reference_labels(rules: Scoring, examples: list[EvalExample],

@@ -115,6 +115,8 @@ def prepare_checkpoints(trainer, paths: sft.RunPaths, run_print: str,
     last = get_last_checkpoint(str(paths.checkpoints))
     if last:
         log(f"resuming from {last}")
+    elif trainer.is_world_process_zero():
+        paths.log.unlink(missing_ok=True)  # a fresh start: the loss chart shows this run only
     return last
 
 

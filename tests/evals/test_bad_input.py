@@ -64,6 +64,15 @@ def test_without_held_out_general_data_forgetting_says_to_add_a_rehearsal_stage(
     (TaskMetricsOptions(metrics=["regex"]), "pattern", "needs a pattern"),
     (TaskMetricsOptions(metrics=["regex"], pattern="(unclosed"), "pattern",
      "is not a valid regular expression"),
+    (TaskMetricsOptions(metrics=["json"], json_schema={"type": "strng"}), "json_schema",
+     "type: unknown type 'strng': did you mean 'string'?"),
+    (TaskMetricsOptions(metrics=["json"], json_schema={
+        "type": "object", "properties": {"answer": {"type": "array", "items": {"type": "txt"}}}}),
+     "json_schema", "properties.answer.items.type: unknown type 'txt'"),
+    (TaskMetricsOptions(metrics=["json"], json_schema={"properties": ["answer"]}),
+     "json_schema", "properties must be a table of key = schema"),
+    (TaskMetricsOptions(metrics=["json"], json_schema={"required": "answer"}), "json_schema",
+     "required must be a list of key names, found 'answer'"),
 ])
 def test_task_metric_options_are_checked(options, key, fragment):
     with pytest.raises(OptionError) as raised:
@@ -87,3 +96,20 @@ def test_an_unknown_evaluation_is_refused_with_the_known_ones(tiny_model, tmp_pa
     (tmp_path / "r.toml").write_text(evals_recipe(tiny_model, evals='[[evals]]\nuse = "los"\n'))
     code, output = invoke_cli(["validate", str(tmp_path / "r.toml")])
     assert code == 2 and "evals[0].use" in output and "loss" in output
+
+
+def test_a_well_formed_json_schema_is_accepted():
+    schema = {"type": "object", "required": ["answer"],
+              "properties": {"answer": {"type": "string"}, "tags": {"type": "array",
+                                                                    "items": {"type": "string"}}}}
+    TaskMetricsEval.check_options(TaskMetricsOptions(metrics=["json"], json_schema=schema))
+
+
+def test_without_the_training_libraries_loading_says_what_to_install(tmp_path, monkeypatch):
+    import sys
+
+    from curate.evals.model import _load
+
+    monkeypatch.setitem(sys.modules, "peft", None)  # what an install without curate[train] has
+    with pytest.raises(CurateError, match=r"pip install 'curate\[train\]'"):
+        _load(tmp_path, "digest")

@@ -38,7 +38,6 @@ def test_task_metrics_compare_generated_answers_of_base_and_tuned(evaluated_run)
     assert first["reference"].startswith("The code word ") and first["prompt"].endswith("?")
     assert first["base"] != first["tuned"]
     assert set(first["verdicts"]["task-metrics"]) == {"exact", "contains", "regex"}
-    assert "<|im_end|>" not in first["tuned"]  # generation stops at the end-of-turn token
 
 
 def test_forgetting_is_measured_on_the_held_out_general_slice_and_flagged(evaluated_run):
@@ -107,3 +106,18 @@ def test_a_report_without_evaluation_results_has_no_evaluation_section(tmp_path)
 
     assert gather_evaluation(tmp_path) is None
     assert html_section(None) is None and markdown_section(None) == ""
+
+
+def test_forgetting_within_max_increase_is_not_flagged(evaluated_run):
+    from curate.evals.forgetting import ForgettingEval, ForgettingOptions
+    from curate.training import TrainContext
+
+    _, run_dir, _ = evaluated_run
+    dataset = run_dir / "dataset"
+    lines: list[str] = []
+    context = TrainContext(run_dir, run_dir, dataset / "train.jsonl", dataset / "eval.jsonl", 0,
+                           lines.append, general_eval_file=dataset / "general_eval.jsonl")
+    result = ForgettingEval().evaluate(ForgettingOptions(max_increase=1000.0), context)
+    assert result["measured"] is True and result["perplexity_change"] > 0.05
+    assert result["flagged"] is False
+    assert not any(line.startswith("warning:") for line in lines), lines

@@ -80,6 +80,20 @@ def test_an_interrupted_run_resumes_from_its_last_checkpoint(tiny_model, tmp_pat
     assert "resuming from" in output and "checkpoint-4" in output
     metrics = json.loads((run_dir / "manifest.json").read_text())["train"]["metrics"]
     assert metrics["resumed_from"] == "checkpoint-4" and metrics["steps"] == 8
+    steps = logged(run_dir, "step")
+    assert steps == sorted(steps) and max(steps) == 8  # a resumed run keeps its log going
+
+
+def test_a_fresh_training_starts_a_fresh_log(tiny_model, tmp_path):
+    rows = memorisation_rows(6)
+    code, output, run_dir = run_in(tmp_path, training_recipe(
+        tiny_model, max_steps=3, logging_steps=1, eval_steps=3), rows)
+    assert code == 0, output
+    assert 3 in logged(run_dir, "step")
+    code, output, run_dir = run_in(tmp_path, training_recipe(
+        tiny_model, max_steps=1, logging_steps=1, eval_steps=1), rows)
+    assert code == 0, output
+    assert set(logged(run_dir, "step")) == {1}  # the earlier training's steps are gone
 
 
 def test_the_unsloth_trainer_says_in_one_line_why_it_is_not_used(tiny_model, tmp_path):
