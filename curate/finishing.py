@@ -55,6 +55,8 @@ def evaluate(recipe: Recipe, folder: RunFolder, console: Console, force: bool,
     its plugin and what it reads; write every result, by name, to `eval/results.json`."""
     context = context or train_context(recipe, folder, console)
     inputs = evaluation_inputs(recipe, folder.path)
+    # A failing evaluation must not leave an earlier run's results looking current.
+    (folder.path / "eval" / "results.json").unlink(missing_ok=True)
     results = {
         evaluation.name: cached_call(
             folder.path / "eval" / "cached" / f"{evaluation.name}.json",

@@ -5,6 +5,7 @@ import types
 from dataclasses import dataclass
 
 from curate import hookimpl
+from curate.errors import CurateError
 from curate.options import option
 from curate.training import Evaluation, Trainer
 
@@ -27,10 +28,18 @@ class CountingTrainer(Trainer):
         return {"examples": len(lines), "epochs": options.epochs}
 
 
+@dataclass
+class EvalCounterOptions:
+    fail: bool = option(False, help="raise instead of counting")
+
+
 class EvalCounter(Evaluation):
     name = "eval-count"
+    Options = EvalCounterOptions
 
     def evaluate(self, options, context):
+        if options.fail:
+            raise CurateError("the evaluation failed")
         return {"eval_examples": len(context.eval_file.read_text().splitlines())}
 
 
@@ -93,3 +102,12 @@ def test_training_and_evals_are_cached_until_something_they_depend_on_changes(cu
     assert more_data.manifest["train"]["cached"] is False
     assert more_data.manifest["train"]["metrics"]["examples"] == 18
     assert first.manifest["train"]["cached"] is False
+
+
+def test_a_failed_evaluation_leaves_no_earlier_results_behind(curate_plugin, run_recipe):
+    curate_plugin(training_plugin(), name="counting")
+    first = run_recipe(RECIPE, files={"d.jsonl": DATA})
+    assert (first.run_dir / "eval" / "results.json").exists()
+    failed = run_recipe(RECIPE + "fail = true\n")
+    assert failed.exit_code == 2 and "the evaluation failed" in failed.output
+    assert not (failed.run_dir / "eval" / "results.json").exists()
