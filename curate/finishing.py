@@ -8,6 +8,7 @@ trained run folder.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time
 from collections.abc import Callable
@@ -61,7 +62,8 @@ def evaluate(recipe: Recipe, folder: RunFolder, console: Console, force: bool,
         evaluation.name: cached_call(
             folder.path / "eval" / "cached" / f"{evaluation.name}.json",
             plugin_fingerprint(evaluation, inputs), force, console, f"eval {evaluation.name}",
-            lambda e=evaluation: e.plugin().evaluate(e.options, context) or {})
+            lambda e=evaluation: e.plugin().evaluate(
+                e.options, dataclasses.replace(context, evaluation=e.name)) or {})
         for evaluation in recipe.evals}
     write_json_atomic(folder.path / "eval" / "results.json",
                       {name: {k: v for k, v in result.items() if k != "cached"}

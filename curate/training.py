@@ -28,6 +28,9 @@ class TrainContext:
     general_eval_file: Path | None = None
     """`dataset/general_eval.jsonl`: general records a rehearsal stage held out of training, for
     a forgetting check (the file exists only when one did)."""
+    evaluation: str = ""
+    """The recipe's name of the evaluation being run (its `name`, else its `use`): two
+    evaluations of one plugin tell their outputs apart by it."""
 
 
 class Trainer(Configurable):

@@ -74,7 +74,7 @@ class JudgeEval(Evaluation):
         pairs = [Pair(e, said["base"][i], said["tuned"][i]) for i, e in enumerate(examples)]
         outcomes = judge_pairs(pairs, options, context)
         result = tally(outcomes)
-        record_samples(context.run_dir, self.name, tuned.digest, [
+        record_samples(context.run_dir, context.evaluation or self.name, tuned.digest, [
             {"id": p.example.id, "source": p.example.source, "prompt": p.example.question,
              "reference": p.example.reference, "base": p.base, "tuned": p.tuned,
              "verdicts": outcome} for p, outcome in zip(pairs, outcomes)])

@@ -71,7 +71,7 @@ class TaskMetricsEval(Evaluation):
                     for index, example in enumerate(examples)]
         result = {"examples": len(examples),
                   **summarise(rules, verdicts, said, [e.reference for e in examples])}
-        record_samples(context.run_dir, self.name, tuned.digest,
+        record_samples(context.run_dir, context.evaluation or self.name, tuned.digest,
                        sample_rows(examples, said, verdicts))
         for metric, shares in result["metrics"].items():
             context.log(f"task-metrics: {metric} {shares['base']:.1%} -> {shares['tuned']:.1%}"

@@ -40,7 +40,8 @@ class EvalCounter(Evaluation):
     def evaluate(self, options, context):
         if options.fail:
             raise CurateError("the evaluation failed")
-        return {"eval_examples": len(context.eval_file.read_text().splitlines())}
+        return {"eval_examples": len(context.eval_file.read_text().splitlines()),
+                "named": context.evaluation}
 
 
 def training_plugin():
@@ -77,9 +78,10 @@ def test_trainer_and_evals_receive_the_final_dataset(curate_plugin, run_recipe):
     train = result.manifest["train"]
     assert train["use"] == "counting"
     assert train["metrics"] == {"examples": 8, "epochs": 3}
-    assert train["evals"] == {"eval-count": {"eval_examples": 2, "cached": False}}
+    assert train["evals"] == {"eval-count": {"eval_examples": 2, "named": "eval-count",
+                                             "cached": False}}
     results = json.loads((result.run_dir / "eval" / "results.json").read_text())
-    assert results == {"eval-count": {"eval_examples": 2}}
+    assert results == {"eval-count": {"eval_examples": 2, "named": "eval-count"}}
     assert (result.run_dir / "adapter" / "seen.txt").read_text() == "8"
 
 
@@ -111,3 +113,12 @@ def test_a_failed_evaluation_leaves_no_earlier_results_behind(curate_plugin, run
     failed = run_recipe(RECIPE + "fail = true\n")
     assert failed.exit_code == 2 and "the evaluation failed" in failed.output
     assert not (failed.run_dir / "eval" / "results.json").exists()
+
+
+def test_each_evaluation_is_told_its_recipe_name(curate_plugin, run_recipe):
+    curate_plugin(training_plugin(), name="counting")
+    twice = RECIPE + '\n[[evals]]\nname = "again"\nuse = "eval-count"\n'
+    result = run_recipe(twice, files={"d.jsonl": DATA})
+    assert result.exit_code == 0, result.output
+    evals = result.manifest["train"]["evals"]
+    assert (evals["eval-count"]["named"], evals["again"]["named"]) == ("eval-count", "again")
