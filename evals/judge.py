@@ -10,13 +10,12 @@ A malformed answer from the judge is counted, never fatal. Answers are cached in
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 from curate.errors import CurateError
 from curate.evals.examples import EvalExample, read_examples, record_samples, require_examples
 from curate.generation import object_schema
-from curate.options import OptionError, option
+from curate.options import option
 from curate.training import Evaluation, TrainContext
 
 ORDERS = (("base", "tuned"), ("tuned", "base"))
@@ -55,13 +54,9 @@ class JudgeEval(Evaluation):
 
     @classmethod
     def check_options(cls, options: JudgeOptions) -> None:
-        if not options.base_url.startswith(("http://", "https://")):
-            raise OptionError("base_url", f"expected an http:// or https:// URL, found"
-                                          f" {options.base_url!r}")
-        if options.api_key_env and not os.environ.get(options.api_key_env):
-            raise OptionError("api_key_env", f"environment variable {options.api_key_env} is"
-                                             f" not set: export the API key in it, or set"
-                                             f" api_key_env = \"\" for a server that needs none")
+        from curate.plugins.generate.endpoint import check_endpoint_options
+
+        check_endpoint_options(options)
 
     def evaluate(self, options: JudgeOptions, context: TrainContext) -> dict:
         from curate.evals.generation import answers

@@ -17,6 +17,20 @@ from datetime import datetime, timezone
 from curate.errors import CurateError
 from curate.plugins.generate.cache import Answer
 
+
+def check_endpoint_options(options) -> None:
+    """The checks `curate validate` makes of an endpoint's `base_url` and `api_key_env` (the
+    generate stage's and the judge's options), without touching the network."""
+    from curate.options import OptionError
+
+    if not options.base_url.startswith(("http://", "https://")):
+        raise OptionError("base_url", f"expected an http:// or https:// URL, found"
+                                      f" {options.base_url!r}")
+    if options.api_key_env and not os.environ.get(options.api_key_env):
+        raise OptionError("api_key_env", f"environment variable {options.api_key_env} is"
+                                         f" not set: export the API key in it, or set"
+                                         f" api_key_env = \"\" for a server that needs none")
+
 FORMATS = ("json_schema", "json_object", "none")
 NO_KEY = "no-key"  # local servers (vLLM, Ollama, llama.cpp) want some bearer, any will do
 

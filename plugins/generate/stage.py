@@ -5,7 +5,6 @@ origin "generated" (or rejections of malformed answers), each with its provenanc
 from __future__ import annotations
 
 import json
-import os
 import random
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +13,7 @@ from curate.errors import CurateError, RecipeError
 from curate.generation import GenerationError, GenerationRequest
 from curate.options import OptionError, option, parse_options
 from curate.records import Record
+from curate.plugins.generate.endpoint import check_endpoint_options
 from curate.stages import Stage
 
 JSON_INSTRUCTION = ("Reply with one JSON object and nothing else: no code fence, no comments."
@@ -58,19 +58,13 @@ class GenerateStage(Stage):
 
     @classmethod
     def check_options(cls, options: GenerateOptions) -> None:
-        if not options.base_url.startswith(("http://", "https://")):
-            raise OptionError("base_url", f"expected an http:// or https:// URL, found"
-                              f" {options.base_url!r}")
+        check_endpoint_options(options)
         if not options.model.strip():
             raise OptionError("model", "name the model the server should use")
         if options.max_requests is not None and options.max_requests < options.malformed_attempts:
             raise OptionError("max_requests", f"{options.max_requests} cannot pay for one request"
                               f" asked up to malformed_attempts = {options.malformed_attempts}"
                               f" times: raise it or lower malformed_attempts")
-        if options.api_key_env and not os.environ.get(options.api_key_env):
-            raise OptionError("api_key_env", f"environment variable {options.api_key_env} is"
-                              f" not set: export the API key in it, or set api_key_env = \"\""
-                              f" for a server that needs none")
         resolve_strategy(options.strategy)
 
     @classmethod
