@@ -109,11 +109,18 @@ def callbacks(options: QLoRAOptions, paths: RunPaths, has_eval: bool,
     if has_eval and options.early_stopping_patience:
         result.append(EarlyStoppingCallback(options.early_stopping_patience))
     if importlib.util.find_spec("tensorboard") is not None:
-        from torch.utils.tensorboard import SummaryWriter
-        from transformers.integrations import TensorBoardCallback
-
-        result.append(TensorBoardCallback(SummaryWriter(str(paths.tensorboard))))
+        result.append(tensorboard_callback(paths.tensorboard))
     return result
+
+
+def tensorboard_callback(folder: Path):
+    """transformers' TensorBoard callback writing into the run folder. Its writer is made
+    lazily on the main process only, so DDP ranks do not each leave an events file."""
+    from transformers.integrations import TensorBoardCallback
+
+    callback = TensorBoardCallback()
+    callback.logging_dir = str(folder)
+    return callback
 
 
 def build_trainer(model, tokenizer, config, train_dataset, eval_dataset, extra_callbacks):

@@ -57,6 +57,20 @@ def test_the_adapter_folder_holds_everything_to_use_and_trace_it(trained_run):
     assert 'use = "qlora"' in card and "| train_loss |" in card
 
 
+def test_the_training_curves_go_to_tensorboard_in_the_run_folder(trained_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    _, run_dir = trained_run
+    folder = run_dir / "train" / "tensorboard"
+    assert len(list(folder.glob("events.out.tfevents.*"))) == 1
+    events = EventAccumulator(str(folder))
+    events.Reload()
+    losses = [event.value for event in events.Scalars("train/loss")]
+    assert losses == pytest.approx(logged(run_dir, "loss"), rel=1e-5)
+    assert [event.step for event in events.Scalars("eval/loss")] == [8, 16, 24]
+    assert not list((run_dir / "train").glob("checkpoints/**/events.out.*"))
+
+
 def test_an_interrupted_run_resumes_from_its_last_checkpoint(tiny_model, tmp_path, monkeypatch):
     from transformers import TrainerCallback
 
