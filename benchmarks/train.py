@@ -7,7 +7,8 @@ and on. Each configuration runs in its own process, so peak memory is its own. P
 second of the training loop, the whole call's seconds, peak memory, and curate / trl ratios.
 
     python benchmarks/train.py [--examples 256] [--steps 8] [--hidden 64] [--layers 2]
-    python benchmarks/train.py --gpu-8b [--steps 10]   # Llama-3.1-8B shape, random weights
+    python benchmarks/train.py --gpu-8b [--steps 10] [--with-trl]   # Llama-3.1-8B shape
+    python benchmarks/train.py --gpu-8b --rehearse   # the same path on a CPU, tiny shape
 
 `--gpu-8b` needs a CUDA GPU: it trains a random-weight model of Llama 3.1 8B's shape (nothing
 downloaded) with curate and prints measured peak memory next to `curate estimate`'s prediction.
@@ -150,9 +151,23 @@ def compare(args) -> None:
 def gpu_8b(args) -> None:
     import torch
 
+    if args.rehearse:
+        shape = {**llama_8b_shape(), "hidden_size": 64, "intermediate_size": 128,
+                 "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+                 "head_dim": 16}
+        return against_estimate(args, shape, "a tiny Llama (rehearsal on the CPU)", "cpu")
     if not torch.cuda.is_available():
-        print("--gpu-8b needs a CUDA GPU, and this machine has none: nothing measured")
+        print("--gpu-8b needs a CUDA GPU, and this machine has none: nothing measured"
+              " (--rehearse runs the same path on the CPU with a tiny shape)")
         return
+    against_estimate(args, llama_8b_shape(), "Llama-3.1-8B shape", "cuda")
+
+
+def against_estimate(args, shape: dict, label: str, device: str) -> None:
+    """Trains a random-weight model of `shape` with curate (and with plain trl when asked) and
+    prints the measurements next to what `curate estimate` predicts for it."""
+    import torch
+
     from curate.train.estimate import GIB, ModelShape, estimate
     from curate.train.options import QLoRAOptions
     from curate.train.tiny_model import build_tiny_model
@@ -162,22 +177,30 @@ def gpu_8b(args) -> None:
         data = root / "train.jsonl"
         build_data(data, args.examples)
         model = build_tiny_model(root / "model", [" ".join(WORDS)] * 20)  # tokenizer only
-        shape = llama_8b_shape()
-        random_llama(shape, "cuda").save_pretrained(model)
-        torch.cuda.empty_cache()
+        random_llama(shape, device).save_pretrained(model)
+        if device == "cuda":
+            torch.cuda.empty_cache()
         # packed, every batch is 4 full sequences: the worst case the estimate assumes
-        result = measure("curate", "on", model, data, root, args)
+        results = {who: measure(who, "on", model, data, root, args)
+                   for who in (("curate", "trl") if args.with_trl else ("curate",))}
         predicted = estimate(ModelShape.from_config(shape),
                              QLoRAOptions(**SETTINGS, max_steps=args.steps), args.max_length)
-        print(f"Llama-3.1-8B shape, random weights, packed batches of 4 x {args.max_length}"
-              f" tokens, {args.steps} steps:")
-        print(f"  tokens/s {result['tokens'] / result['loop_seconds']:,.0f}")
-        print(f"  peak GPU memory: {result['peak_gpu_gib']:.2f} GiB allocated,"
-              f" {result['peak_gpu_reserved_gib']:.2f} GiB reserved by torch")
+        print(f"{label}, random weights, packed batches of 4 x {args.max_length} tokens,"
+              f" {args.steps} steps of 4 x 4:")
+        for who, result in results.items():
+            print(f"  {who:<7} tokens/s {result['tokens'] / result['loop_seconds']:,.0f};"
+                  f" {peak_memory(result)}")
         for what, size, note in predicted.parts:
             print(f"  estimate  {what:<42} {size / GIB:6.2f} GiB")
         print(f"  estimate  {'total':<42} {predicted.total / GIB:6.2f} GiB (its CUDA allowance"
               f" is outside torch's counts)")
+
+
+def peak_memory(result: dict) -> str:
+    if "peak_gpu_gib" in result:
+        return (f"peak GPU memory {result['peak_gpu_gib']:.2f} GiB allocated,"
+                f" {result['peak_gpu_reserved_gib']:.2f} GiB reserved by torch")
+    return f"peak RSS {result['peak_rss_mib']:,.0f} MiB (CPU: not comparable to the estimate)"
 
 
 def llama_8b_shape() -> dict:
@@ -205,6 +228,10 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=512)
     parser.add_argument("--gpu-8b", action="store_true")
     parser.add_argument("--scratch", default=None, help="folder for the 8B model's 16 GB")
+    parser.add_argument("--with-trl", action="store_true",
+                        help="with --gpu-8b: also train with plain trl SFTTrainer")
+    parser.add_argument("--rehearse", action="store_true",
+                        help="with --gpu-8b: run its path on the CPU with a tiny shape")
     parser.add_argument("--worker", choices=("curate", "trl"), help=argparse.SUPPRESS)
     parser.add_argument("--packing", choices=("on", "off"), help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
