@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +18,8 @@ from pathlib import Path
 from curate.console import Console
 from curate.options import options_to_dict
 from curate.recipe import PluginSpec, Recipe
-from curate.runstore import RunFolder, fingerprint, read_json, write_json_atomic
+from curate.runstore import (RunFolder, fingerprint, read_json, write_json_atomic,
+                             write_text_atomic)
 from curate.training import TrainContext
 
 
@@ -65,10 +67,17 @@ def evaluate(recipe: Recipe, folder: RunFolder, console: Console, force: bool,
             lambda e=evaluation: e.plugin().evaluate(
                 e.options, dataclasses.replace(context, evaluation=e.name)) or {})
         for evaluation in recipe.evals}
-    write_json_atomic(folder.path / "eval" / "results.json",
-                      {name: {k: v for k, v in result.items() if k != "cached"}
-                       for name, result in results.items()})
+    write_results(folder.path / "eval" / "results.json", results)
     return results
+
+
+def write_results(path: Path, results: dict) -> None:
+    """Evaluations in the recipe's order (what the report shows them in); within each, keys
+    sorted so that the same results are the same bytes."""
+    ordered = {name: json.loads(json.dumps({k: v for k, v in result.items() if k != "cached"},
+                                           sort_keys=True))
+               for name, result in results.items()}
+    write_text_atomic(path, json.dumps(ordered, ensure_ascii=False, indent=2) + "\n")
 
 
 def evaluation_inputs(recipe: Recipe, run_dir: Path) -> list:

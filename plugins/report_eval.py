@@ -40,7 +40,7 @@ def gather_evaluation(run_dir: Path) -> EvalReport | None:
         return None
     results = json.loads(results_file.read_text(encoding="utf-8"))
     comparisons, verdicts = [], []
-    for name, result in sorted(results.items()):
+    for name, result in results.items():  # in the recipe's order
         found = comparisons_of(name, result)
         comparisons += found
         verdict = verdict_of(name, result)

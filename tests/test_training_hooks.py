@@ -122,3 +122,17 @@ def test_each_evaluation_is_told_its_recipe_name(curate_plugin, run_recipe):
     assert result.exit_code == 0, result.output
     evals = result.manifest["train"]["evals"]
     assert (evals["eval-count"]["named"], evals["again"]["named"]) == ("eval-count", "again")
+
+
+def test_results_and_report_keep_the_recipes_order_of_evaluations(curate_plugin, run_recipe):
+    from curate.plugins.report_eval import gather_evaluation
+
+    curate_plugin(training_plugin(), name="counting")
+    two = (RECIPE.replace('use = "eval-count"', 'name = "zeta"\nuse = "eval-count"')
+           + '\n[[evals]]\nname = "alpha"\nuse = "eval-count"\n')
+    result = run_recipe(two, files={"d.jsonl": DATA})
+    assert result.exit_code == 0, result.output
+    results = json.loads((result.run_dir / "eval" / "results.json").read_text())
+    assert list(results) == ["zeta", "alpha"]
+    verdicts = gather_evaluation(result.run_dir).verdicts
+    assert [line.split(":")[0] for line in verdicts] == ["zeta", "alpha"]
