@@ -10,9 +10,10 @@ from pathlib import Path
 
 import curate
 from curate.console import Console
+from curate.errors import CurateError
 from curate.pluginmanager import PluginHost
 from curate.recipe import Recipe
-from curate.runstore import RUN_FORMAT, RunFolder, count_rows, write_json_atomic
+from curate.runstore import RUN_FORMAT, RunFolder, count_rows, read_json, write_json_atomic
 from curate.step_execution import RunState
 
 
@@ -26,8 +27,8 @@ class RunManifest:
         manifest = {
             "run_format": RUN_FORMAT,
             "status": status,
-            "recipe": {"file": str(self.recipe.file), "name": self.recipe.name,
-                       "sha256": self.recipe.digest},
+            "recipe": {"file": str(self.recipe.file), "path": str(self.recipe.file.resolve()),
+                       "name": self.recipe.name, "sha256": self.recipe.digest},
             "seed": self.recipe.run.seed,
             "versions": self._versions(),
             "sources": self.state.sources,
@@ -83,3 +84,15 @@ class RunManifest:
                    for name, info in sorted(self.host.plugins.items())}
         return {"curate": curate.__version__, "python": platform.python_version(),
                 "pyarrow": pyarrow.__version__, "plugins": plugins}
+
+
+def check_default_folder_is_free(folder: RunFolder, recipe: Recipe) -> None:
+    """The default folder, runs/<recipe stem>, is the same for every recipe of one file name:
+    one must not overwrite the run of another that still exists."""
+    if not folder.manifest_file.exists():
+        return
+    previous = read_json(folder.manifest_file).get("recipe", {}).get("path")
+    if previous and previous != str(recipe.file.resolve()) and Path(previous).is_file():
+        raise CurateError(
+            f"{folder.path} holds the run of {previous}, another recipe of the same file name:"
+            f" pass --run-dir, or set [run] dir in {recipe.file}")

@@ -44,12 +44,16 @@ def run(recipe: Path, run_dir: Path | None, force: bool, until: str | None, quie
     from curate.console import Console
     from curate.pluginmanager import get_host
     from curate.recipe import load_recipe
+    from curate.run_manifest import check_default_folder_is_free
     from curate.runner import Runner, RunSettings
+    from curate.runstore import RunFolder
 
     host = get_host()
     loaded = load_recipe(recipe, host)
     console = Console(quiet=quiet, verbose=verbose)
     settings = RunSettings(run_dir or loaded.default_run_dir(), force=force, until=until)
+    if not run_dir and not loaded.run.dir:
+        check_default_folder_is_free(RunFolder(settings.run_dir), loaded)
     console.info(f"run {loaded.name} -> {settings.run_dir}")
     manifest = Runner(loaded, host, settings, console).run()
     if manifest["status"] == "review":

@@ -127,6 +127,25 @@ def test_a_run_folder_of_an_incompatible_version_is_refused(tmp_path):
             in output)
 
 
+def test_two_recipes_of_one_file_name_do_not_share_the_default_run_folder(tmp_path,
+                                                                          monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+    first, second = write(tmp_path / "a"), write(tmp_path / "b")
+    assert invoke_cli(["run", str(first)])[0] == 0
+    code, output = invoke_cli(["run", str(second)])
+    assert code == 2 and output.count("\n") == 1
+    assert (f"runs/r holds the run of {first.resolve()}, another recipe of the same file name:"
+            f" pass --run-dir, or set [run] dir in {second}") in output
+    manifest = json.loads((tmp_path / "runs" / "r" / "manifest.json").read_text())
+    assert manifest["recipe"]["path"] == str(first.resolve())
+    assert invoke_cli(["run", str(first)])[0] == 0
+    assert invoke_cli(["run", str(second), "--run-dir", "other"])[0] == 0
+    first.unlink()  # a recipe moved away leaves its folder to the next one of its name
+    assert invoke_cli(["run", str(second)])[0] == 0
+
+
 def test_a_failed_run_does_not_claim_success(tmp_path):
     recipe = write(tmp_path, data="")
     code, output = invoke_cli(["run", str(recipe), "--run-dir", str(tmp_path / "run")])
