@@ -16,6 +16,7 @@ from curate.errors import CurateError
 from curate.evals.examples import EvalExample, read_examples, record_samples, require_examples
 from curate.generation import object_schema
 from curate.options import option
+from curate.plugins.generate.endpoint import EndpointOptions
 from curate.training import Evaluation, TrainContext
 
 ORDERS = (("base", "tuned"), ("tuned", "base"))
@@ -26,12 +27,8 @@ CRITERIA = ("Which answer serves the user better: correct, helpful, and to the p
             " content, not the length or the style.")
 
 
-@dataclass
-class JudgeOptions:
-    base_url: str = option(help="the OpenAI-compatible API, e.g. http://127.0.0.1:8000/v1")
-    model: str = option(help="the judge model's name on that server")
-    api_key_env: str = option("OPENAI_API_KEY", help="the environment variable holding the API"
-                                                     " key; \"\" for a server that needs none")
+@dataclass(kw_only=True)
+class JudgeOptions(EndpointOptions):
     criteria: str = option(CRITERIA, help="what the judge is asked to compare")
     show_reference: bool = option(True, help="show the judge the held-out reference answer")
     max_examples: int = option(50, min=1, help="held-out prompts judged (each pair twice)")
@@ -39,12 +36,6 @@ class JudgeOptions:
     max_new_tokens: int = option(128, min=1, help="longest answer generated, in tokens")
     batch_size: int = option(8, min=1, help="prompts generated at once")
     max_answer_tokens: int = option(256, min=1, help="longest judge answer, in tokens")
-    timeout: float = option(120.0, min=0.1, help="seconds to wait for one judgement")
-    concurrency: int = option(4, min=1, max=256, help="requests in flight at once")
-    max_attempts: int = option(4, min=1, max=20, help="tries per request on 429, 5xx, timeouts"
-                                                      " and dropped connections")
-    backoff_seconds: float = option(1.0, min=0.0, help="first wait before a retry")
-    max_wait_seconds: float = option(60.0, min=0.0, help="longest wait before a retry")
 
 
 class JudgeEval(Evaluation):
@@ -54,9 +45,7 @@ class JudgeEval(Evaluation):
 
     @classmethod
     def check_options(cls, options: JudgeOptions) -> None:
-        from curate.plugins.generate.endpoint import check_endpoint_options
-
-        check_endpoint_options(options)
+        options.check()
 
     def evaluate(self, options: JudgeOptions, context: TrainContext) -> dict:
         from curate.evals.generation import answers
@@ -127,13 +116,10 @@ def judge_prompt(pair: Pair, order: tuple[str, str], options: JudgeOptions) -> s
 def send(planned: list, options: JudgeOptions, context: TrainContext) -> list:
     from curate.plugins.generate.batch import Budget, RequestBatch
     from curate.plugins.generate.cache import ResponseCache
-    from curate.plugins.generate.endpoint import Endpoint, RetryPolicy
 
     if not planned:
         return []
-    retry = RetryPolicy(options.max_attempts, options.backoff_seconds, options.max_wait_seconds)
-    endpoint = Endpoint(options.base_url, options.model, options.api_key_env, options.timeout,
-                        retry)
+    endpoint = options.endpoint()
     cache = ResponseCache(context.run_dir / "cache" / "judge.sqlite")
     try:
         return RequestBatch(endpoint, cache, Budget(None, None), options.concurrency, 1).run(

@@ -15,21 +15,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from curate.errors import CurateError
+from curate.options import option
 from curate.plugins.generate.cache import Answer
 
-
-def check_endpoint_options(options) -> None:
-    """The checks `curate validate` makes of an endpoint's `base_url` and `api_key_env` (the
-    generate stage's and the judge's options), without touching the network."""
-    from curate.options import OptionError
-
-    if not options.base_url.startswith(("http://", "https://")):
-        raise OptionError("base_url", f"expected an http:// or https:// URL, found"
-                                      f" {options.base_url!r}")
-    if options.api_key_env and not os.environ.get(options.api_key_env):
-        raise OptionError("api_key_env", f"environment variable {options.api_key_env} is"
-                                         f" not set: export the API key in it, or set"
-                                         f" api_key_env = \"\" for a server that needs none")
 
 FORMATS = ("json_schema", "json_object", "none")
 NO_KEY = "no-key"  # local servers (vLLM, Ollama, llama.cpp) want some bearer, any will do
@@ -209,3 +197,40 @@ def _retry_after(error: Exception) -> float | None:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=timezone.utc)
     return max((parsed - datetime.now(timezone.utc)).total_seconds(), 0.0)
+
+
+@dataclass(kw_only=True)
+class EndpointOptions:
+    """An OpenAI-compatible endpoint and how to talk to it: the options the generate stage and
+    the judge share."""
+
+    base_url: str = option(help="the OpenAI-compatible API, e.g. http://127.0.0.1:8000/v1")
+    model: str = option(help="the model's name on that server")
+    api_key_env: str = option("OPENAI_API_KEY", help="the environment variable holding the API"
+                                                     " key; \"\" for a server that needs none")
+    timeout: float = option(120.0, min=0.1, help="seconds to wait for one answer")
+    concurrency: int = option(4, min=1, max=256, help="requests in flight at once")
+    max_attempts: int = option(4, min=1, max=20, help="tries per request on 429, 5xx, timeouts"
+                                                      " and dropped connections")
+    backoff_seconds: float = option(1.0, min=0.0, help="first wait before a retry; doubles"
+                                                       " each time, with jitter")
+    max_wait_seconds: float = option(60.0, min=0.0, help="longest wait before a retry, a"
+                                                         " server's Retry-After included")
+
+    def check(self) -> None:
+        """The checks `curate validate` makes, without touching the network."""
+        from curate.options import OptionError
+
+        if not self.base_url.startswith(("http://", "https://")):
+            raise OptionError("base_url", f"expected an http:// or https:// URL, found"
+                                          f" {self.base_url!r}")
+        if self.api_key_env and not os.environ.get(self.api_key_env):
+            raise OptionError("api_key_env", f"environment variable {self.api_key_env} is"
+                                             f" not set: export the API key in it, or set"
+                                             f" api_key_env = \"\" for a server that needs none")
+        if not self.model.strip():
+            raise OptionError("model", "name the model the server should use")
+
+    def endpoint(self) -> Endpoint:
+        retry = RetryPolicy(self.max_attempts, self.backoff_seconds, self.max_wait_seconds)
+        return Endpoint(self.base_url, self.model, self.api_key_env, self.timeout, retry)

@@ -7,7 +7,6 @@ from pathlib import Path
 from curate.errors import CurateError
 from curate.plugins.generate.batch import Budget, Exchange, Planned, RequestBatch
 from curate.plugins.generate.cache import ResponseCache
-from curate.plugins.generate.endpoint import Endpoint, RetryPolicy
 from curate.stages import StageContext
 
 
@@ -23,9 +22,7 @@ def send(planned: list[Planned], options, context: StageContext) -> list[Exchang
     if not planned:
         context.log(f"{name}: the strategy asked for nothing; records pass through unchanged")
         return []
-    retry = RetryPolicy(options.max_attempts, options.backoff_seconds, options.max_wait_seconds)
-    endpoint = Endpoint(options.base_url, options.model, options.api_key_env, options.timeout,
-                        retry)
+    endpoint = options.endpoint()
     cache = ResponseCache(cache_path(context))
     budget = Budget(options.max_requests, options.max_tokens, options.malformed_attempts)
     batch = RequestBatch(endpoint, cache, budget, options.concurrency, options.malformed_attempts)

@@ -13,39 +13,27 @@ from curate.errors import CurateError, RecipeError
 from curate.generation import GenerationError, GenerationRequest
 from curate.options import OptionError, option, parse_options
 from curate.records import Record
-from curate.plugins.generate.endpoint import check_endpoint_options
+from curate.plugins.generate.endpoint import EndpointOptions
 from curate.stages import Stage
 
 JSON_INSTRUCTION = ("Reply with one JSON object and nothing else: no code fence, no comments."
                     " It must follow this JSON schema:\n")
 
 
-@dataclass
-class GenerateOptions:
-    base_url: str = option(help="the OpenAI-compatible API, e.g. http://127.0.0.1:8000/v1")
-    model: str = option(help="the model name the server knows")
+@dataclass(kw_only=True)
+class GenerateOptions(EndpointOptions):
     strategy: dict[str, Any] = option(help="the strategy table: use = \"self-instruct\","
                                            " \"answer\", \"augment\" or \"template\", and its"
                                            " options")
-    api_key_env: str = option("OPENAI_API_KEY", help="the environment variable holding the API"
-                                                     " key; \"\" for a server that needs none")
     temperature: float = option(0.7, min=0.0, max=2.0, help="sampling temperature")
     max_answer_tokens: int = option(1024, min=1, help="longest answer, in tokens")
-    timeout: float = option(120.0, min=0.1, help="seconds to wait for one answer")
-    concurrency: int = option(4, min=1, max=256, help="requests in flight at once")
-    max_attempts: int = option(4, min=1, max=20, help="tries per request on 429, 5xx, timeouts"
-                                                      " and dropped connections (not counted"
-                                                      " in max_requests)")
-    backoff_seconds: float = option(1.0, min=0.0, help="first wait before a retry; doubles"
-                                                       " each time, with jitter")
-    max_wait_seconds: float = option(60.0, min=0.0, help="longest wait before a retry, a"
-                                                         " server's Retry-After included")
     malformed_attempts: int = option(1, min=1, max=5, help="tries per request when the answer"
                                                            " is not valid JSON for its schema")
     max_requests: int | None = option(None, min=1, help="send at most this many requests, each"
                                                         " retry after a malformed answer"
                                                         " included (answers from the cache"
-                                                        " count too)")
+                                                        " count too; retries after 429, 5xx"
+                                                        " and timeouts do not)")
     max_tokens: int | None = option(None, min=1, help="stop once answers have used this many"
                                                       " tokens, prompt and completion")
 
@@ -58,9 +46,7 @@ class GenerateStage(Stage):
 
     @classmethod
     def check_options(cls, options: GenerateOptions) -> None:
-        check_endpoint_options(options)
-        if not options.model.strip():
-            raise OptionError("model", "name the model the server should use")
+        options.check()
         if options.max_requests is not None and options.max_requests < options.malformed_attempts:
             raise OptionError("max_requests", f"{options.max_requests} cannot pay for one request"
                               f" asked up to malformed_attempts = {options.malformed_attempts}"

@@ -98,3 +98,17 @@ def test_a_consistent_judge_decides_and_a_malformed_judgement_is_only_counted(ju
     assert judge["inconsistent"] == 0 and judge["position_consistency"] == 1.0
     assert judge["win_rate"] == pytest.approx(judge["tuned"] / (judge["pairs"] - 1))
     assert "1 malformed judgements" in output
+
+
+@pytest.mark.parametrize("change, key", [({"model": " "}, "model"),
+                                         ({"base_url": "127.0.0.1:8000"}, "base_url"),
+                                         ({"api_key_env": "CURATE_TEST_UNSET_KEY"}, "api_key_env")])
+def test_the_judge_checks_its_endpoint_like_the_generate_stage(change, key):
+    from curate.evals.judge import JudgeEval, JudgeOptions
+    from curate.options import OptionError
+
+    options = JudgeOptions(**{"base_url": "http://127.0.0.1:8000/v1", "model": "judge",
+                              "api_key_env": "", **change})
+    with pytest.raises(OptionError) as raised:
+        JudgeEval.check_options(options)
+    assert raised.value.key == key
