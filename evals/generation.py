@@ -9,17 +9,24 @@ for the same prompts (task metrics, then a judge) generate them once.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 from curate.evals.examples import EvalExample
 
 _answers: dict[tuple, str] = {}
 
 
-def answers(tuned, examples: list[EvalExample], max_new_tokens: int,
-            batch_size: int) -> dict[str, list[str]]:
-    """{"base": [answer per example], "tuned": [...]}, in the examples' order."""
+def answers(tuned, examples: list[EvalExample], max_new_tokens: int, batch_size: int,
+            log: Callable[[str], None]) -> dict[str, list[str]]:
+    """{"base": [answer per example], "tuned": [...]}, in the examples' order. Prompts longer
+    than max_length lose their start (as in training): `log` is told how many."""
     from curate.evals.model import SIDES
 
+    cut = sum(length > tuned.max_length for length in prompt_lengths(tuned, examples))
+    if cut:
+        log(f"warning: {cut:,} of {len(examples):,} prompts are longer than max_length"
+            f" {tuned.max_length} tokens: the model sees only their last {tuned.max_length}"
+            f" (a system prompt at their start is lost); raise [model] max_length")
     result = {}
     for side_name in SIDES:
         keys = [(tuned.digest, side_name, max_new_tokens, json.dumps(e.prompt, sort_keys=True))
@@ -34,13 +41,24 @@ def answers(tuned, examples: list[EvalExample], max_new_tokens: int,
     return result
 
 
+def prompt_texts(tuned, prompts: list[list[dict]]) -> list[str]:
+    """The prompts rendered with the trained template, ending with its generation prompt."""
+    return [tuned.tokenizer.apply_chat_template(prompt, chat_template=tuned.template,
+                                                tokenize=False, add_generation_prompt=True)
+            for prompt in prompts]
+
+
+def prompt_lengths(tuned, examples: list[EvalExample]) -> list[int]:
+    texts = prompt_texts(tuned, [example.prompt for example in examples])
+    return [len(ids) for ids in tuned.tokenizer(texts, add_special_tokens=False)["input_ids"]]
+
+
 def generate(tuned, side_name: str, prompts: list[list[dict]], max_new_tokens: int) -> list[str]:
     """One batch of greedy answers from one side."""
     from curate.evals.model import device_of, inference, side
 
     tokenizer = tuned.tokenizer
-    texts = [tokenizer.apply_chat_template(prompt, chat_template=tuned.template, tokenize=False,
-                                           add_generation_prompt=True) for prompt in prompts]
+    texts = prompt_texts(tuned, prompts)
     tokenizer.padding_side, tokenizer.truncation_side = "left", "left"
     batch = tokenizer(texts, return_tensors="pt", padding=True, truncation=True,
                       max_length=tuned.max_length, add_special_tokens=False)

@@ -54,7 +54,8 @@ class JudgeEval(Evaluation):
         examples = read_examples(context.eval_file, options.sources)[:options.max_examples]
         require_examples(examples, context.eval_file, "")
         tuned = load_tuned(context.run_dir)
-        said = answers(tuned, examples, options.max_new_tokens, options.batch_size)
+        said = answers(tuned, examples, options.max_new_tokens, options.batch_size,
+                       context.log)
         pairs = [Pair(e, said["base"][i], said["tuned"][i]) for i, e in enumerate(examples)]
         outcomes = judge_pairs(pairs, options, context)
         result = tally(outcomes)

@@ -66,7 +66,8 @@ class TaskMetricsEval(Evaluation):
         rules = scoring(options)
         check_reference_labels(rules, examples, context)
         tuned = load_tuned(context.run_dir)
-        said = answers(tuned, examples, options.max_new_tokens, options.batch_size)
+        said = answers(tuned, examples, options.max_new_tokens, options.batch_size,
+                       context.log)
         verdicts = [example_verdicts(rules, said, index, example.reference)
                     for index, example in enumerate(examples)]
         result = {"examples": len(examples),

@@ -87,8 +87,25 @@ def test_batched_answers_equal_one_at_a_time(evaluated_run, monkeypatch):
     lengths = {len(tuned.tokenizer.encode(question)) for question in questions}
     assert len(lengths) == 4  # prompts of different lengths: the batch is left-padded
     monkeypatch.setattr(generation, "_answers", {})  # no answers remembered from other tests
-    one_at_a_time = answers(tuned, examples, 12, batch_size=1)
+    lines = []
+    one_at_a_time = answers(tuned, examples, 12, 1, lines.append)
     monkeypatch.setattr(generation, "_answers", {})
-    batched = answers(tuned, examples, 12, batch_size=4)
+    batched = answers(tuned, examples, 12, 4, lines.append)
     assert batched == one_at_a_time
     assert len(set(batched["base"])) > 1
+    assert lines == []  # every prompt within max_length
+
+
+def test_prompts_longer_than_max_length_are_reported(evaluated_run, monkeypatch):
+    _, run_dir, _ = evaluated_run
+    tuned = load_tuned(run_dir)
+    long = "Tell me the code word. " * tuned.max_length
+    examples = [EvalExample(str(i), "d", i, [], [{"role": "user", "content": question}], "")
+                for i, question in enumerate(["What is the code word 3?", long])]
+    monkeypatch.setattr(generation, "_answers", {})
+    lines = []
+    said = answers(tuned, examples, 4, 2, lines.append)
+    assert len(said["tuned"]) == 2
+    assert lines == [f"warning: 1 of 2 prompts are longer than max_length {tuned.max_length}"
+                     f" tokens: the model sees only their last {tuned.max_length} (a system"
+                     f" prompt at their start is lost); raise [model] max_length"]
