@@ -42,7 +42,7 @@ class ReviewOptions:
 class ReviewStage(Stage):
     name = "review"
     Options = ReviewOptions
-    version = "1"
+    version = "2"
 
     @classmethod
     def sends_to_review(cls, options: ReviewOptions) -> tuple[str, ...]:
@@ -68,12 +68,13 @@ class ReviewStage(Stage):
             queue.deactivate(self.context.name)
             iterator = iter(records)
             while batch := list(islice(iterator, BATCH)):
-                queued = [(record, reason) for record in batch
-                          if (reason := self.queue_reason(record))]
+                reasons = [self.queue_reason(record) for record in batch]
+                queued = [(record, reason) for record, reason in zip(batch, reasons) if reason]
                 candidates = queue.enqueue(self.context.name, queued) if queued else {}
-                for record in batch:
-                    candidate = candidates.get(record.id)
-                    yield record if candidate is None else outcome(record, candidate)
+                for record, reason in zip(batch, reasons):
+                    # Ids are content hashes: a human record may share one with a generated
+                    # copy, and must not take on that copy's decision.
+                    yield outcome(record, candidates[record.id]) if reason else record
 
     def queue_reason(self, record: Record) -> str:
         """Why the record waits for review, or "" when it does not."""

@@ -152,6 +152,21 @@ def test_flagged_records_are_queued_when_asked(run_recipe):
     assert reasons == ["consistency conflicting-answer"] * 2
 
 
+def test_a_human_record_never_takes_the_decision_of_a_generated_copy(curate_plugin, run_recipe):
+    curate_plugin(generated, name="generated_stage")
+    files = {"people.jsonl": generated.rows("Human", 6),
+             "synthetic.jsonl": generated.rows("Human", 1) + generated.rows("Generated", 5)}
+    first = run_recipe(generated.RECIPE, files=files)
+    assert first.exit_code == 3 and first.manifest["review"]["pending"] == 6
+    queue = queue_of(first)
+    for candidate in queue.select():
+        decide(queue, candidate, "rejected")
+    again = assert_complete(run_recipe(generated.RECIPE))
+    assert again["final"]["train"] + again["final"]["eval"] == 6
+    rejected = run_recipe(generated.RECIPE).rejected("review")
+    assert {row["origin"] for row in rejected} == {"generated"} and len(rejected) == 6
+
+
 def test_review_needs_known_origins(run_recipe):
     result = run_recipe('[[sources]]\nname = "d"\nuse = "jsonl"\npath = "d.jsonl"\n'
                         '[[stages]]\nuse = "review"\norigins = ["robot"]\n',
