@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Iterable, Iterator
@@ -21,11 +22,20 @@ class Console:
 
     def info(self, message: str) -> None:
         if not self.quiet:
-            print(message, file=self.stream, flush=True)
+            self._say(message)
 
     def detail(self, message: str) -> None:
         if self.verbose and not self.quiet:
+            self._say(message)
+
+    def _say(self, message: str) -> None:
+        try:
             print(message, file=self.stream, flush=True)
+        except BrokenPipeError:
+            # `curate run ... | head`: the reader left, but the run goes on to its end.
+            self.quiet = True
+            if self.stream is sys.stdout:
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
     def warn(self, message: str) -> None:
         print(f"warning: {message}", file=sys.stderr, flush=True)

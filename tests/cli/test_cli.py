@@ -97,6 +97,18 @@ def test_an_unexpected_error_keeps_its_traceback(tmp_path, curate_plugin):
     assert manifest["error"] == "ZeroDivisionError('a bug in a stage')"
 
 
+def test_a_reader_that_leaves_early_does_not_stop_the_run(tmp_path):
+    """`curate run r.toml | head -1`: the pipe closes after one line; the run still ends."""
+    recipe = write(tmp_path, recipe=RECIPE + '[[stages]]\nuse = "exact-dedupe"\n')
+    done = subprocess.run(f"curate run {recipe} --run-dir {tmp_path / 'run'} | head -1",
+                          shell=True, capture_output=True, text=True, cwd="/")
+    assert done.stdout.startswith("run r -> ")
+    assert done.stderr == ""
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["status"] == "complete"
+    assert (tmp_path / "run" / "dataset" / "train.jsonl").is_file()
+
+
 def test_quiet_prints_nothing(tmp_path):
     code, output = invoke_cli(["run", str(write(tmp_path)), "--run-dir", str(tmp_path / "run"),
                                "--quiet"])
