@@ -15,7 +15,7 @@ from curate.formats import Format, RowError
 from curate.recipe import PluginSpec
 from curate.records import Record, Rejection
 from curate.registry import Registry
-from curate.sources import BadRow, Row, SourceContext
+from curate.sources import BadRow, Row, SourceContext, file_errors
 
 FORMAT_CHECK_ROWS = 10
 """When none of the first rows fits the format, the recipe is wrong, not the rows."""
@@ -118,14 +118,15 @@ def read_source(spec: PluginSpec, context: SourceContext, formats: Registry,
                 counts: SourceCounts) -> Iterator[Record | Rejection]:
     """Yield a Record or a Rejection for every row of one recipe source."""
     converter = RowConverter(spec, context, formats)
-    for item in spec.plugin().rows(spec.options, context):
-        unreadable = isinstance(item, BadRow)
-        if unreadable:
-            outcome = converter.reject(item.location, item.reason, item.message, item.raw)
-        else:
-            outcome = converter.convert(item)
-        counts.add(outcome, unreadable)
-        yield outcome
+    with file_errors(context):
+        for item in spec.plugin().rows(spec.options, context):
+            unreadable = isinstance(item, BadRow)
+            if unreadable:
+                outcome = converter.reject(item.location, item.reason, item.message, item.raw)
+            else:
+                outcome = converter.convert(item)
+            counts.add(outcome, unreadable)
+            yield outcome
     converter.finish(counts)
     check_totals(counts, spec, context)
 

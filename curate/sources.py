@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -103,7 +105,10 @@ class Source:
         `options.path`, if there is one, matches a file."""
         paths = getattr(options, "path", None)
         if paths is not None:
-            resolve_paths(paths, context)
+            for path in resolve_paths(paths, context):
+                if not os.access(path, os.R_OK):
+                    raise RecipeError(str(context.recipe_file), f"{context.key_path}.path",
+                                      f"cannot read {path}: permission denied")
 
     def fingerprint(self, options: Any, context: SourceContext) -> str:
         """What identifies the data this source would read; it decides whether caches are valid.
@@ -128,11 +133,34 @@ def resolve_paths(paths: str | list[str], context: SourceContext) -> list[Path]:
     return list(found)
 
 
+@contextmanager
+def file_errors(context: SourceContext) -> Iterator[None]:
+    """An OSError while a source reads (no permission, a failing disk, a lost connection) as
+    one line naming the source and the file, instead of a traceback."""
+    try:
+        yield
+    except OSError as error:
+        what = f"{error.filename}: {error.strerror}" if error.filename else str(error)
+        raise RecipeError(str(context.recipe_file), context.key_path,
+                          f"cannot read {what}") from None
+
+
+@contextmanager
+def naming(path: Path) -> Iterator[None]:
+    """Gives an OSError raised while reading `path` the file name a failed read() lacks."""
+    try:
+        yield
+    except OSError as error:
+        if error.filename:
+            raise
+        raise OSError(error.errno, error.strerror or str(error), str(path)) from None
+
+
 def hash_files(paths: list[Path]) -> str:
     digest = hashlib.sha256()
     for path in paths:
         digest.update(str(path.name).encode())
-        with open(path, "rb") as handle:
+        with naming(path), open(path, "rb") as handle:
             while chunk := handle.read(1 << 20):
                 digest.update(chunk)
     return digest.hexdigest()

@@ -16,6 +16,7 @@ from curate.pluginmanager import PluginHost
 from curate.recipe import PluginSpec, Recipe
 from curate.records import Record
 from curate.runstore import RunFolder, StepWriter, count_rows, read_records, write_json_atomic
+from curate.sources import file_errors
 from curate.stages import StageContext, default_workers
 from curate.step_plan import PlannedStep, source_context
 from curate.tokenizer import load_token_counter
@@ -100,7 +101,8 @@ class StepExecutor:
             counts = SourceCounts()
             context = source_context(self.recipe, spec)
             outcomes = read_source(spec, context, self.host.registry("format"), counts)
-            estimate = spec.plugin().estimate_rows(spec.options, context)
+            with file_errors(context):
+                estimate = spec.plugin().estimate_rows(spec.options, context)
             for outcome in self.console.progress(outcomes, f"read {spec.name}", estimate):
                 writer.add(outcome)
             total += counts.rows

@@ -16,7 +16,7 @@ from curate.pluginmanager import PluginHost
 from curate.recipe import PluginSpec, Recipe
 from curate.records import RECORD_ID_SCHEME
 from curate.runstore import RUN_FORMAT, RunFolder, fingerprint
-from curate.sources import SourceContext
+from curate.sources import SourceContext, file_errors
 from curate.template_step import template_steps
 
 
@@ -78,9 +78,11 @@ class StepPlanner:
         return [parts] if parts else []
 
     def _source_fingerprint(self, spec: PluginSpec) -> list:
+        context = source_context(self.recipe, spec)
+        with file_errors(context):
+            data = spec.plugin().fingerprint(spec.options, context)
         return [spec.name, spec.identity, options_to_dict(spec.options),
-                options_to_dict(spec.source_options),
-                spec.plugin().fingerprint(spec.options, source_context(self.recipe, spec))]
+                options_to_dict(spec.source_options), data]
 
     def _read_fingerprint(self) -> str:
         parts = [self._source_fingerprint(spec) for spec in self.recipe.sources]

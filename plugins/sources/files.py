@@ -17,7 +17,7 @@ from pathlib import Path
 from curate import hookimpl
 from curate.errors import CurateError
 from curate.options import OptionError, option
-from curate.sources import BadRow, Row, Source, SourceContext, resolve_paths
+from curate.sources import BadRow, Row, Source, SourceContext, naming, resolve_paths
 
 
 @hookimpl
@@ -39,7 +39,8 @@ class FileSource(Source):
 
     def rows(self, options, context: SourceContext) -> Iterator[Row | BadRow]:
         for path in resolve_paths(options.path, context):
-            yield from self.read_file(path, context.display(path), options)
+            with naming(path):
+                yield from self.read_file(path, context.display(path), options)
 
     def read_file(self, path: Path, shown: str, options) -> Iterator[Row | BadRow]:
         raise NotImplementedError

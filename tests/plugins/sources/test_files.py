@@ -299,6 +299,14 @@ def test_one_missing_path_in_a_list(run_recipe):
     assert_clear_error(result, "sources[0].path: no file matches 'b.jsonl'")
 
 
+def test_a_file_that_fails_to_read_is_one_line_naming_it(run_recipe):
+    # /proc/self/mem opens, then fails at the first read: as a failing disk would
+    result = run_recipe(recipe("jsonl", ["a.jsonl", "/proc/self/mem"]),
+                        files={"a.jsonl": jsonl(alpaca_row(0))}, args=["-q"])
+    assert_clear_error(result, "recipe.toml: sources[0]: cannot read /proc/self/mem:"
+                               " Input/output error")
+
+
 def test_an_empty_list_of_paths(run_recipe):
     result = run_recipe(recipe("jsonl", []), args=["-q"])
     assert_clear_error(result, "sources[0].path: the list of paths is empty")
