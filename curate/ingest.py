@@ -21,6 +21,9 @@ FORMAT_CHECK_ROWS = 10
 """When none of the first rows fits the format, the recipe is wrong, not the rows."""
 
 READ_STEP = "read"
+READ_RULES = 2
+"""Bumped when what the host accepts from a converted row changes: part of the read step's
+fingerprint, so cached reads are redone."""
 
 
 @dataclass
@@ -54,7 +57,7 @@ class RowConverter:
         declared = spec.source_options.format
         self.format: Format | None = None if declared == "auto" else formats.get(declared)()
         self.misfits = 0
-        self.last_misfit: tuple[str, list[str]] = ("", [])
+        self.first_misfit: tuple[str, list[str]] = ("", [])
         self.settled = False
         """True once a row converted or failed for another reason than its shape."""
 
@@ -65,7 +68,7 @@ class RowConverter:
             return self._misfit(item, row, "unknown-format", "fits no format (keys: "
                                 + ", ".join(sorted(map(str, row))) + ")")
         try:
-            messages = check_unicode(fmt.to_messages(row))
+            messages = check_turns_have_text(check_unicode(fmt.to_messages(row)))
         except RowError as error:
             if error.reason == "missing-field" and not fmt.matches(row):
                 return self._misfit(item, row, error.reason, str(error))
@@ -88,13 +91,14 @@ class RowConverter:
 
     def _misfit(self, item: Row, row: dict, reason: str, message: str) -> Rejection:
         self.misfits += 1
-        self.last_misfit = (item.location, sorted(map(str, row)))
+        if not self.first_misfit[0]:
+            self.first_misfit = (item.location, sorted(map(str, row)))
         if not self.settled and self.misfits >= FORMAT_CHECK_ROWS:
             self._fail_format()
         return self.reject(item.location, reason, message, preview(row))
 
     def _fail_format(self) -> None:
-        location, keys = self.last_misfit[0], [printable(k) for k in self.last_misfit[1]]
+        location, keys = self.first_misfit[0], [printable(k) for k in self.first_misfit[1]]
         where = f"{self.context.recipe_file}: {self.spec.key_path}"
         names = ", ".join(self.formats.names())
         if self.spec.source_options.format == "auto":
@@ -149,6 +153,19 @@ def check_unicode(messages: list[dict]) -> list[dict]:
             raise RowError("invalid-unicode", f"message {index} contains"
                            f" {error.object[error.start]!r} at character {error.start}, which"
                            f" is not valid Unicode text") from None
+    return messages
+
+
+def check_turns_have_text(messages: list[dict]) -> list[dict]:
+    """The messages, or RowError when a user turn, or an assistant turn before the last, is
+    blank: an empty question teaches nothing, an empty answer mid-conversation teaches to stop
+    at once. (Checked here, not in each format, so plugin formats get it too.) A blank final
+    answer is a prompt-only record, which the generate stage's `answer` strategy fills; the
+    chat-template step rejects those still unanswered."""
+    for index, message in enumerate(messages[:-1]):
+        if message["role"] in ("user", "assistant") and not message["content"].strip():
+            raise RowError("empty-turn", f"message {index} ({message['role']}) is empty or"
+                           f" only whitespace")
     return messages
 
 

@@ -90,6 +90,8 @@ class Runner:
         general = f", {split['general_eval']:,} general eval" if "general_eval" in split else ""
         self.console.info(f"{'dataset':<24} {split['train']:,} train, {split['eval']:,} eval"
                           f"{general} -> {self.folder.dataset}")
+        if split.get("unanswered"):
+            self.console.warn(unanswered_warning(split["unanswered"]))
         if plan:
             split["rehearsal"] = achieved_mix(plan, split)
             if "warning" in split["rehearsal"]:
@@ -99,3 +101,10 @@ class Runner:
     def _remove_dataset(self) -> None:
         for name in ("train.jsonl", "eval.jsonl", "general_eval.jsonl"):
             (self.folder.dataset / name).unlink(missing_ok=True)
+
+
+def unanswered_warning(count: int) -> str:
+    some = "1 record in the dataset has" if count == 1 else \
+        f"{count:,} records in the dataset have"
+    return (f"{some} an empty final answer (prompt-only): add [model] (its chat-template step"
+            f" rejects them), a length stage, or a generate stage with the `answer` strategy")

@@ -81,12 +81,14 @@ def write_split(kept_file: Path, dataset_dir: Path, options: SplitOptions, seed:
     sides = ["train", "eval"] + ([GENERAL_EVAL] if _holds_held_out(table) else [])
     train_origins: Counter = Counter()
     train_tokens: Counter = Counter()
+    unanswered = 0
     with ExitStack() as stack:
         writers = {side: stack.enter_context(AtomicTextWriter(dataset_dir / f"{side}.jsonl"))
                    for side in sides}
         for record in read_records(kept_file):
             side = side_of(record, eval_ids)
             writers[side].write(dumps(dataset_line(record)) + "\n")
+            unanswered += not record.messages[-1]["content"].strip()
             if side == "train":
                 train_origins[record.origin] += 1
                 if count_tokens is not None:
@@ -98,6 +100,8 @@ def write_split(kept_file: Path, dataset_dir: Path, options: SplitOptions, seed:
         counts["train_tokens"] = dict(sorted(train_tokens.items()))
     if GENERAL_EVAL in sides:
         counts["general_eval_file"] = f"dataset/{GENERAL_EVAL}.jsonl"
+    if unanswered:
+        counts["unanswered"] = unanswered
     return counts
 
 

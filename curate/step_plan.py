@@ -10,7 +10,7 @@ from pathlib import Path
 
 import curate
 from curate.errors import CurateError
-from curate.ingest import READ_STEP
+from curate.ingest import READ_RULES, READ_STEP
 from curate.options import options_to_dict
 from curate.pluginmanager import PluginHost
 from curate.recipe import PluginSpec, Recipe
@@ -88,7 +88,8 @@ class StepPlanner:
         parts = [self._source_fingerprint(spec) for spec in self.recipe.sources]
         formats = [self.host.identity("format", name)
                    for name in self.host.registry("format").names()]
-        return fingerprint(curate.__version__, RUN_FORMAT, RECORD_ID_SCHEME, parts, formats)
+        return fingerprint(curate.__version__, RUN_FORMAT, RECORD_ID_SCHEME, READ_RULES, parts,
+                           formats)
 
 
 def source_context(recipe: Recipe, spec: PluginSpec) -> SourceContext:

@@ -217,6 +217,10 @@ class ExampleJudge:
 
     def _verdict(self, example: RenderedExample, messages: list[dict],
                  counts: dict) -> Reject | None:
+        if not messages[-1]["content"].strip():
+            return Reject("empty-answer", "the final answer is empty: the example would only"
+                                          " teach to stop at once (a generate stage with the"
+                                          " `answer` strategy can write one)")
         if not counts["trained"]:
             return Reject("no-trainable-tokens", self._no_trainable_detail(example),
                           {"tokens": counts["total"], "max_length": self.max_length})
@@ -224,7 +228,17 @@ class ExampleJudge:
         if problem:
             return Reject("untrained-end-of-turn", f"{problem} (chat template"
                                                    f" {self.selection.label})")
+        last_end = example.trained_runs()[-1][1]
+        if last_end > self.max_length:
+            return Reject("end-of-turn-truncated", self._cut_detail(example, last_end),
+                          {"tokens": counts["total"], "max_length": self.max_length})
         return None
+
+    def _cut_detail(self, example: RenderedExample, last_end: int) -> str:
+        return (f"the example is {len(example.input_ids):,} tokens and max_length"
+                f" {self.max_length:,} cuts its last answer {last_end - self.max_length:,}"
+                f" tokens before its end-of-turn token: trained like that, the model learns"
+                f" not to stop; raise [model] max_length or shorten the answer")
 
     def _no_trainable_detail(self, example: RenderedExample) -> str:
         total = len(example.input_ids)

@@ -107,6 +107,24 @@ def test_a_run_rejects_examples_with_nothing_left_to_train(run_recipe, qwen_mode
     assert code == 0 and "rejected at step 'chat-template': no-trainable-tokens" in why
 
 
+def test_answers_cut_before_their_end_of_turn_and_empty_answers_are_rejected(run_recipe,
+                                                                           qwen_model):
+    long_answer = "Four, and here is why it is four. " * 20
+    data = jsonl(qa("What is two plus two?", "It is four."), qa("Two plus two?", long_answer),
+                 qa("Why is the sky blue?", " "))
+    result = run_recipe(recipe("max_length = 100"), files={"d.jsonl": data})
+    assert_complete(result)
+    rejected = {r["location"]: r for r in result.rejected("chat-template")}
+    assert rejected.keys() == {"d.jsonl:2", "d.jsonl:3"}
+    cut = rejected["d.jsonl:2"]
+    assert cut["reason"] == "end-of-turn-truncated"
+    assert "max_length 100 cuts its last answer" in cut["detail"]
+    assert cut["detail"].endswith("raise [model] max_length or shorten the answer")
+    assert rejected["d.jsonl:3"]["reason"] == "empty-answer"
+    [kept] = result.kept("chat-template")
+    assert kept["messages"][-1]["content"] == "It is four."
+
+
 def test_kept_records_carry_their_token_counts(run_recipe, qwen_model):
     result = run_recipe(recipe(), files={"d.jsonl": jsonl(qa("Hi", "Hello there"))})
     assert_complete(result)

@@ -105,14 +105,14 @@ def test_data_that_fits_no_format_stops_the_run(run_recipe):
     result = run_recipe(recipe(source_table("qa", "qa.jsonl")), files={"qa.jsonl": data},
                         args=["-q"])
     assert_clear_error(result, "recipe.toml: sources[0]: cannot tell the format of source 'qa'",
-                       "qa.jsonl:3: keys a, q", "`columns`")
+                       "qa.jsonl:1: keys a, q", "`columns`")
 
 
 def test_format_detection_gives_up_after_the_first_rows(run_recipe):
     data = '{"q": "What?", "a": "That."}\n' * 12 + alpaca_lines(3)
     result = run_recipe(recipe(source_table("qa", "qa.jsonl")), files={"qa.jsonl": data},
                         args=["-q"])
-    assert_clear_error(result, "cannot tell the format", "qa.jsonl:10: keys a, q")
+    assert_clear_error(result, "cannot tell the format", "qa.jsonl:1: keys a, q")
 
 
 def test_declared_format_that_does_not_fit_suggests_the_one_that_does(run_recipe):
@@ -121,14 +121,14 @@ def test_declared_format_that_does_not_fit_suggests_the_one_that_does(run_recipe
     result = run_recipe(recipe(source_table("chats", "chats.jsonl", format="alpaca")),
                         files={"chats.jsonl": data}, args=["-q"])
     assert_clear_error(result, "recipe.toml: sources[0].format: format 'alpaca' fits none of",
-                       "chats.jsonl:3: keys conversations", "the data looks like 'sharegpt'")
+                       "chats.jsonl:1: keys conversations", "the data looks like 'sharegpt'")
 
 
 def test_declared_messages_format_on_alpaca_rows_suggests_alpaca(run_recipe):
     result = run_recipe(recipe(source_table("qa", "qa.jsonl", format="messages")),
                         files={"qa.jsonl": alpaca_lines(20)}, args=["-q"])
     assert_clear_error(result, "format 'messages' fits none of the first rows",
-                       "qa.jsonl:10:", "looks like 'alpaca'")
+                       "qa.jsonl:1:", "looks like 'alpaca'")
 
 
 def test_declared_format_rejects_odd_rows_once_rows_fit(run_recipe):
@@ -226,6 +226,24 @@ def test_text_that_is_not_valid_unicode_is_rejected(run_recipe):
     assert result.rejections("read") == [("invalid-unicode", "qa.jsonl:3: message 0 contains"
                                           " '\\ud800' at character 7, which is not valid Unicode"
                                           " text")]
+
+
+def test_blank_turns_are_rejected_but_a_blank_final_answer_waits_to_be_answered(run_recipe):
+    def chat(*texts):
+        return {"messages": [{"role": ("user", "assistant")[i % 2], "content": text}
+                             for i, text in enumerate(texts)]}
+
+    data = jsonl(chat("Hi?", "Hello."), chat("  ", "Hello."), chat("Hi?", "\n", "And?", "Yes."),
+                 chat("Hi?", ""))
+    result = run_recipe(recipe(source_table("c", "c.jsonl")), files={"c.jsonl": data})
+    assert_complete(result)
+    assert result.rejections("read") == [
+        ("empty-turn", "c.jsonl:2: message 0 (user) is empty or only whitespace"),
+        ("empty-turn", "c.jsonl:3: message 1 (assistant) is empty or only whitespace")]
+    assert result.answers() == ["Hello.", ""]  # prompt-only: an `answer` strategy fills it
+    assert result.manifest["split"]["unanswered"] == 1
+    assert ("warning: 1 record in the dataset has an empty final answer (prompt-only): add"
+            " [model]") in result.output
 
 
 def test_keys_that_are_not_valid_unicode_still_give_a_readable_rejection(run_recipe):

@@ -310,6 +310,8 @@ BAD_ROWS = [row("", "An answer to nothing."), row("A question with no answer", "
 def test_bad_input_is_kept_or_rejected_never_a_crash(run_recipe, stage, options):
     result = run_stage(run_recipe, BAD_ROWS, stage, options, workers=2)
     rejected = rejected_lines(result, stage)
-    assert len(result.kept(stage)) + len(rejected) == len(BAD_ROWS)
+    blank_prompts = result.rejected("read")
+    assert {r["reason"] for r in blank_prompts} == {"empty-turn"} and len(blank_prompts) == 3
+    assert len(result.kept(stage)) + len(rejected) + len(blank_prompts) == len(BAD_ROWS)
     assert all(r["reason"] in ("exact-duplicate", "near-duplicate") for r in rejected.values())
     assert 9 in rejected  # the zero-width characters hid nothing

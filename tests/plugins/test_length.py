@@ -52,9 +52,10 @@ def test_character_limits_for_each_part(run_recipe):
     assert rejected == {
         "d.jsonl:2": ("response-too-short", "response has 9 characters, minimum is 10"),
         "d.jsonl:3": ("response-too-long", "response has 2001 characters, maximum is 2000"),
-        "d.jsonl:4": ("prompt-too-short", "prompt has 0 characters, minimum is 1"),
         "d.jsonl:5": ("prompt-too-long", "prompt has 119 characters, maximum is 100"),
     }
+    [blank_prompt] = result.rejected("read")  # a blank prompt never reaches a stage
+    assert (blank_prompt["location"], blank_prompt["reason"]) == ("d.jsonl:4", "empty-turn")
     evidence = json.loads(result.rejected("length")[0]["evidence"])
     assert evidence == {"part": "response", "unit": "chars", "size": 9, "limit": 10}
 
