@@ -119,6 +119,7 @@ def load_recipe(path: str | Path, host: PluginHost) -> Recipe:
     for spec in stages:
         _stage_sources(spec, where, host)
     _check_model_for(stages, model, where)
+    _check_model_folders(model, file.parent, where)
     _check_generated_is_reviewed(sources, stages, where)
     _check_chat_template(model, file.parent, where, host)
     _check_unique(sources, "sources", where)
@@ -256,6 +257,18 @@ def _check_model_for(stages: list[PluginSpec], model: ModelOptions, where: str) 
             raise RecipeError(where, spec.key_path, f"stage '{spec.name}' counts tokens, which"
                               f" needs a tokenizer: add [model] path = \"MODEL\" (a local"
                               f" folder or a hub id)")
+
+
+def _check_model_folders(model: ModelOptions, recipe_dir: Path, where: str) -> None:
+    """A [model] path or tokenizer written as a path (./, ../, /, ~, or more than one "/")
+    cannot be a hub id ("org/name"): it must be a folder, or it is a typo."""
+    for key in ("path", "tokenizer"):
+        name = getattr(model, key)
+        if not name or (recipe_dir / name).exists():
+            continue
+        if name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name:
+            raise RecipeError(where, f"model.{key}", f"no folder '{name}' (relative to the"
+                              f" recipe's folder, {recipe_dir}); a hub id is written org/name")
 
 
 def _check_generated_is_reviewed(sources: list[PluginSpec], stages: list[PluginSpec],

@@ -30,10 +30,23 @@ def tokenizer_location(model: Any, recipe_dir: Path) -> str:
     return str(local.resolve()) if local.exists() else name
 
 
+TOKENIZER_MARKERS = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
+
+
+def check_tokenizer_folder(location: str) -> None:
+    """A local folder without any tokenizer file: one line, instead of the loader's puzzle."""
+    folder = Path(location)
+    if folder.is_dir() and not any((folder / name).is_file() for name in TOKENIZER_MARKERS):
+        raise CurateError(f"[model]: no tokenizer in {folder} (none of"
+                          f" {', '.join(TOKENIZER_MARKERS)}): copy the model's tokenizer files"
+                          f" there, or name another folder in [model] tokenizer")
+
+
 def load_chat_tokenizer(location: str, revision: str | None = None,
                         trust_remote_code: bool = False) -> Any:
     """A transformers tokenizer, for chat templates. A local folder with a tokenizer.json loads
     as a plain fast tokenizer: AutoTokenizer imports torch, which `curate validate` must not."""
+    check_tokenizer_folder(location)
     try:
         if (Path(location) / "tokenizer.json").is_file():
             from transformers import PreTrainedTokenizerFast
@@ -47,14 +60,20 @@ def load_chat_tokenizer(location: str, revision: str | None = None,
         raise CurateError("[model]: chat templates need transformers: pip install"
                           " 'curate[train]'") from None
     except (OSError, ValueError) as error:
-        raise CurateError(f"[model]: cannot load the tokenizer '{location}': "
-                          f"{str(error).strip().splitlines()[0]}") from None
+        raise CurateError(f"[model]: cannot load the tokenizer '{location}'{_as_hub_id(location)}:"
+                          f" {str(error).strip().splitlines()[0]}") from None
+
+
+def _as_hub_id(location: str) -> str:
+    return "" if Path(location).exists() else (" (no folder of that name next to the recipe, so"
+                                               " it was looked up as a hub id)")
 
 
 def load_token_counter(model: Any, recipe_dir: Path) -> TokenCounter:
     name = model.tokenizer or model.path
     local = recipe_dir / name
     location = str(local) if local.exists() else name
+    check_tokenizer_folder(location)
     try:
         import transformers
     except ImportError:
@@ -63,8 +82,8 @@ def load_token_counter(model: Any, recipe_dir: Path) -> TokenCounter:
         tokenizer = transformers.AutoTokenizer.from_pretrained(
             location, revision=model.revision, trust_remote_code=model.trust_remote_code)
     except (OSError, ValueError) as error:
-        raise CurateError(f"[model]: cannot load the tokenizer '{name}': "
-                          f"{str(error).strip().splitlines()[0]}") from None
+        raise CurateError(f"[model]: cannot load the tokenizer '{name}'{_as_hub_id(location)}:"
+                          f" {str(error).strip().splitlines()[0]}") from None
     return TokenCounter(lambda text: tokenizer(text, add_special_tokens=False)["input_ids"])
 
 

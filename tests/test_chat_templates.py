@@ -125,6 +125,15 @@ def test_answers_cut_before_their_end_of_turn_and_empty_answers_are_rejected(run
     assert kept["messages"][-1]["content"] == "It is four."
 
 
+def test_a_model_folder_without_a_tokenizer_is_one_line(run_recipe, tmp_path):
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "config.json").write_text('{"architectures": ["LlamaForCausalLM"]}')
+    result = run_recipe(recipe(), files={"d.jsonl": jsonl(qa("Hi", "Hello there"))},
+                        args=["-q"])
+    assert_clear_error(result, "[model]: no tokenizer in ", "model (none of tokenizer.json,",
+                       "or name another folder in [model] tokenizer")
+
+
 def test_kept_records_carry_their_token_counts(run_recipe, qwen_model):
     result = run_recipe(recipe(), files={"d.jsonl": jsonl(qa("Hi", "Hello there"))})
     assert_complete(result)

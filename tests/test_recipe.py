@@ -74,6 +74,10 @@ def test_run_dir_in_the_recipe_is_relative_to_the_recipe(tmp_path, host):
     (SOURCE + 'stages = 3\n', "recipe.toml: sources[0].stages: unknown key 'stages' for source 'jsonl'"),
     ('stages = 3\n' + SOURCE, "recipe.toml: stages: expected an array of tables [[stages]]"),
     (SOURCE + '[[stages]]\nuse = "length"\nname = "a b"\n', "recipe.toml: stages[0].name: expected a name of letters"),
+    ('[model]\npath = "../models/nope"\n' + SOURCE,
+     "recipe.toml: model.path: no folder '../models/nope' (relative to the recipe's folder, "),
+    ('[model]\npath = "org/name"\ntokenizer = "models/tiny/tok"\n' + SOURCE,
+     "recipe.toml: model.tokenizer: no folder 'models/tiny/tok' (relative to the recipe's"),
 ])
 def test_mistakes_name_the_file_and_key(tmp_path, host, text, expected):
     message = error_of(tmp_path, host, text)
