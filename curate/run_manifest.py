@@ -91,7 +91,11 @@ def check_default_folder_is_free(folder: RunFolder, recipe: Recipe) -> None:
     one must not overwrite the run of another that still exists."""
     if not folder.manifest_file.exists():
         return
-    previous = read_json(folder.manifest_file).get("recipe", {}).get("path")
+    owner = read_json(folder.manifest_file).get("recipe", {})
+    previous = owner.get("path")
+    # A copied project (same recipe text, another folder) may go on with its copied run.
+    if owner.get("sha256") == recipe.digest:
+        return
     if previous and previous != str(recipe.file.resolve()) and Path(previous).is_file():
         raise CurateError(
             f"{folder.path} holds the run of {previous}, another recipe of the same file name:"

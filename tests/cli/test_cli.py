@@ -144,7 +144,8 @@ def test_two_recipes_of_one_file_name_do_not_share_the_default_run_folder(tmp_pa
     monkeypatch.chdir(tmp_path)
     for name in ("a", "b"):
         (tmp_path / name).mkdir()
-    first, second = write(tmp_path / "a"), write(tmp_path / "b")
+    first = write(tmp_path / "a")
+    second = write(tmp_path / "b", recipe=RECIPE + "[run]\nseed = 7\n")
     assert invoke_cli(["run", str(first)])[0] == 0
     code, output = invoke_cli(["run", str(second)])
     assert code == 2 and output.count("\n") == 1
@@ -156,6 +157,8 @@ def test_two_recipes_of_one_file_name_do_not_share_the_default_run_folder(tmp_pa
     assert invoke_cli(["run", str(second), "--run-dir", "other"])[0] == 0
     first.unlink()  # a recipe moved away leaves its folder to the next one of its name
     assert invoke_cli(["run", str(second)])[0] == 0
+    (tmp_path / "c").mkdir()  # a copied project goes on with its copied run
+    assert invoke_cli(["run", str(write(tmp_path / "c", recipe=second.read_text()))])[0] == 0
 
 
 def test_a_failed_run_does_not_claim_success(tmp_path):
