@@ -56,6 +56,9 @@ class Runner:
                 message = str(error) if isinstance(error, CurateError) else repr(error)
                 self.manifest.write("failed", error=message)
                 raise
+            except (KeyboardInterrupt, SystemExit):
+                self.manifest.write("interrupted")
+                raise
             # Outside the try: a failing after_run plugin must not mark a finished run failed.
             if manifest["status"] == "complete":
                 self.host.after_run(self.folder.path, manifest)

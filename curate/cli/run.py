@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 
@@ -55,6 +56,7 @@ def run(recipe: Path, run_dir: Path | None, force: bool, until: str | None, quie
     if not run_dir and not loaded.run.dir:
         check_default_folder_is_free(RunFolder(settings.run_dir), loaded)
     console.info(f"run {loaded.name} -> {settings.run_dir}")
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill`, like Ctrl-C, marks the run interrupted
     manifest = Runner(loaded, host, settings, console).run()
     if manifest["status"] == "review":
         review_command = f"curate review {recipe}" + (f" --run-dir {run_dir}" if run_dir else "")
@@ -75,6 +77,10 @@ def run(recipe: Path, run_dir: Path | None, force: bool, until: str | None, quie
         report = settings.run_dir / "report.html"
         if report.exists():
             console.info(f"report: {report}")
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def _added_by(step: dict) -> str:

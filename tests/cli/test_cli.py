@@ -2,11 +2,14 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
 import types
 from dataclasses import dataclass
+
+import pytest
 
 from curate import hookimpl
 from curate.stages import Filter
@@ -107,6 +110,23 @@ def test_a_reader_that_leaves_early_does_not_stop_the_run(tmp_path):
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert manifest["status"] == "complete"
     assert (tmp_path / "run" / "dataset" / "train.jsonl").is_file()
+
+
+@pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_run_says_so_in_its_manifest(tmp_path, signal_number):
+    data = "".join(json.dumps({"prompt": f"Question {i} " * 8, "completion": f"Answer {i} " * 8})
+                   + "\n" for i in range(60_000))
+    recipe = write(tmp_path, recipe=RECIPE + '[[stages]]\nuse = "near-dedupe"\n', data=data)
+    process = subprocess.Popen(["curate", "run", str(recipe), "--run-dir", str(tmp_path / "run")],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd="/")
+    for line in process.stdout:
+        if "01-length" in line:
+            break
+    process.send_signal(signal_number)
+    _, errors = process.communicate(timeout=60)
+    assert process.returncode != 0 and "Traceback" not in errors
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["status"] == "interrupted"
 
 
 def test_quiet_prints_nothing(tmp_path):
