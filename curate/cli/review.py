@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from curate import hookimpl
-from curate.errors import CurateError
+from curate.errors import CurateError, did_you_mean
 
 INTERACTIVE = "start"
 MIN_PREFIX = 4
@@ -118,6 +118,7 @@ def list_(queue, hint: str, status: str, source: str | None, strategy: str | Non
     """List candidates: id, status, source, strategy, decision and the start of the prompt."""
     from curate.review.render import describe_decision
 
+    check_filters(queue, source, strategy)
     candidates = queue.select(None if status == "all" else status, source, strategy, stale)
     for candidate in candidates:
         prompt = " ".join(candidate.record.prompt.split())
@@ -239,7 +240,21 @@ def _targets(queue, record_ids: tuple[str, ...], source: str | None, strategy: s
     if not (source or strategy or everything):
         raise CurateError("say which candidates: record ids, --source NAME, --strategy NAME or"
                           " --all")
+    check_filters(queue, source, strategy)
     return queue.states("pending", source, strategy)
+
+
+PLURALS = {"source": "sources", "strategy": "strategies"}
+
+
+def check_filters(queue, source: str | None, strategy: str | None) -> None:
+    """A --source or --strategy no candidate has is a typo, not an empty selection."""
+    for option, value in (("source", source), ("strategy", strategy)):
+        known = queue.values(option) if value is not None else []
+        if value is not None and value not in known:
+            raise CurateError(f"--{option} {value}: no candidate has that {option}"
+                              f"{did_you_mean(value, known)} ({PLURALS[option]} in the queue:"
+                              f" {', '.join(known) or 'none'})")
 
 
 def _prefix(record_id: str) -> str:

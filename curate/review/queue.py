@@ -181,6 +181,14 @@ class ReviewQueue(QueueDatabase):
                                   f" LIMIT 1", skipped).fetchone()
         return _candidate(row) if row else None
 
+    def values(self, column: str) -> list[str]:
+        """The distinct sources or strategies of every candidate, for checking a filter."""
+        assert column in ("source", "strategy")
+        with self.errors():
+            rows = self.db.execute(f"SELECT DISTINCT {column} FROM candidates"
+                                   f" WHERE {column} IS NOT NULL ORDER BY {column}").fetchall()
+        return [row[0] for row in rows]
+
     def counts(self) -> dict[str, int]:
         """Candidates in the current run, by status."""
         with self.errors():

@@ -173,6 +173,10 @@ def test_commands_name_what_they_act_on(waiting):
         (("approve", waiting.recipe, "abc"), "record id 'abc' is too short"),
         (("approve", waiting.recipe, "ffffffff"), "no candidate whose id starts with"),
         (("approve", waiting.recipe, "ffff", "--all"), "give record ids, or --source"),
+        (("reject", waiting.recipe, "--source", "synthtic"), "--source synthtic: no candidate"
+         " has that source: did you mean 'synthetic'? (sources in the queue: synthetic)"),
+        (("list", waiting.recipe, "--strategy", "evol"), "--strategy evol: no candidate has"
+         " that strategy (strategies in the queue: "),
     ]:
         code, output = invoke_cli(["review", *map(str, args)])
         assert code == 2
