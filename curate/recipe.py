@@ -281,8 +281,7 @@ def _check_generated_is_reviewed(sources: list[PluginSpec], stages: list[PluginS
         if spec.source_options.origin == GENERATED and not reviewed:
             raise RecipeError(where, f"sources[{index}].origin", f"source '{spec.name}' holds"
                               f" generated records, which reach the dataset only once a person"
-                              f" approved them: add a review stage ([[stages]] use ="
-                              f" \"review\")")
+                              f" approved them: {_review_fix(stages)}")
     for index, spec in enumerate(stages):
         if spec.plugin.adds_origin != GENERATED:
             continue
@@ -290,8 +289,16 @@ def _check_generated_is_reviewed(sources: list[PluginSpec], stages: list[PluginS
                    for later in stages[index + 1:]):
             raise RecipeError(where, f"stages[{index}]", f"stage '{spec.name}' generates"
                               f" records, which reach the dataset only once a person approved"
-                              f" them: add a review stage after it ([[stages]] use ="
-                              f" \"review\")")
+                              f" them: {_review_fix(stages[index + 1:], ' after it')}")
+
+
+def _review_fix(stages: list[PluginSpec], after: str = "") -> str:
+    """What to change: a review stage that leaves generated records out, or a new one."""
+    named = [spec.name for spec in stages if spec.use == "review"]
+    if named:
+        return (f"review stage '{named[0]}' does not hold them: add \"{GENERATED}\" to its"
+                f" origins")
+    return f"add a review stage{after} ([[stages]] use = \"review\")"
 
 
 def _check_chat_template(model: ModelOptions, recipe_dir: Path, where: str,

@@ -178,6 +178,14 @@ def test_a_source_of_generated_records_needs_a_review_stage(run_recipe):
                        'add a review stage ([[stages]] use = "review")')
 
 
+def test_a_review_stage_that_leaves_generated_records_out_is_named(run_recipe):
+    stages = '[[stages]]\nuse = "review"\nname = "people"\norigins = []\n'
+    result = run_recipe(recipe(source_table("gen", "qa.jsonl", origin="generated"), stages),
+                        files={"qa.jsonl": alpaca_lines(2)}, args=["-q"])
+    assert_clear_error(result, "review stage 'people' does not hold them: add \"generated\" to"
+                               " its origins")
+
+
 # Unreadable rows and max_bad_fraction
 
 

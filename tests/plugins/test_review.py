@@ -254,5 +254,8 @@ def test_a_generating_stage_without_review_after_it_fails_validation(curate_plug
                                        '["rehearsal"]\n[split]'), files=generated.FILES,
                         args=["-q"])
     assert_clear_error(result, "recipe.toml: stages[0]: stage 'declared-generator' generates",
-                       'add a review stage after it ([[stages]] use = "review")')
+                       "review stage 'review' does not hold them: add \"generated\" to its"
+                       " origins")
+    result = run_recipe(before, args=["-q"])
+    assert_clear_error(result, 'add a review stage after it ([[stages]] use = "review")')
     assert run_recipe(text).exit_code == 3  # with a review stage after it, records wait
