@@ -9,6 +9,7 @@ manifest with the final counts in `curate.run_manifest`.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,6 +96,8 @@ class Runner:
                           f"{general} -> {self.folder.dataset}")
         if split.get("unanswered"):
             self.console.warn(unanswered_warning(split["unanswered"]))
+        if not split["train"]:
+            self.console.warn(empty_dataset_warning(self.state.steps))
         if plan:
             split["rehearsal"] = achieved_mix(plan, split)
             if "warning" in split["rehearsal"]:
@@ -111,3 +114,15 @@ def unanswered_warning(count: int) -> str:
         f"{count:,} records in the dataset have"
     return (f"{some} an empty final answer (prompt-only): add [model] (its chat-template step"
             f" rejects them), a length stage, or a generate stage with the `answer` strategy")
+
+
+def empty_dataset_warning(steps: list[dict]) -> str:
+    """The training split is empty: which reasons took the records, most first."""
+    reasons = Counter()
+    for step in steps:
+        reasons.update({f"{step['name']}: {reason}": count
+                        for reason, count in step.get("reasons", {}).items()})
+    top = ", ".join(f"{what} ({count:,})" for what, count in reasons.most_common(3))
+    return (f"the train split is empty: no record was kept for training"
+            f"{'; most rejected by ' + top if top else ''} (curate why, or the report, shows"
+            f" each record's reason)")

@@ -129,6 +129,14 @@ def test_an_interrupted_run_says_so_in_its_manifest(tmp_path, signal_number):
     assert manifest["status"] == "interrupted"
 
 
+def test_a_run_that_keeps_nothing_for_training_warns_with_the_top_reasons(tmp_path):
+    recipe = write(tmp_path, recipe=RECIPE + "min_chars = 500\n")
+    code, output = invoke_cli(["run", str(recipe), "--run-dir", str(tmp_path / "run")])
+    assert code == 0
+    assert ("warning: the train split is empty: no record was kept for training; most rejected"
+            " by length: response-too-short (3)") in output
+
+
 def test_quiet_prints_nothing(tmp_path):
     code, output = invoke_cli(["run", str(write(tmp_path)), "--run-dir", str(tmp_path / "run"),
                                "--quiet"])
