@@ -23,6 +23,7 @@ from curate.options import OptionError, option
 from curate.records import Added, Record
 from curate.stages import Stage
 
+UNREADABLE_SHOWN = 20
 BATCH = 512
 REHEARSAL = "rehearsal"
 
@@ -84,7 +85,7 @@ class RehearsalMixer(Stage):
         if self.options.ratio == 0 and self.options.held_out == 0:
             yield from records
             return
-        pool, rows, unreadable = self._read_pool()
+        pool, rows, problems = self._read_pool()
         index = PromptIndex([r.prompt for r in pool], self.options.near_threshold) if pool else None
         screen = TaskScreen(index, pool)
         tally = TaskTally(self._token_counter())
@@ -98,20 +99,30 @@ class RehearsalMixer(Stage):
         target = self._target(task_train, general, len(pool), tally.count_tokens)
         yield from draw.outcomes(target, self.context.seed)
         self._stats = self._plan(len(tally.task_ids), task_train, target, draw,
-                                 {"rows": rows, "unreadable": unreadable, "records": len(pool)})
+                                 {"rows": rows, "unreadable": len(problems),
+                                  "unreadable_rows": problems[:UNREADABLE_SHOWN],
+                                  "records": len(pool)})
 
     def summary(self) -> dict:
         return {REHEARSAL: self._stats} if getattr(self, "_stats", None) else {}
 
-    def _read_pool(self) -> tuple[list[Record], int, int]:
-        """The pool's records, with origin "rehearsal"; the rows read and those unreadable."""
-        pool, rows = [], 0
+    def _read_pool(self) -> tuple[list[Record], int, list[str]]:
+        """The pool's records, with origin "rehearsal"; the rows read; each row left out, as
+        "location: why (reason)". Pool rows are not records of the run, so they are listed
+        here (and in the step's stats) rather than rejected."""
+        pool, rows, problems = [], 0, []
         for outcome in self.context.read_source("source"):
             rows += 1
             if isinstance(outcome, Record):
                 outcome.origin = REHEARSAL
                 pool.append(outcome)
-        return pool, rows, rows - len(pool)
+            else:
+                problems.append(f"{outcome.detail} ({outcome.reason})")
+        if problems:
+            self.context.log(f"warning: {self.context.name}: {len(problems):,} of {rows:,} pool"
+                             f" rows left out, unreadable or unusable (first: {problems[0]});"
+                             f" the step's stats list the first {UNREADABLE_SHOWN}")
+        return pool, rows, problems
 
     def _token_counter(self):
         if self.options.count != "tokens":

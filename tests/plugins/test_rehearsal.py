@@ -145,6 +145,19 @@ def test_a_small_pool_warns_with_the_numbers(run_recipe):
     assert result.manifest["steps"][-1]["stats"]["rehearsal"]["pool_exhausted"] is True
 
 
+def test_pool_rows_left_out_are_named_with_their_location(run_recipe):
+    pool = files(task_rows(50), pool_rows(60))
+    pool["pool.jsonl"] = pool["pool.jsonl"].replace("\n", "\n{broken\n", 1)
+    result = run_recipe(recipe("ratio = 0.2\nheld_out = 5"), pool)
+    assert_complete(result)
+    stats = result.manifest["steps"][-1]["stats"]["rehearsal"]["pool"]
+    assert stats["unreadable"] == 1 and stats["rows"] == 61
+    [problem] = stats["unreadable_rows"]
+    assert problem.startswith("pool.jsonl:2: ") and problem.endswith("(malformed-json)")
+    assert (f"warning: rehearsal: 1 of 61 pool rows left out, unreadable or unusable (first:"
+            f" {problem})") in result.output
+
+
 def leaky_pool(task: list[dict]) -> tuple[list[dict], dict[str, str]]:
     """Clean general rows, then for 30 task rows an exact copy (case and punctuation changed),
     and for 30 others a near copy of the prompt (one word changed) with another answer;
