@@ -4,9 +4,12 @@ inputs), and save the adapter with its card."""
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +24,8 @@ from curate.training import TrainContext
 
 DEFAULT_MAX_LENGTH = 2048
 FINGERPRINT_FILE = "curate-fingerprint"
+TRAINER_STATE = "trainer_state.json"
+CHECKPOINT_NAME = re.compile(r"checkpoint-(\d+)")
 
 Loader = Callable[[ModelSource, QLoRAOptions, str, int, int], tuple[Any, Any]]
 """(source, options, compute dtype, max length, seed) -> (peft model, tokenizer)."""
@@ -49,7 +54,7 @@ def run_training(trainer_name: str, options: QLoRAOptions, context: TrainContext
     run_print = fingerprint(trainer_name, options.__dict__, source.as_dict(), facts.sha256,
                             context.seed, template.text, max_length)
     resume = prepare_checkpoints(trainer, paths, run_print, context.log)
-    metrics = _metrics(trainer, trainer.train(resume_from_checkpoint=resume), resume, model)
+    metrics = _metrics(trainer, _train(trainer, resume, context.log), resume, model)
     if trainer.is_world_process_zero():
         _save(trainer, tokenizer, paths, template, context, facts, {
             "trainer": trainer_name, "base": source.as_dict(), "options": dict(options.__dict__),
@@ -105,19 +110,88 @@ def _trainer(options, paths, hardware, model, tokenizer, train, held_out, max_le
 
 def prepare_checkpoints(trainer, paths: sft.RunPaths, run_print: str,
                         log: Callable[[str], None]) -> str | None:
-    """The last checkpoint of an interrupted run with the same inputs, to resume from.
-    Checkpoints of other inputs are removed first, so a changed recipe never resumes."""
-    from transformers.trainer_utils import get_last_checkpoint
-
+    """The newest complete checkpoint of an interrupted run with the same inputs, to resume
+    from. Checkpoints of other inputs are removed first, so a changed recipe never resumes, and
+    so are those a kill left half-written."""
     if trainer.is_world_process_zero():
         _remove_stale_checkpoints(paths, run_print, log)
+        _remove_incomplete_checkpoints(paths, log)
     trainer.accelerator.wait_for_everyone()
-    last = get_last_checkpoint(str(paths.checkpoints))
-    if last:
+    last = newest_checkpoint(paths.checkpoints)
+    if last is not None:
         log(f"resuming from {last}")
-    elif trainer.is_world_process_zero():
-        paths.log.unlink(missing_ok=True)  # a fresh start: the loss chart shows this run only
-    return last
+    if trainer.is_world_process_zero():
+        # the log goes on from the checkpoint: what a killed run logged after it is redone
+        sft.keep_log_up_to(paths.log, checkpoint_step(last) if last else 0)
+    return str(last) if last else None
+
+
+def checkpoint_folders(folder: Path) -> list[Path]:
+    """transformers' `checkpoint-N` folders, oldest first."""
+    found = [(int(match[1]), path) for path in folder.glob("checkpoint-*")
+             if (match := CHECKPOINT_NAME.fullmatch(path.name)) and path.is_dir()]
+    return [path for _, path in sorted(found)]
+
+
+def checkpoint_state(folder: Path) -> dict | None:
+    """The trainer state a checkpoint holds; None when it is incomplete. transformers writes
+    trainer_state.json last, after the adapter, optimizer, scheduler and RNG states, so a kill
+    while saving leaves a folder without it (or with a truncated one)."""
+    try:
+        return json.loads((folder / TRAINER_STATE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def checkpoint_step(folder: Path) -> int:
+    return int((checkpoint_state(folder) or {}).get("global_step", 0))
+
+
+def newest_checkpoint(folder: Path) -> Path | None:
+    complete = [path for path in checkpoint_folders(folder) if checkpoint_state(path)]
+    return complete[-1] if complete else None
+
+
+def _remove_incomplete_checkpoints(paths: sft.RunPaths, log) -> None:
+    for folder in checkpoint_folders(paths.checkpoints):
+        if checkpoint_state(folder) is None:
+            log(f"removing {folder.name}: an interrupted save left it incomplete (no"
+                f" {TRAINER_STATE})")
+            shutil.rmtree(folder)
+
+
+def _train(trainer, resume: str | None, log: Callable[[str], None]) -> TrainCall:
+    """Train, or resume; a checkpoint at the end of training (killed before the adapter was
+    saved or its checkpoints removed) is only loaded: transformers would train one step more."""
+    if resume and _training_ended(checkpoint_state(Path(resume))):
+        log(f"{Path(resume).name} is the end of training: nothing left to train")
+        _load_final_checkpoint(trainer, resume)
+        return TrainCall(loss=None, steps=0, seconds=None)
+    result = trainer.train(resume_from_checkpoint=resume)
+    return TrainCall(result.training_loss, trainer.state.global_step - _step_of(resume),
+                   result.metrics.get("train_runtime"))
+
+
+def _training_ended(state: dict) -> bool:
+    control = state.get("stateful_callbacks", {}).get("TrainerControl", {}).get("args", {})
+    return state["global_step"] >= state["max_steps"] or bool(control.get("should_training_stop"))
+
+
+def _load_final_checkpoint(trainer, checkpoint: str) -> None:
+    """The trainer's state and adapter as training left them: the best checkpoint's adapter when
+    the best model is loaded at the end."""
+    from transformers import TrainerState
+
+    trainer.state = TrainerState.load_from_json(str(Path(checkpoint) / TRAINER_STATE))
+    best = trainer.state.best_model_checkpoint
+    use_best = trainer.args.load_best_model_at_end and best and Path(best).is_dir()
+    peft_model = trainer.model
+    peft_model.load_adapter(best if use_best else checkpoint, peft_model.active_adapter,
+                            is_trainable=True)
+
+
+def _step_of(checkpoint: str | None) -> int:
+    return checkpoint_step(Path(checkpoint)) if checkpoint else 0
 
 
 def _remove_stale_checkpoints(paths: sft.RunPaths, run_print: str, log) -> None:
@@ -130,23 +204,51 @@ def _remove_stale_checkpoints(paths: sft.RunPaths, run_print: str, log) -> None:
     write_text_atomic(marker, run_print)
 
 
-def _metrics(trainer, result, resume, model) -> dict:
+@dataclass(frozen=True)
+class TrainCall:
+    """What this call of `trainer.train` did: the mean loss over the steps it trained."""
+
+    loss: float | None
+    steps: int
+    seconds: float | None
+
+
+def _metrics(trainer, call: TrainCall, resume: str | None, model) -> dict:
     history = trainer.state.log_history
     evals = [entry["eval_loss"] for entry in history if "eval_loss" in entry]
-    tokens = next((e["num_tokens"] for e in reversed(history) if "num_tokens" in e), None)
     trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    metrics = {"train_loss": result.training_loss, "steps": trainer.state.global_step,
+    loss, loss_steps = whole_run_loss(history, _step_of(resume), call)
+    metrics = {"train_loss": loss, "steps": trainer.state.global_step,
                "epochs": trainer.state.epoch, "trained_parameters": trained,
-               "train_seconds": result.metrics.get("train_runtime")}
+               "train_seconds": call.seconds}
+    if loss_steps != trainer.state.global_step:
+        metrics["train_loss_steps"] = loss_steps  # the steps train_loss averages
     if evals:
         metrics.update(eval_loss=min(evals), last_eval_loss=evals[-1])
-    if tokens:
-        metrics["train_tokens"] = int(tokens)
+    if trainer.state.num_input_tokens_seen:
+        metrics["train_tokens"] = int(trainer.state.num_input_tokens_seen)
     if trainer.args.load_best_model_at_end and trainer.state.best_model_checkpoint:
         metrics["best_checkpoint"] = Path(trainer.state.best_model_checkpoint).name
     if resume:
         metrics["resumed_from"] = Path(resume).name
     return metrics
+
+
+def whole_run_loss(history: list[dict], resumed_at: int,
+                   call: TrainCall) -> tuple[float | None, int]:
+    """(mean training loss, steps it covers) over the whole run: the losses logged up to the
+    checkpoint resumed from (each the mean since the log before it) and this call's. Steps
+    between the checkpoint's last log and the checkpoint itself have no loss on record."""
+    total, covered, last = 0.0, 0, 0
+    for entry in history:
+        if "loss" in entry and last < entry["step"] <= resumed_at:
+            total += entry["loss"] * (entry["step"] - last)
+            covered += entry["step"] - last
+            last = entry["step"]
+    if call.loss is not None:
+        total += call.loss * call.steps
+        covered += call.steps
+    return (total / covered if covered else call.loss), covered
 
 
 def _save(trainer, tokenizer, paths, template, context, facts, record) -> None:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from curate.runstore import write_text_atomic
 from curate.train.options import QLoRAOptions
 
 
@@ -68,7 +69,14 @@ def sft_config(options: QLoRAOptions, paths: RunPaths, hardware: Hardware, max_l
         load_best_model_at_end=early_stopping, metric_for_best_model="eval_loss",
         greater_is_better=False,
         max_length=max_length, assistant_only_loss=True, packing=options.packing,
-        packing_strategy="bfd", ddp_find_unused_parameters=False)
+        packing_strategy="bfd", ddp_find_unused_parameters=False,
+        include_num_input_tokens_seen=_tokens_to_count(options.packing))
+
+
+def _tokens_to_count(packing: bool) -> str:
+    """The trainer state counts the tokens trained on, saved with each checkpoint, so the count
+    covers a resumed run. Packed batches are padding-free (no attention mask to count by)."""
+    return "all" if packing else "non_padding"
 
 
 def _checkpointing(config_class, enabled: bool) -> dict:
@@ -96,6 +104,24 @@ class LogLines:
             self.say(f"{where}  loss {logs['loss']:.4f}  lr {logs.get('learning_rate', 0):.3g}")
         if "eval_loss" in logs:
             self.say(f"{where}  eval loss {logs['eval_loss']:.4f}")
+
+
+def keep_log_up_to(file: Path, step: int) -> None:
+    """Drop the log lines of the steps after `step`: a resumed run logs them again, and a fresh
+    start (step 0) shows its own run only."""
+    if not step or not file.is_file():
+        file.unlink(missing_ok=True)
+        return
+    kept = [line for line in file.read_text(encoding="utf-8").splitlines()
+            if 0 < _logged_step(line) <= step]
+    write_text_atomic(file, "".join(line + "\n" for line in kept))
+
+
+def _logged_step(line: str) -> int:
+    try:
+        return int(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return 0  # a line a kill cut short
 
 
 def callbacks(options: QLoRAOptions, paths: RunPaths, has_eval: bool,

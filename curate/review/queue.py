@@ -202,6 +202,17 @@ class ReviewQueue(QueueDatabase):
         applied, and the candidate as it now stands (on a conflict: with the other decision)."""
         return self.decide_many([(candidate_id, decision, seen_version)])[0]
 
+    def undo(self, candidate_id: str, before: Decision, seen_version: int,
+             reviewer: str) -> tuple[bool, State]:
+        """Put `before` back (so the decisions digest returns to what it was), logging in the
+        history who undid the decision, and when."""
+        logged = Decision(before.status, reviewer, now(), f"undo: back to {before.status}",
+                          before.edited)
+        with self.transaction() as db:
+            applied = _compare_and_set(db, candidate_id, before, seen_version, logged)
+            [row] = _rows_by_id(db, STATE_COLUMNS, [candidate_id])
+        return applied, _state(row)
+
     def decide_many(self, items: list[tuple[str, Decision, int]]) -> list[tuple[bool, State]]:
         """`decide` for many (id, decision, seen version), CHUNK to a transaction."""
         results = []
@@ -228,7 +239,8 @@ class ReviewQueue(QueueDatabase):
 
 
 def _compare_and_set(db: sqlite3.Connection, candidate_id: str, decision: Decision,
-                     seen_version: int) -> bool:
+                     seen_version: int, logged: Decision | None = None) -> bool:
+    """Apply `decision` at `seen_version`; the history gets `logged` when given (an undo)."""
     applied = db.execute(
         "UPDATE candidates SET status = ?, reviewer = ?, decided_at = ?, note = ?, edited = ?,"
         " version = version + 1 WHERE id = ? AND version = ?",
@@ -236,7 +248,7 @@ def _compare_and_set(db: sqlite3.Connection, candidate_id: str, decision: Decisi
     if applied:
         db.execute("INSERT INTO history (id, version, status, reviewer, decided_at, note, edited)"
                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                   (candidate_id, seen_version + 1, *_decision_columns(decision)))
+                   (candidate_id, seen_version + 1, *_decision_columns(logged or decision)))
     return applied
 
 

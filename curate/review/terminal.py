@@ -149,7 +149,8 @@ class TerminalReview:
             click.echo("nothing to undo in this session")
             return True
         last = self.session.done.pop()
-        applied, now_stands = self.queue.decide(last.candidate_id, last.before, last.version)
+        applied, now_stands = self.queue.undo(last.candidate_id, last.before, last.version,
+                                              self.reviewer)
         if not applied:
             click.echo(f"cannot undo: {last.candidate_id} was changed since"
                        f" ({describe_decision(now_stands.decision)})")

@@ -102,6 +102,8 @@ def test_undo_puts_the_last_decision_back(waiting):
     queue = queue_of(waiting)
     assert queue.counts()["pending"] == 4
     assert [row[2] for row in queue.history()] == ["approved", "rejected", "pending", "pending"]
+    undone = queue.history()[2]
+    assert undone[3] == "ann" and undone[4] and undone[5] == "undo: back to pending"
 
 
 def test_an_invalid_edit_keeps_the_record_pending(waiting, tmp_path):
