@@ -143,11 +143,31 @@ def _read_toml(file: Path) -> dict:
     except OSError as error:
         raise CurateError(f"{file}: cannot read the recipe: {error.strerror}") from None
     try:
-        return tomllib.loads(data.decode("utf-8"))
+        text = data.decode("utf-8")
+        return tomllib.loads(text)
     except UnicodeDecodeError as error:
         raise RecipeError(str(file), "", f"not UTF-8 text (byte {error.start})") from None
     except tomllib.TOMLDecodeError as error:
+        twice = _repeated_key(text) if str(error).startswith("Cannot overwrite") else None
+        if twice:
+            raise RecipeError(str(file), "", f"invalid TOML: key '{twice[0]}' is set twice in"
+                              f" one table (line {twice[1]}): keep one") from None
         raise RecipeError(str(file), "", f"invalid TOML: {error}") from None
+
+
+def _repeated_key(text: str) -> tuple[str, int] | None:
+    """The first plain key set twice under one table header, and the line of its repeat
+    (tomllib says only "Cannot overwrite a value", at the end of the document if it was last)."""
+    seen: set[str] = set()
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if stripped.startswith("["):
+            seen = set()
+        elif match := re.match(r"([A-Za-z0-9_-]+)\s*=", stripped):
+            if match.group(1) in seen:
+                return match.group(1), number
+            seen.add(match.group(1))
+    return None
 
 
 def _table(raw: dict, key: str, where: str) -> dict:

@@ -87,7 +87,7 @@ def _end_of_turn_finding(tokenizer: Any, selection: Selection) -> Finding:
             return Finding("error", f"chat template {selection.label}: {problem}: the model"
                                     f" would never learn to stop; put the end-of-turn token"
                                     f" inside the {{% generation %}} block")
-    names = " or ".join(selection.end_of_turn) or "a special token"
+    names = " or ".join(selection.end_of_turn) or "special token"
     return Finding("ok", f"every assistant turn ends with a trained {names}")
 
 

@@ -89,6 +89,12 @@ def test_toml_syntax_errors_give_the_line(tmp_path, host):
     assert "line 2" in error_of(tmp_path, host, '[run]\nseed = = 1\n')
 
 
+def test_a_key_set_twice_is_named_with_its_line(tmp_path, host):
+    message = error_of(tmp_path, host, SOURCE + '[run]\nseed = 1\nname = "x"\nseed = 2')
+    assert message.endswith("invalid TOML: key 'seed' is set twice in one table (line 8):"
+                            " keep one")
+
+
 def test_a_missing_recipe_file_is_one_line(tmp_path, host):
     with pytest.raises(CurateError, match="recipe file not found"):
         load_recipe(tmp_path / "nope.toml", host)

@@ -122,7 +122,7 @@ def prepare_checkpoints(trainer, paths: sft.RunPaths, run_print: str,
         log(f"resuming from {last}")
     if trainer.is_world_process_zero():
         # the log goes on from the checkpoint: what a killed run logged after it is redone
-        sft.keep_log_up_to(paths.log, checkpoint_step(last) if last else 0)
+        sft.keep_log_up_to(paths.log, checkpoint_step(last))
     return str(last) if last else None
 
 
@@ -143,8 +143,10 @@ def checkpoint_state(folder: Path) -> dict | None:
         return None
 
 
-def checkpoint_step(folder: Path) -> int:
-    return int((checkpoint_state(folder) or {}).get("global_step", 0))
+def checkpoint_step(folder: str | Path | None) -> int:
+    """The step a checkpoint was saved at; 0 for none."""
+    state = checkpoint_state(Path(folder)) if folder else None
+    return int(state["global_step"]) if state else 0
 
 
 def newest_checkpoint(folder: Path) -> Path | None:
@@ -168,8 +170,8 @@ def _train(trainer, resume: str | None, log: Callable[[str], None]) -> TrainCall
         _load_final_checkpoint(trainer, resume)
         return TrainCall(loss=None, steps=0, seconds=None)
     result = trainer.train(resume_from_checkpoint=resume)
-    return TrainCall(result.training_loss, trainer.state.global_step - _step_of(resume),
-                   result.metrics.get("train_runtime"))
+    return TrainCall(result.training_loss, trainer.state.global_step - checkpoint_step(resume),
+                     result.metrics.get("train_runtime"))
 
 
 def _training_ended(state: dict) -> bool:
@@ -188,10 +190,6 @@ def _load_final_checkpoint(trainer, checkpoint: str) -> None:
     peft_model = trainer.model
     peft_model.load_adapter(best if use_best else checkpoint, peft_model.active_adapter,
                             is_trainable=True)
-
-
-def _step_of(checkpoint: str | None) -> int:
-    return checkpoint_step(Path(checkpoint)) if checkpoint else 0
 
 
 def _remove_stale_checkpoints(paths: sft.RunPaths, run_print: str, log) -> None:
@@ -217,7 +215,7 @@ def _metrics(trainer, call: TrainCall, resume: str | None, model) -> dict:
     history = trainer.state.log_history
     evals = [entry["eval_loss"] for entry in history if "eval_loss" in entry]
     trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    loss, loss_steps = whole_run_loss(history, _step_of(resume), call)
+    loss, loss_steps = whole_run_loss(history, checkpoint_step(resume), call)
     metrics = {"train_loss": loss, "steps": trainer.state.global_step,
                "epochs": trainer.state.epoch, "trained_parameters": trained,
                "train_seconds": call.seconds}
