@@ -34,6 +34,7 @@ class SourceCounts:
     unreadable: int = 0
     first_rejected: str = ""
     first_unreadable: str = ""
+    first_unreadable_raw: str = ""
     """The first problems as "location: message (reason)", for errors about the whole source."""
 
     def add(self, outcome: Record | Rejection, unreadable: bool) -> None:
@@ -46,7 +47,8 @@ class SourceCounts:
         self.first_rejected = self.first_rejected or problem
         if unreadable:
             self.unreadable += 1
-            self.first_unreadable = self.first_unreadable or problem
+            if not self.first_unreadable:
+                self.first_unreadable, self.first_unreadable_raw = problem, outcome.raw or ""
 
 
 class RowConverter:
@@ -184,11 +186,19 @@ def check_totals(counts: SourceCounts, spec: PluginSpec, context: SourceContext)
         raise CurateError(f"{where}: {counts.unreadable} of {counts.rows} rows of source"
                           f" '{spec.name}' are unreadable ({fraction:.0%}, more than"
                           f" max_bad_fraction = {spec.source_options.max_bad_fraction}), the first at"
-                          f" {counts.first_unreadable}: fix the data or raise max_bad_fraction")
+                          f" {counts.first_unreadable}: {_unreadable_fix(counts, spec)}")
     if counts.records == 0:
         raise CurateError(f"{where}: none of the {counts.rows} rows of source '{spec.name}'"
                           f" became a record, the first rejected at {counts.first_rejected}:"
                           f" fix the data, or check `format` and `columns`")
+
+
+def _unreadable_fix(counts: SourceCounts, spec: PluginSpec) -> str:
+    if spec.use == "jsonl" and counts.first_unreadable_raw.lstrip().startswith("["):
+        return "the file looks like one JSON array, not JSON lines: use = \"json\""
+    if counts.unreadable == counts.rows:
+        return "no row could be read: check the file's format and encoding"
+    return "fix the data or raise max_bad_fraction"
 
 
 def preview(row: dict, limit: int = 2000) -> str:

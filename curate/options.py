@@ -97,11 +97,17 @@ def describe_type(hint: Any) -> str:
     if origin in (Union, types.UnionType):
         return " or ".join(describe_type(a) for a in args if a is not type(None)) + " (optional)"
     if origin is list:
-        return f"a list of {describe_type(args[0])}" if args else "a list"
+        return f"a list of {_plural(args[0])}" if args else "a list"
     if origin is dict:
-        return f"a table of {describe_type(args[1])}" if args else "a table"
+        return f"a table of {_plural(args[1])}" if args else "a table"
     return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(
         hint, getattr(hint, "__name__", str(hint)))
+
+
+def _plural(hint: Any) -> str:
+    """What a list or table holds: "strings", not "a string"."""
+    return {bool: "true/false values", int: "integers", float: "numbers", str: "strings"}.get(
+        hint, describe_type(hint))
 
 
 def _check_type(value: Any, hint: Any, file: str, key_path: str) -> Any:

@@ -307,6 +307,19 @@ def test_a_file_that_fails_to_read_is_one_line_naming_it(run_recipe):
                                " Input/output error")
 
 
+def test_a_json_array_read_as_jsonl_says_to_use_json(run_recipe):
+    data = json.dumps([alpaca_row(0), alpaca_row(1)], indent=2)
+    result = run_recipe(recipe("jsonl", "data.jsonl"), files={"data.jsonl": data}, args=["-q"])
+    assert_clear_error(result, "the file looks like one JSON array, not JSON lines:"
+                               " use = \"json\"")
+
+
+def test_a_file_of_no_readable_row_does_not_suggest_raising_max_bad_fraction(run_recipe):
+    result = run_recipe(recipe("jsonl", "data.jsonl"), files={"data.jsonl": "{oops\n{no\n"},
+                        args=["-q"])
+    assert_clear_error(result, "no row could be read: check the file's format and encoding")
+
+
 def test_an_empty_list_of_paths(run_recipe):
     result = run_recipe(recipe("jsonl", []), args=["-q"])
     assert_clear_error(result, "sources[0].path: the list of paths is empty")
