@@ -279,3 +279,12 @@ def test_review_help_shows_the_keys_and_examples():
     assert "press a (approve), r (reject" in output and "Examples:" in output
     for command in ("list", "show", "approve", "reject", "export", "import"):
         assert command in output
+
+
+def test_list_stale_marks_candidates_the_latest_run_no_longer_has(waiting, run_recipe):
+    fewer = "".join(MADE.splitlines(keepends=True)[1:])
+    assert run_recipe(RECIPE, files={"made.jsonl": fewer}).exit_code == 3
+    code, output = review("list", waiting.recipe, "--stale")
+    lines = output.splitlines()
+    assert code == 0 and lines[-1] == "4 candidates"
+    assert sum(line.endswith("[stale: not in the latest run]") for line in lines) == 1

@@ -1,0 +1,156 @@
+"""Interrupted trainings: a rerun resumes from the newest complete checkpoint, never from one a
+kill left half-written, never trains past the end, and its metrics and log cover the whole run
+once."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from curate.train import session, sft
+
+from .conftest import memorisation_rows, run_in, training_recipe
+
+RECIPE_OPTIONS = dict(max_steps=8, eval_steps=4, logging_steps=2)
+
+
+class Killed(RuntimeError):
+    pass
+
+
+def kill_at_step(step: int):
+    from transformers import TrainerCallback
+
+    class KillAtStep(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == step:
+                raise Killed(f"killed at step {step}")
+
+    return KillAtStep()
+
+
+def metrics_of(run_dir: Path) -> dict:
+    return json.loads((run_dir / "manifest.json").read_text())["train"]["metrics"]
+
+
+def logged_steps(run_dir: Path, key: str) -> list[int]:
+    lines = (run_dir / "train" / "log.jsonl").read_text().splitlines()
+    return [entry["step"] for entry in map(json.loads, lines) if key in entry]
+
+
+def adapter_weights(folder: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(folder / "adapter_model.safetensors")
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tiny_model, tmp_path_factory) -> dict:
+    """The metrics of the same training run start to finish without a kill."""
+    code, output, run_dir = run_in(tmp_path_factory.mktemp("whole"), training_recipe(
+        tiny_model, **RECIPE_OPTIONS), memorisation_rows())
+    assert code == 0, output
+    return metrics_of(run_dir)
+
+
+def test_a_checkpoint_cut_short_is_removed_and_the_last_complete_one_resumed(
+        tiny_model, tmp_path, monkeypatch, uninterrupted):
+    real_callbacks = sft.callbacks
+    monkeypatch.setattr(sft, "callbacks", lambda *a: [*real_callbacks(*a), kill_at_step(7)])
+    recipe = training_recipe(tiny_model, **RECIPE_OPTIONS)
+    with pytest.raises(Killed):
+        run_in(tmp_path, recipe, memorisation_rows())
+    checkpoints = tmp_path / "run" / "train" / "checkpoints"
+    complete = checkpoints / "checkpoint-4"
+    # what a kill while saving leaves: everything but the trainer state, the adapter only,
+    # or a trainer state cut short
+    shutil.copytree(complete, checkpoints / "checkpoint-5")
+    (checkpoints / "checkpoint-5" / session.TRAINER_STATE).unlink()
+    (checkpoints / "checkpoint-6").mkdir()
+    for name in ("adapter_model.safetensors", "adapter_config.json"):
+        shutil.copy(complete / name, checkpoints / "checkpoint-6" / name)
+    shutil.copytree(complete, checkpoints / "checkpoint-7")
+    state = checkpoints / "checkpoint-7" / session.TRAINER_STATE
+    state.write_text(state.read_text()[:100])
+
+    monkeypatch.setattr(sft, "callbacks", real_callbacks)
+    code, output, run_dir = run_in(tmp_path, recipe, memorisation_rows())
+    assert code == 0, output
+    for name in ("checkpoint-5", "checkpoint-6", "checkpoint-7"):
+        assert f"removing {name}: an interrupted save left it incomplete" in output
+    assert "resuming from" in output and output.count("checkpoint-4") == 1, output
+    assert "Traceback" not in output
+    metrics = metrics_of(run_dir)
+    assert metrics["resumed_from"] == "checkpoint-4" and metrics["steps"] == 8
+    assert (run_dir / "adapter" / "adapter_model.safetensors").is_file()
+    assert logged_steps(run_dir, "loss") == [2, 4, 6, 8]  # step 6 logged once, not twice
+    assert logged_steps(run_dir, "eval_loss") == [4, 8]
+    # the metrics cover the whole run, as if it had never been killed
+    assert metrics["train_tokens"] == uninterrupted["train_tokens"]
+    assert metrics["train_loss"] == pytest.approx(uninterrupted["train_loss"], rel=1e-3)
+    assert "train_loss_steps" not in metrics
+
+
+def test_a_run_killed_after_saving_its_adapter_finishes_without_another_step(
+        tiny_model, tmp_path, monkeypatch, uninterrupted):
+    real_save = session._save
+
+    def save_then_die(trainer, *args):
+        real_save(trainer, *args)
+        raise Killed("killed before the checkpoints were removed")
+
+    monkeypatch.setattr(session, "_save", save_then_die)
+    recipe = training_recipe(tiny_model, **RECIPE_OPTIONS)
+    with pytest.raises(Killed):
+        run_in(tmp_path, recipe, memorisation_rows())
+    checkpoints = tmp_path / "run" / "train" / "checkpoints"
+    final = adapter_weights(checkpoints / "checkpoint-8")
+
+    monkeypatch.setattr(session, "_save", real_save)
+    code, output, run_dir = run_in(tmp_path, recipe, memorisation_rows())
+    assert code == 0, output
+    assert "checkpoint-8 is the end of training: nothing left to train" in output
+    assert "step 9" not in output
+    metrics = metrics_of(run_dir)
+    assert metrics["steps"] == 8 and metrics["resumed_from"] == "checkpoint-8"
+    assert metrics["train_tokens"] == uninterrupted["train_tokens"]
+    assert metrics["train_loss"] == pytest.approx(uninterrupted["train_loss"], rel=1e-6)
+    assert max(logged_steps(run_dir, "eval_loss")) == 8
+    saved = adapter_weights(run_dir / "adapter")
+    assert saved.keys() == final.keys()
+    assert all((saved[key] == final[key]).all() for key in final)
+    assert not checkpoints.exists()
+
+
+def test_train_tokens_count_every_step_not_only_the_logged_ones(tiny_model, tmp_path):
+    recipe = training_recipe(tiny_model, max_steps=3, eval_steps=3, logging_steps=2)
+    code, output, run_dir = run_in(tmp_path, recipe, memorisation_rows())
+    assert code == 0, output
+    last_logged = [json.loads(line) for line in
+                   (run_dir / "train" / "log.jsonl").read_text().splitlines()
+                   if '"num_tokens"' in line and '"loss"' in line][-1]
+    assert last_logged["step"] == 2
+    assert metrics_of(run_dir)["train_tokens"] > last_logged["num_tokens"]
+
+
+def test_the_whole_run_loss_weighs_each_logged_loss_by_its_steps():
+    history = [{"step": 2, "loss": 4.0}, {"step": 4, "eval_loss": 9.0},
+               {"step": 4, "loss": 2.0}, {"step": 6, "loss": 7.0}]
+    resumed = session.TrainCall(loss=1.0, steps=4, seconds=1.0)
+    assert session.whole_run_loss(history, 4, resumed) == (pytest.approx(2.0), 8)
+    fresh = session.TrainCall(loss=3.0, steps=6, seconds=1.0)
+    assert session.whole_run_loss(history, 0, fresh) == (3.0, 6)
+    # resumed at step 5: step 5 has no loss on record, so the loss covers 4 + 3 steps
+    assert session.whole_run_loss(history, 5, session.TrainCall(1.0, 3, 1.0)) == (
+        pytest.approx((4 * 3 + 3) / 7), 7)
+
+
+def test_a_resumed_log_keeps_the_steps_up_to_its_checkpoint(tmp_path):
+    log = tmp_path / "log.jsonl"
+    log.write_text('{"step": 2, "loss": 1}\n{"step": 4, "loss": 1}\n{"step": 6, "loss": 1}\n'
+                   '{"step": 8, "lo')
+    sft.keep_log_up_to(log, 4)
+    assert log.read_text() == '{"step": 2, "loss": 1}\n{"step": 4, "loss": 1}\n'
+    sft.keep_log_up_to(log, 0)
+    assert not log.exists()
