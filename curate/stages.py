@@ -18,10 +18,11 @@ writes what comes out, counts it, and caches it by fingerprint.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
 import multiprocessing
 import os
+import signal
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -178,7 +179,7 @@ def ordered_map(function: Callable, jobs: Iterable, workers: int) -> Iterator:
     if workers <= 1:
         yield from map(function, jobs)
         return
-    with multiprocessing.get_context("fork").Pool(workers) as pool:
+    with multiprocessing.get_context("fork").Pool(workers, _worker_signals) as pool:
         pending: deque = deque()
         for job in jobs:
             pending.append(pool.apply_async(function, (job,)))
@@ -186,6 +187,13 @@ def ordered_map(function: Callable, jobs: Iterable, workers: int) -> Iterator:
                 yield pending.popleft().get()
         while pending:
             yield pending.popleft().get()
+
+
+def _worker_signals() -> None:
+    """Pool.terminate stops workers with SIGTERM: they must die at once, not run the parent's
+    handler (`curate run` turns SIGTERM into an interrupt), or a worker killed while holding
+    the task queue's lock leaves the others waiting for it forever."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _batches(records: Iterable[Record], size: int) -> Iterator[list[Record]]:

@@ -4,10 +4,11 @@ answered to each prompt, with every evaluation's verdicts, for the report's exam
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from curate.errors import CurateError
+from curate.errors import CurateError, did_you_mean
 
 SAMPLES_FILE = "samples.jsonl"
 
@@ -53,10 +54,22 @@ def read_examples(file: Path, sources: list[str] | None = None) -> list[EvalExam
     return examples
 
 
-def require_examples(examples: list[EvalExample], file: Path, what: str) -> None:
-    if not examples:
-        raise CurateError(f"{file}: no held-out examples{what} to evaluate on: give the"
-                          f" recipe's [split] an eval_size or eval_fraction above 0")
+def require_examples(examples: list[EvalExample], file: Path,
+                     sources: Sequence[str] = ()) -> None:
+    """Raise a CurateError naming the fix when there is nothing to evaluate on: a source
+    name that holds no held-out example, or no held-out examples at all."""
+    if examples:
+        return
+    held_out = sorted({example.source for example in read_examples(file)})
+    if sources and held_out:
+        wrong = ", ".join(sources)
+        hints = "".join(did_you_mean(name, held_out) for name in sources if name not in held_out)
+        raise CurateError(f"{file}: no held-out example comes from sources {wrong}{hints}"
+                          f" (the held-out examples come from {', '.join(held_out)}): fix the"
+                          f" [[evals]] sources, or hold out more examples with [split]"
+                          f" eval_size")
+    raise CurateError(f"{file}: no held-out examples to evaluate on: give the recipe's [split]"
+                      f" an eval_size or eval_fraction above 0")
 
 
 def record_samples(run_dir: Path, evaluation: str, digest: str, rows: list[dict]) -> None:

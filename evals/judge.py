@@ -52,7 +52,7 @@ class JudgeEval(Evaluation):
         from curate.evals.model import load_tuned
 
         examples = read_examples(context.eval_file, options.sources)[:options.max_examples]
-        require_examples(examples, context.eval_file, "")
+        require_examples(examples, context.eval_file, options.sources)
         tuned = load_tuned(context.run_dir)
         said = answers(tuned, examples, options.max_new_tokens, options.batch_size,
                        context.log)

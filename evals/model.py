@@ -65,10 +65,10 @@ def _load(adapter: Path, digest: str) -> TunedModel:
     import json
 
     try:
-        from peft import PeftModel
+        import peft  # noqa: F401  (missing: the hint below, not a traceback later)
 
-        from curate.train.model import (ModelSource, load_base_model, load_tokenizer,
-                                        quiet_progress_bars)
+        from curate.train.model import (ModelSource, load_adapter, load_base_model,
+                                        load_tokenizer, quiet_progress_bars)
         from curate.train.options import QLoRAOptions
     except ImportError as error:
         raise CurateError(f"the evaluations need the training libraries ({error}): install"
@@ -80,7 +80,7 @@ def _load(adapter: Path, digest: str) -> TunedModel:
         tokenizer.pad_token = tokenizer.eos_token
     base = load_base_model(ModelSource(**record["base"]), QLoRAOptions(**record["options"]),
                            record["compute_dtype"])
-    model = PeftModel.from_pretrained(base, adapter).eval()
+    model = load_adapter(base, adapter).eval()
     template = (adapter / TEMPLATE_FILE).read_text(encoding="utf-8")
     return TunedModel(model, tokenizer, template, stop_ids(tokenizer, record), record["max_length"],
                       digest)

@@ -61,8 +61,7 @@ class TaskMetricsEval(Evaluation):
         from curate.evals.model import load_tuned
 
         examples = read_examples(context.eval_file, options.sources)[:options.max_examples]
-        what = f" from sources {', '.join(options.sources)}" if options.sources else ""
-        require_examples(examples, context.eval_file, what)
+        require_examples(examples, context.eval_file, options.sources)
         rules = scoring(options)
         check_reference_labels(rules, examples, context)
         tuned = load_tuned(context.run_dir)

@@ -9,16 +9,52 @@ from pathlib import Path
 
 from curate.runstore import write_json_atomic, write_text_atomic
 from curate.train.data import DatasetFacts
+from curate.train.model import INITIAL_ADAPTER, changes_base
 from curate.train.template import TrainingTemplate
 
 TEMPLATE_FILE = "chat_template.jinja"
 RECORD_FILE = "training.json"
+WEIGHTS_FILE = "adapter_model.safetensors"
 
 
 def save_adapter(trainer, tokenizer, folder: Path, template: TrainingTemplate) -> None:
+    """Run on the main process only (it alone writes the adapter)."""
     trainer.save_model(str(folder))
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    initial = getattr(model, INITIAL_ADAPTER, None)
+    if initial is not None:
+        save_as_plain_lora(model, initial, folder)
     tokenizer.save_pretrained(folder)
     write_text_atomic(folder / TEMPLATE_FILE, template.text)
+
+
+def save_as_plain_lora(model, initial: dict, folder: Path) -> None:
+    """A PiSSA/OLoRA model is W_res + B A with W_res = W - B0 A0: saved with peft's conversion
+    as the rank-2r LoRA [B | -B0] [A ; A0] on the original W, which any consumer (peft, vLLM,
+    curate's evaluations and merge) applies to the real base without re-initialising it."""
+    import tempfile
+    import warnings
+
+    from peft import get_peft_model_state_dict
+    from safetensors.torch import load_file, save_file
+
+    # peft's conversion loads the modules_to_save with the initial adapter (any values do)
+    # and drops them from its output: they go back in after it
+    full_modules = {name: tensor.detach().to("cpu").contiguous()
+                    for name, tensor in get_peft_model_state_dict(model).items()
+                    if "lora_" not in name}
+    with tempfile.TemporaryDirectory() as scratch:
+        initial_folder = Path(scratch) / "initial_adapter"
+        initial_folder.mkdir()
+        save_file({**initial, **full_modules}, initial_folder / WEIGHTS_FILE,
+                  metadata={"format": "pt"})
+        with warnings.catch_warnings():  # its advice to convert, given while converting
+            warnings.filterwarnings("ignore", message=r".* changes the base weights")
+            model.save_pretrained(folder,
+                                  path_initial_model_for_weight_conversion=str(initial_folder))
+    if full_modules:
+        weights = folder / WEIGHTS_FILE
+        save_file({**load_file(weights), **full_modules}, weights, metadata={"format": "pt"})
 
 
 def write_record(folder: Path, record: dict) -> None:
@@ -44,7 +80,7 @@ tags: [curate, lora, {record["options"]["quantization"]}, sft]
 Trained by curate's `{record["trainer"]}` trainer with trl's SFTTrainer, assistant-only loss,
 on a {record["options"]["quantization"]} base with {record["compute_dtype"]} compute. The chat
 template it was trained with is `{TEMPLATE_FILE}` ({record["template"]["label"]}: \
-{record["template"]["how"]}); use the same one at inference.
+{record["template"]["how"]}); use the same one at inference.{_conversion_note(record["options"])}
 
 ## Dataset
 
@@ -69,6 +105,15 @@ Dataset hash (of both files' hashes): `{data.sha256}`. Rehearsal examples in tra
 ```
 """
     write_text_atomic(folder / "README.md", card)
+
+
+def _conversion_note(options: dict) -> str:
+    init = options.get("init_lora_weights", "default")
+    if not changes_base(init):
+        return ""
+    return (f"\n\nInitialised with {init}, which trains against a residual of the base weights;"
+            f" saved converted to plain LoRA of rank {2 * options['lora_r']} on the original"
+            f" base weights, so it applies to the base model as published.")
 
 
 def _number(value) -> str:

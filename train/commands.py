@@ -21,7 +21,8 @@ def register_commands(register):
 
 @click.command()
 @click.argument("recipe", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--gpu-memory", type=float, metavar="GIB", help="Say whether it fits this much.")
+@click.option("--gpu-memory", type=click.FloatRange(min=0, min_open=True), metavar="GIB",
+              help="Say whether it fits this much.")
 @click.option("--shape", metavar="NAME", help="A bundled model shape instead of [model] path"
               " (llama-3.1-8b, llama-3.1-70b, qwen2.5-7b, mistral-7b, gemma-2-9b).")
 def estimate(recipe: Path, gpu_memory: float | None, shape: str | None):
@@ -57,7 +58,7 @@ def estimate(recipe: Path, gpu_memory: float | None, shape: str | None):
     if result.unknown_modules:
         click.echo(f"  not counted (unknown to this estimate): {', '.join(result.unknown_modules)}")
     if gpu_memory is not None:
-        click.echo(memory.fits(result.total, gpu_memory, options, max_length))
+        click.echo(memory.fits(model, options, max_length, gpu_memory))
 
 
 def train_options(recipe):
@@ -78,9 +79,11 @@ def max_length_of(model_options) -> int:
 @click.option("--output", type=click.Path(file_okay=False, path_type=Path),
               help="Where to write the merged model (default: RUN_DIR/merged).")
 @click.option("--into-quantized", is_flag=True, help="Merge into the re-quantised 4-bit base"
-              " instead of its dequantised 16-bit weights: smaller, but outputs change.")
-@click.option("--examples", default=8, show_default=True, help="Held-out examples the merged"
-              " model is compared on.")
+              " instead of its dequantised 16-bit weights: smaller, but outputs change (a"
+              " quantization = \"none\" run has no quantised base: the flag does nothing).")
+@click.option("--examples", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Held-out examples the merged model is compared on; below 99% top-1"
+              " agreement (near-ties aside) the merge fails.")
 def merge(run_dir: Path, output: Path | None, into_quantized: bool, examples: int):
     """Merge a run's adapter into its base model and save a 16-bit model.
 

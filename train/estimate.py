@@ -10,7 +10,7 @@ a fixed allowance for the CUDA context and allocator. An estimate to plan with, 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from curate.train.options import QLoRAOptions
 
@@ -23,6 +23,8 @@ RUNTIME_OVERHEAD = 1.0 * GIB
 LOSS_TOKEN_TILE, LOSS_VOCAB_TILE = 4096, 32768
 """trl scores the vocabulary in tiles of at most these many tokens x vocabulary entries."""
 ACTIVATION_BYTES = 2
+SHORT_LENGTH, LOW_RANK = 512, 16
+"""The shortest max_length and lowest lora_r the hint suggests: below them the task suffers."""
 
 
 @dataclass(frozen=True)
@@ -165,27 +167,66 @@ def _loss_bytes(shape: ModelShape, tokens: int) -> float:
     return 2 * tile + 2 * tokens * shape.hidden * 4
 
 
-def fits(total: float, gpu_gib: float, options: QLoRAOptions, max_length: int) -> str:
-    spare = gpu_gib - total / GIB
-    if spare >= 0:
-        return f"fits in {gpu_gib:g} GiB with {spare:.1f} GiB to spare"
-    return (f"does not fit in {gpu_gib:g} GiB: {-spare:.1f} GiB short; try"
-            f" {', '.join(savings(options, max_length))}")
+def fits(shape: ModelShape, options: QLoRAOptions, max_length: int, gpu_gib: float) -> str:
+    """Whether the training fits `gpu_gib`, and if not, which changes would save what."""
+    total = estimate(shape, options, max_length).total / GIB
+    if total <= gpu_gib:
+        return f"fits in {gpu_gib:g} GiB with {gpu_gib - total:.1f} GiB to spare"
+    short = f"does not fit in {gpu_gib:g} GiB: {total - gpu_gib:.1f} GiB short"
+    lean_options, lean_length = leanest(options, max_length)
+    least = estimate(shape, lean_options, lean_length).total / GIB
+    if least > gpu_gib:
+        return (f"{short}; no change of batch, length, checkpointing, quantisation or rank fits"
+                f" it in {gpu_gib:g} GiB: the base weights alone need"
+                f" {weights_bytes(shape, lean_options) / GIB:.1f} GiB in"
+                f" {lean_options.quantization.upper()} ({least:.1f} GiB in all at the leanest):"
+                f" use a GPU with more memory or a smaller model")
+    tries = [(text, total - estimate(shape, changed, length).total / GIB)
+             for text, changed, length in changes(options, max_length)]
+    hint = f"{short}; try " + ", ".join(f"{text} (saves {saved:.1f} GiB)" for text, saved in tries)
+    if all(total - saved > gpu_gib for _, saved in tries):
+        hint += f"; none is enough alone: all of them, at their leanest, need {least:.1f} GiB"
+    return hint
 
 
-def savings(options: QLoRAOptions, max_length: int) -> list[str]:
-    """Changes that would lower the estimate from these options, most effective first."""
-    tries = []
+def weights_bytes(shape: ModelShape, options: QLoRAOptions) -> float:
+    """The base model's weights as training holds them."""
+    return _base_weights(shape, options)[1] + _unquantised_layers(shape, options)[1]
+
+
+def changes(options: QLoRAOptions, max_length: int) -> list[tuple[str, QLoRAOptions, int]]:
+    """Changes that would lower the estimate from these options, most effective first:
+    (what to write, the options with it, the max_length with it)."""
+    found = []
     if not options.gradient_checkpointing:
-        tries.append("gradient_checkpointing = true")
+        found.append(("gradient_checkpointing = true",
+                      replace(options, gradient_checkpointing=True), max_length))
     if options.quantization not in ("nf4", "fp4"):
-        tries.append('quantization = "nf4"')
+        found.append(('quantization = "nf4"', replace(options, quantization="nf4"), max_length))
+    elif not options.double_quantization:
+        found.append(("double_quantization = true", replace(options, double_quantization=True),
+                      max_length))
     if options.batch_size > 1:
         smaller = options.batch_size // 2
-        tries.append(f"batch_size = {smaller} with gradient_accumulation ="
-                     f" {options.gradient_accumulation * options.batch_size // smaller}")
-    if max_length > 512:
-        tries.append(f"a smaller [model] max_length (now {max_length})")
-    if options.lora_r > 16:
-        tries.append(f"a lower lora_r (now {options.lora_r})")
-    return tries or ["a GPU with more memory, or a smaller model"]
+        accumulation = options.gradient_accumulation * options.batch_size // smaller
+        found.append((f"batch_size = {smaller} with gradient_accumulation = {accumulation}",
+                      replace(options, batch_size=smaller, gradient_accumulation=accumulation),
+                      max_length))
+    if max_length > SHORT_LENGTH:
+        shorter = max(SHORT_LENGTH, max_length // 2)
+        found.append((f"[model] max_length = {shorter} instead of {max_length}", options,
+                      shorter))
+    if options.lora_r > LOW_RANK:
+        found.append((f"lora_r = {LOW_RANK} instead of {options.lora_r}",
+                      replace(options, lora_r=LOW_RANK), max_length))
+    return found
+
+
+def leanest(options: QLoRAOptions, max_length: int) -> tuple[QLoRAOptions, int]:
+    """Every change `changes` offers, taken as far as it goes."""
+    quantization = options.quantization if options.quantization in ("nf4", "fp4") else "nf4"
+    return (replace(options, gradient_checkpointing=True, quantization=quantization,
+                    double_quantization=True, batch_size=1,
+                    lora_r=min(options.lora_r, LOW_RANK)),
+            min(max_length, SHORT_LENGTH))
+

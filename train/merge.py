@@ -16,11 +16,15 @@ from curate.errors import CurateError
 from curate.runstore import write_json_atomic
 from curate.train.card import RECORD_FILE, read_record
 from curate.train.data import read_examples
-from curate.train.model import (ModelSource, load_base_model, load_tokenizer, quiet_progress_bars,
-                                torch_dtype)
+from curate.train.model import (ModelSource, load_adapter, load_base_model, load_tokenizer,
+                                quiet_progress_bars, torch_dtype)
 from curate.train.options import QLoRAOptions
 
 SAVED_DTYPE = "bfloat16"
+MIN_AGREEMENT = 0.99
+"""Top-1 agreement (near-ties aside) below which a merge is not the trained model."""
+NEAR_TIE = 0.1
+"""Logits this close are a near-tie: which of the two is picked is a coin toss."""
 
 
 def merge_run(run_dir: Path, output: Path, into_quantized: bool, examples: int,
@@ -35,27 +39,37 @@ def merge_run(run_dir: Path, output: Path, into_quantized: bool, examples: int,
     quiet_progress_bars()
     options = QLoRAOptions(**record["options"])
     source = ModelSource(**record["base"])
+    into_quantized = _into_quantized(into_quantized, options, log)
     tokenizer = load_tokenizer(ModelSource(str(adapter), str(adapter)))
     batch = held_out_batch(run_dir, tokenizer, examples, record["max_length"])
     reference = adapter_logits(source, options, record["compute_dtype"], adapter, batch)
-    quantised = options.quantization != "none"
-    if into_quantized and quantised:
-        log(f"warning: merging into the re-quantised {options.quantization} model changes its"
-            f" outputs (the merged weights are rounded to {options.quantization} again); the"
-            f" comparison below shows by how much")
-    merged = merged_model(source, options, record["compute_dtype"], adapter,
-                          into_quantized and quantised)
+    merged = merged_model(source, options, record["compute_dtype"], adapter, into_quantized)
     with torch.no_grad():
         logits = merged(**_on(batch, merged)).logits.float().cpu()
     report = fidelity(reference, logits, batch["attention_mask"])
+    check_fidelity(report, run_dir, into_quantized, log)
     output.mkdir(parents=True, exist_ok=True)
     merged.save_pretrained(output)
     tokenizer.save_pretrained(output)
     report.update(output=str(output), base=source.path, examples=int(batch["input_ids"].shape[0]),
-                  into_quantized=bool(into_quantized and quantised),
+                  into_quantized=into_quantized,
                   dtype=str(next(merged.parameters()).dtype).removeprefix("torch."))
     write_json_atomic(output / "merge_report.json", report)
     return report
+
+
+def _into_quantized(requested: bool, options: QLoRAOptions, log) -> bool:
+    """Whether to merge into the re-quantised model: only on request, and only when there is
+    one."""
+    if requested and options.quantization == "none":
+        log("note: --into-quantized does nothing here: the run trained on a 16-bit base"
+            " (quantization = \"none\"), so the adapter is merged into its 16-bit weights")
+        return False
+    if requested:
+        log(f"warning: merging into the re-quantised {options.quantization} model changes its"
+            f" outputs (the merged weights are rounded to {options.quantization} again); the"
+            f" comparison below shows by how much")
+    return requested
 
 
 def held_out_batch(run_dir: Path, tokenizer, count: int, max_length: int) -> dict:
@@ -76,10 +90,9 @@ def held_out_batch(run_dir: Path, tokenizer, count: int, max_length: int) -> dic
 def adapter_logits(source, options, compute_dtype, adapter: Path, batch: dict):
     """Logits of the model as trained: the quantised base with the adapter applied."""
     import torch
-    from peft import PeftModel
 
     base = load_base_model(source, options, compute_dtype)
-    model = PeftModel.from_pretrained(base, adapter).eval()
+    model = load_adapter(base, adapter).eval()
     with torch.no_grad():
         logits = model(**_on(batch, model)).logits.float().cpu()
     del model, base
@@ -87,25 +100,48 @@ def adapter_logits(source, options, compute_dtype, adapter: Path, batch: dict):
 
 
 def merged_model(source, options, compute_dtype, adapter: Path, into_quantized: bool):
-    from peft import PeftModel
-
     base = load_base_model(source, options, compute_dtype)
     if options.quantization != "none" and not into_quantized:
         base = base.dequantize(dtype=torch_dtype(compute_dtype))
-    merged = PeftModel.from_pretrained(base, adapter).merge_and_unload().eval()
+    merged = load_adapter(base, adapter).merge_and_unload().eval()
     if not into_quantized:
         merged = merged.to(torch_dtype(SAVED_DTYPE))
     return merged
 
 
 def fidelity(reference, logits, attention_mask) -> dict:
-    """Maximum absolute logit difference and top-1 agreement over the real (unpadded) tokens."""
+    """Maximum absolute logit difference and top-1 agreement over the real (unpadded) tokens,
+    also counting as agreeing a different pick at a near-tie (the adapter model scores it
+    within NEAR_TIE of its own pick): rounding the merged weights to 16 bits flips those."""
     mask = attention_mask.bool().to(logits.device)
     reference = reference.to(logits.device)
     difference = (logits - reference).abs().amax(dim=-1)[mask]
-    agree = (logits.argmax(-1) == reference.argmax(-1))[mask]
+    picks = logits.argmax(-1, keepdim=True)
+    agree = (picks.squeeze(-1) == reference.argmax(-1))[mask]
+    shortfall = reference.amax(-1) - reference.gather(-1, picks).squeeze(-1)
     return {"max_logit_difference": float(difference.max()),
-            "top1_agreement": float(agree.float().mean()), "tokens": int(mask.sum())}
+            "top1_agreement": float(agree.float().mean()),
+            "top1_agreement_beyond_near_ties": float((shortfall[mask] <= NEAR_TIE).float().mean()),
+            "tokens": int(mask.sum())}
+
+
+def check_fidelity(report: dict, run_dir: Path, into_quantized: bool, log) -> None:
+    """A merge that does not reproduce the adapter model fails (nothing is saved), unless it
+    was asked into the re-quantised model, whose rounding is expected: then it warns."""
+    agreement = report["top1_agreement_beyond_near_ties"]
+    if agreement >= MIN_AGREEMENT:
+        return
+    what = (f"the merged model picks another top-1 token than the adapter model on"
+            f" {1 - agreement:.1%} of {report['tokens']} tokens, near-ties aside (max logit"
+            f" difference {report['max_logit_difference']:.4g})")
+    if into_quantized:
+        log(f"warning: {what}: the cost of the re-quantised merge; merging without"
+            f" --into-quantized keeps the model as trained")
+        return
+    raise CurateError(f"{run_dir}: not merged: {what}, where a faithful merge stays within"
+                      f" {1 - MIN_AGREEMENT:.0%}: the merged weights are not the trained model"
+                      f" (an adapter that loads differently each time, or a merge peft gets"
+                      f" wrong for this model); please report it with adapter/training.json")
 
 
 def _on(batch: dict, model) -> dict:

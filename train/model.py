@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from curate.errors import CurateError
+from curate.errors import CurateError, did_you_mean
 from curate.train.options import LOFTQ_NEEDS_CUDA, QLoRAOptions
 
 
@@ -138,6 +138,8 @@ def add_lora(model, options: QLoRAOptions, source: ModelSource, seed: int):
     from peft import get_peft_model, prepare_model_for_kbit_training
     from transformers import set_seed
 
+    require_plain_lora_conversion(options)
+    require_known_modules(model, options)
     checkpointing = {"use_reentrant": False}
     if options.quantization != "none":
         model = prepare_model_for_kbit_training(
@@ -149,9 +151,71 @@ def add_lora(model, options: QLoRAOptions, source: ModelSource, seed: int):
     model.config.use_cache = False
     set_seed(seed)
     peft_model = get_peft_model(model, lora_config(options))
+    if changes_base(options.init_lora_weights):
+        keep_initial_adapter(peft_model)
     if options.init_lora_weights == "loftq":
         _loftq(peft_model, source)
     return peft_model
+
+
+BASE_CHANGING_INITIALISATIONS = ("pissa", "olora", "corda", "lora_ga")
+"""Initialisations that move the top of each base weight W into the adapter (the base becomes
+W - B0 A0): an adapter saved as trained only works on that residual base."""
+
+INITIAL_ADAPTER = "curate_initial_adapter"
+"""The attribute of the peft model holding its initial adapter weights (B0, A0)."""
+
+
+def changes_base(init) -> bool:
+    return str(init).lower().startswith(BASE_CHANGING_INITIALISATIONS)
+
+
+def require_plain_lora_conversion(options: QLoRAOptions) -> None:
+    """OLoRA on a quantised base re-quantises W - B0 A0: the rounding differs from that of W,
+    so no adapter on the original (quantised) base reproduces the trained model."""
+    if options.init_lora_weights == "olora" and options.quantization != "none":
+        raise CurateError(f"[train] init_lora_weights = \"olora\" needs quantization = \"none\":"
+                          f" on a {options.quantization} base the trained adapter cannot be saved"
+                          f" as plain LoRA on the original weights; or use init_lora_weights ="
+                          f" \"default\"")
+
+
+def keep_initial_adapter(peft_model) -> None:
+    """Keep B0, A0 as initialised, before any training step (a resumed run re-initialises
+    the same way from the same seed, and its base is the residual of that initialisation):
+    the final save subtracts them to give plain LoRA on the original weights."""
+    from peft import get_peft_model_state_dict
+
+    state = get_peft_model_state_dict(peft_model)
+    setattr(peft_model, INITIAL_ADAPTER, {name: tensor.detach().to("cpu", copy=True)
+                                          for name, tensor in state.items() if "lora_" in name})
+
+
+def require_known_modules(model, options: QLoRAOptions) -> None:
+    """Each name in target_modules and modules_to_save matches a module, the way peft matches
+    them (peft itself only fails when no name matches)."""
+    if isinstance(options.target_modules, list):
+        _require_matches(model, "target_modules", options.target_modules,
+                         lambda name, wanted: name == wanted or name.endswith(f".{wanted}"))
+    _require_matches(model, "modules_to_save", options.modules_to_save,
+                     lambda name, wanted: name.endswith(wanted))
+
+
+def _require_matches(model, key: str, wanted_names: list[str], matches) -> None:
+    names = [name for name, _ in model.named_modules()]
+    for wanted in wanted_names:
+        if not any(matches(name, wanted) for name in names):
+            leaves = weight_module_names(model)
+            raise CurateError(f"[train] {key}: no module of the model is named '{wanted}'"
+                              f" (its modules: {', '.join(leaves)}){did_you_mean(wanted, leaves)}")
+
+
+def weight_module_names(model) -> list[str]:
+    """The distinct short names of the modules holding weights, in model order (embed_tokens,
+    q_proj, ..., lm_head)."""
+    return list(dict.fromkeys(
+        name.rsplit(".", 1)[-1] for name, module in model.named_modules()
+        if name and next(module.parameters(recurse=False), None) is not None))
 
 
 def _loftq(peft_model, source: ModelSource) -> None:
@@ -175,3 +239,21 @@ def load_for_training(source: ModelSource, options: QLoRAOptions, compute_dtype:
     tokenizer = load_tokenizer(source)
     model = load_base_model(source, options, compute_dtype)
     return add_lora(model, options, source, seed), tokenizer
+
+
+def load_adapter(base, folder: Path):
+    """The saved adapter on `base` (a peft model). An adapter saved unconverted from PiSSA or
+    OLoRA (by curate before it converted them) is refused: peft would re-run the
+    initialisation on load and rewrite the base weights."""
+    import json
+
+    from peft import PeftModel
+
+    config = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
+    init = config.get("init_lora_weights")
+    if changes_base(init):
+        raise CurateError(f"{folder}: this {init} adapter fits the residual base its"
+                          f" initialisation left, not the original weights (curate now saves"
+                          f" such adapters converted to plain LoRA): train it again (curate run"
+                          f" --force)")
+    return PeftModel.from_pretrained(base, folder)

@@ -11,10 +11,25 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from curate.errors import did_you_mean
 from curate.options import OptionError, option
 
 INITIALISATIONS = ("default", "gaussian", "olora", "orthogonal", "pissa", "loftq")
 """LoRA initialisations offered, plus `pissa_niter_N` (fast-SVD PiSSA with N iterations)."""
+
+OPTIMIZERS = ("adamw_torch", "adamw_torch_fused", "adamw_torch_xla", "adamw_torch_npu_fused",
+              "adafactor", "adamw_anyprecision", "adamw_torch_4bit", "adamw_torch_8bit",
+              "ademamix", "sgd", "adagrad", "adamw_bnb_8bit", "adamw_8bit", "ademamix_8bit",
+              "lion_8bit", "lion_32bit", "paged_adamw_32bit", "paged_adamw_8bit",
+              "paged_ademamix_32bit", "paged_ademamix_8bit", "paged_lion_32bit",
+              "paged_lion_8bit", "rmsprop", "rmsprop_bnb", "rmsprop_bnb_8bit",
+              "rmsprop_bnb_32bit", "galore_adamw", "galore_adamw_8bit", "galore_adafactor",
+              "galore_adamw_layerwise", "galore_adamw_8bit_layerwise",
+              "galore_adafactor_layerwise", "lomo", "adalomo", "grokadamw",
+              "schedule_free_radam", "schedule_free_adamw", "schedule_free_sgd", "apollo_adamw",
+              "apollo_adamw_layerwise", "stable_adamw")
+"""transformers' `optim` names (its OptimizerNames, which cannot be imported without torch:
+tests/train/test_options.py checks this list against the installed transformers)."""
 
 TASK_RANKS = {"simple": 4, "general": 8, "complex": 16, "style": 16, "near-full": 64}
 """The LoRA rank that usually suits each kind of task (the advisor compares `lora_r` with it)."""
@@ -75,6 +90,7 @@ def check_qlora_options(options: QLoRAOptions) -> None:
     """Combinations that cannot work: raise OptionError naming the key and the fix."""
     _check_target_modules(options.target_modules)
     _check_initialisation(options)
+    _check_optimizer(options.optimizer)
     if options.use_dora and options.init_lora_weights in ("pissa", "olora", "loftq"):
         raise OptionError("use_dora", f"DoRA cannot start from init_lora_weights ="
                                       f" \"{options.init_lora_weights}\": use one or the other")
@@ -87,6 +103,13 @@ def _check_target_modules(target: str | list[str]) -> None:
     if isinstance(target, list) and not target:
         raise OptionError("target_modules", 'the list is empty: name modules or use'
                                             ' "all-linear"')
+
+
+def _check_optimizer(name: str) -> None:
+    if name != "auto" and name not in OPTIMIZERS:
+        raise OptionError("optimizer", f"unknown optimizer '{name}'{did_you_mean(name, OPTIMIZERS)}"
+                                       f" (auto, or a transformers `optim` name such as"
+                                       f" adamw_torch, paged_adamw_32bit or adamw_8bit)")
 
 
 def _check_initialisation(options: QLoRAOptions) -> None:

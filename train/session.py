@@ -165,12 +165,13 @@ def _remove_incomplete_checkpoints(paths: sft.RunPaths, log) -> None:
 def _train(trainer, resume: str | None, log: Callable[[str], None]) -> TrainCall:
     """Train, or resume; a checkpoint at the end of training (killed before the adapter was
     saved or its checkpoints removed) is only loaded: transformers would train one step more."""
+    start = checkpoint_step(resume)  # read now: training may rotate the checkpoint away
     if resume and _training_ended(checkpoint_state(Path(resume))):
         log(f"{Path(resume).name} is the end of training: nothing left to train")
         _load_final_checkpoint(trainer, resume)
-        return TrainCall(loss=None, steps=0, seconds=None)
+        return TrainCall(start, steps=0, loss=None, seconds=None)
     result = trainer.train(resume_from_checkpoint=resume)
-    return TrainCall(result.training_loss, trainer.state.global_step - checkpoint_step(resume),
+    return TrainCall(start, trainer.state.global_step - start, result.training_loss,
                      result.metrics.get("train_runtime"))
 
 
@@ -204,10 +205,12 @@ def _remove_stale_checkpoints(paths: sft.RunPaths, run_print: str, log) -> None:
 
 @dataclass(frozen=True)
 class TrainCall:
-    """What this call of `trainer.train` did: the mean loss over the steps it trained."""
+    """What this call of `trainer.train` did: the steps after `start` it trained, and their
+    mean loss."""
 
-    loss: float | None
+    start: int
     steps: int
+    loss: float | None
     seconds: float | None
 
 
@@ -215,7 +218,7 @@ def _metrics(trainer, call: TrainCall, resume: str | None, model) -> dict:
     history = trainer.state.log_history
     evals = [entry["eval_loss"] for entry in history if "eval_loss" in entry]
     trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    loss, loss_steps = whole_run_loss(history, checkpoint_step(resume), call)
+    loss, loss_steps = whole_run_loss(history, call)
     metrics = {"train_loss": loss, "steps": trainer.state.global_step,
                "epochs": trainer.state.epoch, "trained_parameters": trained,
                "train_seconds": call.seconds}
@@ -232,14 +235,13 @@ def _metrics(trainer, call: TrainCall, resume: str | None, model) -> dict:
     return metrics
 
 
-def whole_run_loss(history: list[dict], resumed_at: int,
-                   call: TrainCall) -> tuple[float | None, int]:
+def whole_run_loss(history: list[dict], call: TrainCall) -> tuple[float | None, int]:
     """(mean training loss, steps it covers) over the whole run: the losses logged up to the
     checkpoint resumed from (each the mean since the log before it) and this call's. Steps
     between the checkpoint's last log and the checkpoint itself have no loss on record."""
     total, covered, last = 0.0, 0, 0
     for entry in history:
-        if "loss" in entry and last < entry["step"] <= resumed_at:
+        if "loss" in entry and last < entry["step"] <= call.start:
             total += entry["loss"] * (entry["step"] - last)
             covered += entry["step"] - last
             last = entry["step"]

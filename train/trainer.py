@@ -5,6 +5,7 @@ starts, never when curate starts."""
 from __future__ import annotations
 
 from curate import hookimpl
+from curate.errors import RecipeError
 from curate.train.advisor import advise, facts_from_recipe
 from curate.train.options import QLoRAOptions, check_qlora_options
 from curate.training import TrainContext, Trainer
@@ -21,10 +22,12 @@ class QLoRATrainer(Trainer):
 
     @classmethod
     def advice(cls, options: QLoRAOptions, recipe) -> list[str]:
-        missing = [] if recipe.model.path else [
-            "no [model] path: training will stop until it names a base model (a local folder or"
-            " a hub id)"]
-        return missing + advise(options, facts_from_recipe(recipe))
+        if not recipe.model.path:
+            # the one check of [train] that needs the recipe; validate calls advice for it
+            raise RecipeError(str(recipe.file), "model.path", "[train] fine-tunes a base model"
+                              " and [model] names none: add [model] path = \"MODEL\" (a local"
+                              " folder or a hub id)")
+        return advise(options, facts_from_recipe(recipe))
 
     def train(self, options: QLoRAOptions, context: TrainContext) -> dict:
         from curate.train.session import run_training

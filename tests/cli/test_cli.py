@@ -104,7 +104,7 @@ def test_a_reader_that_leaves_early_does_not_stop_the_run(tmp_path):
     """`curate run r.toml | head -1`: the pipe closes after one line; the run still ends."""
     recipe = write(tmp_path, recipe=RECIPE + '[[stages]]\nuse = "exact-dedupe"\n')
     done = subprocess.run(f"curate run {recipe} --run-dir {tmp_path / 'run'} | head -1",
-                          shell=True, capture_output=True, text=True, cwd="/")
+                          shell=True, capture_output=True, text=True, cwd="/", timeout=120)
     assert done.stdout.startswith("run r -> ")
     assert done.stderr == ""
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())

@@ -33,7 +33,7 @@ def test_an_empty_eval_split_is_one_clear_line(tmp_path):
 def test_no_examples_from_the_named_sources_is_one_clear_line(tmp_path):
     rows = [{"id": "a", "source": "chats", **row} for row in memorisation_rows(2)]
     options = TaskMetricsOptions(sources=["reviews"])
-    with pytest.raises(CurateError, match="no held-out examples from sources reviews"):
+    with pytest.raises(CurateError, match="no held-out example comes from sources reviews"):
         TaskMetricsEval().evaluate(options, context(tmp_path, rows, []))
 
 

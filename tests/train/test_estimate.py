@@ -5,8 +5,8 @@ import json
 import pytest
 
 from curate.testing import invoke_cli
-from curate.train.estimate import (GIB, ModelShape, activation_bytes, estimate,
-                                   savings, trained_parameters, weight_bits)
+from curate.train.estimate import (GIB, ModelShape, activation_bytes, changes, estimate, fits,
+                                   trained_parameters, weight_bits)
 from curate.train.options import QLoRAOptions
 from curate.train.shapes import SHAPES, shape_for_name
 
@@ -88,17 +88,50 @@ def test_estimate_prints_each_part_and_whether_it_fits(tmp_path):
     assert "fits in 24 GiB with" in output
     code, output = run_estimate(tmp_path, "meta-llama/Llama-3.1-8B-Instruct", "--gpu-memory", "8")
     hint = next(line for line in output.splitlines() if "does not fit in 8 GiB" in line)
-    # checkpointing is already on and batch_size is 1: neither is suggested
-    assert hint.endswith("short; try a smaller [model] max_length (now 2048)"), hint
+    # batch_size is 1 and checkpointing on: only a shorter max_length is left, and not enough
+    assert "no change of batch, length, checkpointing, quantisation or rank fits it in 8 GiB:" \
+           " the base weights alone need 7.3 GiB in NF4" in hint, hint
+
+
+def test_a_model_too_big_for_the_gpu_gets_no_hint_that_cannot_work(tmp_path):
+    code, output = run_estimate(tmp_path, "meta-llama/Llama-3.1-8B-Instruct", "--shape",
+                                "llama-3.1-70b", "--gpu-memory", "24")
+    assert code == 0, output
+    hint = output.splitlines()[-1]
+    assert "batch_size" not in hint and "the base weights alone need 40.7 GiB in NF4" in hint
+    assert hint.endswith("use a GPU with more memory or a smaller model"), hint
+
+
+@pytest.mark.parametrize("value", ["-3", "0"])
+def test_the_gpu_memory_must_be_positive(tmp_path, value):
+    code, output = run_estimate(tmp_path, "meta-llama/Llama-3.1-8B-Instruct", "--gpu-memory",
+                                value)
+    assert code == 2 and "is not in the range x>0" in output, output
+
+
+def test_the_hint_says_what_each_change_saves_and_whether_one_is_enough():
+    heavy = QLoRAOptions(batch_size=8, gradient_checkpointing=False, lora_r=64)
+    hint = fits(LLAMA_8B, heavy, 2048, 40)
+    assert hint.startswith("does not fit in 40 GiB: 96.6 GiB short; try"
+                           " gradient_checkpointing = true (saves 117.1 GiB),"), hint
+    assert "lora_r = 16 instead of 64 (saves 1.4 GiB)" in hint and "enough" not in hint
+    hint = fits(LLAMA_8B, heavy, 2048, 12)
+    assert hint.endswith("; none is enough alone: all of them, at their leanest, need 9.1 GiB")
 
 
 def test_the_hint_suggests_only_what_would_lower_the_estimate():
-    assert savings(QLoRAOptions(gradient_checkpointing=False, quantization="8bit", lora_r=64),
-                   4096) == ["gradient_checkpointing = true", 'quantization = "nf4"',
-                             "batch_size = 2 with gradient_accumulation = 8",
-                             "a smaller [model] max_length (now 4096)", "a lower lora_r (now 64)"]
-    assert savings(QLoRAOptions(batch_size=1), 512) == [
-        "a GPU with more memory, or a smaller model"]
+    found = changes(QLoRAOptions(gradient_checkpointing=False, quantization="8bit", lora_r=64),
+                    4096)
+    assert [text for text, _, _ in found] == [
+        "gradient_checkpointing = true", 'quantization = "nf4"',
+        "batch_size = 2 with gradient_accumulation = 8",
+        "[model] max_length = 2048 instead of 4096", "lora_r = 16 instead of 64"]
+    assert all(estimate(LLAMA_8B, options, length).total < estimate(
+        LLAMA_8B, QLoRAOptions(gradient_checkpointing=False, quantization="8bit", lora_r=64),
+        4096).total for _, options, length in found)
+    assert changes(QLoRAOptions(batch_size=1), 512) == []
+    assert [text for text, _, _ in changes(QLoRAOptions(double_quantization=False, batch_size=1),
+                                           512)] == ["double_quantization = true"]
 
 
 def test_estimate_reads_a_local_config(tmp_path):

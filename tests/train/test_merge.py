@@ -2,6 +2,9 @@
 how faithful the merged model is to the adapter model."""
 
 import json
+from pathlib import Path
+
+import pytest
 
 from curate.testing import invoke_cli
 from curate.train.merge import merge_run
@@ -48,3 +51,46 @@ def test_merging_a_run_without_an_adapter_is_one_clear_line(tmp_path):
     assert code == 2
     assert output.startswith("error: ") and "no trained adapter" in output
     assert output.count("\n") == 1
+
+
+def test_examples_below_one_are_refused_by_the_option(tmp_path):
+    code, output = invoke_cli(["merge", str(tmp_path), "--examples", "0"])
+    assert code == 2
+    assert "Invalid value for '--examples': 0 is not in the range x>=1" in output
+
+
+def comparison(reference_rows, merged_rows):
+    """(reference logits, merged logits, attention mask) of one sequence, one row per token."""
+    import torch
+
+    reference = torch.tensor([reference_rows], dtype=torch.float32)
+    merged = torch.tensor([merged_rows], dtype=torch.float32)
+    return reference, merged, torch.ones(reference.shape[:2], dtype=torch.long)
+
+
+def test_a_different_pick_at_a_near_tie_is_not_held_against_the_merge():
+    from curate.train.merge import fidelity
+
+    # token 1: the reference's top two are 0.05 apart and the merged model picks the other one
+    report = fidelity(*comparison([[3.0, 1.0, 0.0], [2.0, 2.05, 0.0]],
+                                  [[3.0, 1.0, 0.0], [2.06, 2.04, 0.0]]))
+    assert report["top1_agreement"] == 0.5
+    assert report["top1_agreement_beyond_near_ties"] == 1.0
+
+
+def test_a_merge_that_is_not_the_trained_model_fails_unless_asked_into_the_quantised_one():
+    from curate.errors import CurateError
+    from curate.train.merge import check_fidelity, fidelity
+
+    rows = [[3.0, 1.0, 0.0]] * 99 + [[2.0, 0.0, 0.0]]
+    report = fidelity(*comparison(rows, rows[:98] + [[0.0, 3.0, 0.0]] * 2))
+    assert report["top1_agreement_beyond_near_ties"] == pytest.approx(0.98)
+    with pytest.raises(CurateError, match=r"^run: not merged: the merged model picks another"
+                                          r" top-1 token than the adapter model on 2.0% of 100"
+                                          r" tokens"):
+        check_fidelity(report, Path("run"), False, print)
+    said = []
+    check_fidelity(report, Path("run"), True, said.append)  # asked for: the rounding is known
+    assert len(said) == 1 and said[0].startswith("warning: the merged model picks another")
+    check_fidelity(fidelity(*comparison(rows, rows)), Path("run"), False, said.append)
+    assert len(said) == 1

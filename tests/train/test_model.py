@@ -50,3 +50,50 @@ def test_loftq_without_cuda_is_one_clear_line_not_a_torch_traceback(tmp_path):
         pytest.skip("LoftQ runs here")
     with pytest.raises(CurateError, match=r"LoftQ .* computes on a CUDA GPU and this machine has"):
         _loftq(None, ModelSource.from_recipe(ModelOptions(path=str(tmp_path)), tmp_path))
+
+
+def tiny_options(**overrides) -> QLoRAOptions:
+    return QLoRAOptions(**{"quantization": "none", "gradient_checkpointing": False, **overrides})
+
+
+@pytest.mark.parametrize("key,names,unknown,hint", [
+    ("target_modules", ["q_proj", "foo_proj"], "foo_proj", ": did you mean 'o_proj'?"),
+    ("modules_to_save", ["lm_hed"], "lm_hed", ": did you mean 'lm_head'?"),
+    ("target_modules", ["q_proj", "zzz"], "zzz", ""),
+])
+def test_a_module_name_that_matches_nothing_is_one_clear_line(tiny_model, key, names, unknown,
+                                                              hint):
+    from curate.train.model import load_for_training
+
+    source = ModelSource(str(tiny_model), str(tiny_model))
+    with pytest.raises(CurateError) as error:
+        load_for_training(source, tiny_options(**{key: names}), "float32", seed=0)
+    message = str(error.value)
+    assert message.startswith(f"[train] {key}: no module of the model is named '{unknown}'"
+                              f" (its modules: embed_tokens, q_proj, k_proj, v_proj, o_proj,")
+    assert message.endswith(f"lm_head){hint}") and "\n" not in message
+
+
+def test_module_names_match_as_peft_matches_them(tiny_model):
+    from curate.train.model import load_for_training
+
+    source = ModelSource(str(tiny_model), str(tiny_model))
+    model, _ = load_for_training(source, tiny_options(
+        target_modules=["self_attn.q_proj", "model.layers.1.mlp.down_proj"],
+        modules_to_save=["lm_head"]), "float32", seed=0)
+    adapted = {name.split(".lora_A")[0] for name, _ in model.named_parameters()
+               if ".lora_A." in name}
+    assert adapted == {"base_model.model.model.layers.0.self_attn.q_proj",
+                       "base_model.model.model.layers.1.self_attn.q_proj",
+                       "base_model.model.model.layers.1.mlp.down_proj"}
+
+
+@pytest.mark.parametrize("quantization", ["nf4", "8bit"])
+def test_olora_on_a_quantised_base_is_refused_before_training(tiny_model, quantization):
+    from curate.train.model import load_for_training
+
+    source = ModelSource(str(tiny_model), str(tiny_model))
+    with pytest.raises(CurateError, match=rf'^\[train\] init_lora_weights = "olora" needs'
+                                          rf' quantization = "none": on a {quantization} base'):
+        load_for_training(source, tiny_options(init_lora_weights="olora",
+                                               quantization=quantization), "float32", seed=0)

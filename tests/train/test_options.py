@@ -44,6 +44,9 @@ def validate(tmp_path, extra="", recipe=RECIPE):
     ('quantization = "int4"', "train.quantization: expected one of 'nf4', 'fp4', '8bit', 'none'"),
     ('lora_rank = 8', "train.lora_rank: unknown key 'lora_rank' for trainer 'qlora': did you mean"
                       " 'lora_r'?"),
+    ('optimizer = "adamw_nope"', "train.optimizer: unknown optimizer 'adamw_nope': did you mean"
+                                 " 'adamw_torch'?"),
+    ('optimizer = "paged_adamw32bit"', "did you mean 'paged_adamw_32bit'?"),
 ])
 def test_impossible_options_are_one_clear_line(tmp_path, extra, message):
     code, output = validate(tmp_path, extra)
@@ -128,11 +131,27 @@ def test_validate_and_estimate_never_import_torch(tmp_path):
     assert "HEAVY=\n" in result.stdout and "base linear layers, NF4" in result.stdout
 
 
-def test_validate_warns_when_there_is_no_model_to_train(tmp_path):
+def test_validate_refuses_a_training_without_a_model(tmp_path):
     code, output = validate(tmp_path, recipe=RECIPE.replace(
         '[model]\npath = "meta-llama/Llama-3.1-8B-Instruct"\n', ""))
+    assert code == 2, output
+    errors = [line for line in output.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and errors[0].endswith(
+        'r.toml: model.path: [train] fine-tunes a base model and [model] names none: add'
+        ' [model] path = "MODEL" (a local folder or a hub id)'), output
+
+
+def test_the_optimizer_names_are_those_of_the_installed_transformers():
+    from transformers.training_args import OptimizerNames
+
+    from curate.train.options import OPTIMIZERS
+
+    assert sorted(OPTIMIZERS) == sorted(name.value for name in OptimizerNames)
+
+
+def test_a_known_optimizer_name_passes_validate(tmp_path):
+    code, output = validate(tmp_path, 'optimizer = "paged_adamw_8bit"')
     assert code == 0, output
-    assert "advice: no [model] path: training will stop until it names a base model" in output
 
 
 REHEARSAL_STAGE = """

@@ -12,7 +12,7 @@ from curate.train import session, sft
 
 from .conftest import memorisation_rows, run_in, training_recipe
 
-RECIPE_OPTIONS = dict(max_steps=8, eval_steps=4, logging_steps=2)
+RECIPE_OPTIONS = dict(max_steps=8, eval_steps=4, logging_steps=2, save_total_limit=1)
 
 
 class Killed(RuntimeError):
@@ -66,12 +66,12 @@ def test_a_checkpoint_cut_short_is_removed_and_the_last_complete_one_resumed(
     # what a kill while saving leaves: everything but the trainer state, the adapter only,
     # or a trainer state cut short
     shutil.copytree(complete, checkpoints / "checkpoint-5")
-    (checkpoints / "checkpoint-5" / session.TRAINER_STATE).unlink()
+    (checkpoints / "checkpoint-5" / "trainer_state.json").unlink()
     (checkpoints / "checkpoint-6").mkdir()
     for name in ("adapter_model.safetensors", "adapter_config.json"):
         shutil.copy(complete / name, checkpoints / "checkpoint-6" / name)
     shutil.copytree(complete, checkpoints / "checkpoint-7")
-    state = checkpoints / "checkpoint-7" / session.TRAINER_STATE
+    state = checkpoints / "checkpoint-7" / "trainer_state.json"
     state.write_text(state.read_text()[:100])
 
     monkeypatch.setattr(sft, "callbacks", real_callbacks)
@@ -123,6 +123,21 @@ def test_a_run_killed_after_saving_its_adapter_finishes_without_another_step(
     assert not checkpoints.exists()
 
 
+def test_a_train_loss_missing_some_steps_says_which_it_covers(tiny_model, tmp_path,
+                                                              monkeypatch):
+    real_callbacks = sft.callbacks
+    monkeypatch.setattr(sft, "callbacks", lambda *a: [*real_callbacks(*a), kill_at_step(5)])
+    recipe = training_recipe(tiny_model, max_steps=8, eval_steps=3, logging_steps=2)
+    with pytest.raises(Killed):
+        run_in(tmp_path, recipe, memorisation_rows())
+    monkeypatch.setattr(sft, "callbacks", real_callbacks)
+    code, output, run_dir = run_in(tmp_path, recipe, memorisation_rows())
+    assert code == 0, output
+    metrics = metrics_of(run_dir)
+    # checkpoint-3 logged the loss up to step 2 only; steps 4-8 are this run's
+    assert metrics["resumed_from"] == "checkpoint-3" and metrics["train_loss_steps"] == 7
+
+
 def test_train_tokens_count_every_step_not_only_the_logged_ones(tiny_model, tmp_path):
     recipe = training_recipe(tiny_model, max_steps=3, eval_steps=3, logging_steps=2)
     code, output, run_dir = run_in(tmp_path, recipe, memorisation_rows())
@@ -137,12 +152,12 @@ def test_train_tokens_count_every_step_not_only_the_logged_ones(tiny_model, tmp_
 def test_the_whole_run_loss_weighs_each_logged_loss_by_its_steps():
     history = [{"step": 2, "loss": 4.0}, {"step": 4, "eval_loss": 9.0},
                {"step": 4, "loss": 2.0}, {"step": 6, "loss": 7.0}]
-    resumed = session.TrainCall(loss=1.0, steps=4, seconds=1.0)
-    assert session.whole_run_loss(history, 4, resumed) == (pytest.approx(2.0), 8)
-    fresh = session.TrainCall(loss=3.0, steps=6, seconds=1.0)
-    assert session.whole_run_loss(history, 0, fresh) == (3.0, 6)
+    resumed = session.TrainCall(start=4, steps=4, loss=1.0, seconds=1.0)
+    assert session.whole_run_loss(history, resumed) == (pytest.approx(2.0), 8)
+    fresh = session.TrainCall(start=0, steps=6, loss=3.0, seconds=1.0)
+    assert session.whole_run_loss(history, fresh) == (3.0, 6)
     # resumed at step 5: step 5 has no loss on record, so the loss covers 4 + 3 steps
-    assert session.whole_run_loss(history, 5, session.TrainCall(1.0, 3, 1.0)) == (
+    assert session.whole_run_loss(history, session.TrainCall(5, 3, 1.0, 1.0)) == (
         pytest.approx((4 * 3 + 3) / 7), 7)
 
 
