@@ -29,7 +29,7 @@ class LossEval(Evaluation):
         from curate.evals.model import load_tuned
 
         examples = read_examples(context.eval_file)[:options.max_examples]
-        require_examples(examples, context.eval_file, "")
+        require_examples(examples, context.eval_file)
         result = compare_loss(load_tuned(context.run_dir), examples, options.batch_size)
         context.log(f"loss: eval perplexity {describe(result)}")
         return result

@@ -138,7 +138,6 @@ def add_lora(model, options: QLoRAOptions, source: ModelSource, seed: int):
     from peft import get_peft_model, prepare_model_for_kbit_training
     from transformers import set_seed
 
-    require_plain_lora_conversion(options)
     require_known_modules(model, options)
     checkpointing = {"use_reentrant": False}
     if options.quantization != "none":
@@ -168,16 +167,6 @@ INITIAL_ADAPTER = "curate_initial_adapter"
 
 def changes_base(init) -> bool:
     return str(init).lower().startswith(BASE_CHANGING_INITIALISATIONS)
-
-
-def require_plain_lora_conversion(options: QLoRAOptions) -> None:
-    """OLoRA on a quantised base re-quantises W - B0 A0: the rounding differs from that of W,
-    so no adapter on the original (quantised) base reproduces the trained model."""
-    if options.init_lora_weights == "olora" and options.quantization != "none":
-        raise CurateError(f"[train] init_lora_weights = \"olora\" needs quantization = \"none\":"
-                          f" on a {options.quantization} base the trained adapter cannot be saved"
-                          f" as plain LoRA on the original weights; or use init_lora_weights ="
-                          f" \"default\"")
 
 
 def keep_initial_adapter(peft_model) -> None:

@@ -54,8 +54,9 @@ class QLoRAOptions:
     use_rslora: bool = option(False, help="rank-stabilised LoRA: scale by alpha / sqrt(r)")
     use_dora: bool = option(False, help="weight-decomposed LoRA (DoRA)")
     init_lora_weights: str = option(
-        "default", help="default, gaussian, olora, orthogonal, pissa, pissa_niter_N (16-bit base"
-                        " only) or loftq (NF4 base from local safetensors, CUDA GPU only)")
+        "default", help="default, gaussian, orthogonal, olora, pissa or pissa_niter_N (these"
+                        " three on a 16-bit base only) or loftq (NF4 base from local"
+                        " safetensors, CUDA GPU only)")
     modules_to_save: list[str] = option([], help="modules trained in full and saved with the"
                                                  " adapter, e.g. [\"lm_head\"]")
     task: Literal["simple", "general", "complex", "style", "near-full"] = option(
@@ -117,11 +118,13 @@ def _check_initialisation(options: QLoRAOptions) -> None:
     if init not in INITIALISATIONS and not re.fullmatch(r"pissa_niter_\d+", init):
         raise OptionError("init_lora_weights", f"unknown initialisation '{init}' (known:"
                                                f" {', '.join(INITIALISATIONS)}, pissa_niter_N)")
-    if init.startswith("pissa") and options.quantization != "none":
-        raise OptionError("init_lora_weights", f"PiSSA decomposes full-precision weights and"
-                                               f" cannot start from a {options.quantization}"
-                                               f" base: set quantization = \"none\", or use"
-                                               f" \"olora\", which works on a quantised base")
+    if (init.startswith("pissa") or init == "olora") and options.quantization != "none":
+        raise OptionError("init_lora_weights", f"{init} moves part of each full-precision weight"
+                                               f" into the adapter, which is saved as plain LoRA"
+                                               f" on the original weights; on a"
+                                               f" {options.quantization} base no such adapter"
+                                               f" reproduces the trained model: set quantization"
+                                               f" = \"none\", or use \"default\"")
     if init == "loftq" and options.quantization != "nf4":
         raise OptionError("init_lora_weights", "LoftQ initialises against an NF4 base: set"
                                                " quantization = \"nf4\"")
@@ -133,7 +136,7 @@ def _check_initialisation(options: QLoRAOptions) -> None:
 
 
 LOFTQ_NEEDS_CUDA = ("LoftQ (peft's replace_lora_weights_loftq) computes on a CUDA GPU and this"
-                    " machine has none: use \"default\" or \"olora\" here, or train on a GPU")
+                    " machine has none: use \"default\" here, or train on a GPU")
 
 
 def cuda_driver_present() -> bool:

@@ -14,7 +14,7 @@ from curate.training import TrainContext, Trainer
 class QLoRATrainer(Trainer):
     name = "qlora"
     Options = QLoRAOptions
-    version = "1"
+    version = "2"  # 2: pissa/olora adapters saved as plain LoRA on the original weights
 
     @classmethod
     def check_options(cls, options: QLoRAOptions) -> None:

@@ -107,6 +107,8 @@ def validate(recipe: Path):
 
     loaded = load_recipe(recipe, get_host())
     template_lines = validate_lines(loaded, get_host())
+    # The trainer's advice may find an error too: before "ok", so the error is the only line.
+    advice = loaded.train.plugin.advice(loaded.train.options, loaded) if loaded.train else []
     click.echo(f"{recipe}: ok")
     for spec in loaded.sources:
         click.echo(f"  source {spec.name}: {spec.use}, format {spec.source_options.format}")
@@ -116,7 +118,7 @@ def validate(recipe: Path):
         click.echo(line)
     if loaded.train:
         click.echo(f"  train: {loaded.train.use}")
-        for warning in loaded.train.plugin.advice(loaded.train.options, loaded):
+        for warning in advice:
             click.echo(f"  advice: {warning}")
     for spec in loaded.evals:
         click.echo(f"  eval {spec.name}: {spec.use}")

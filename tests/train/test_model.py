@@ -86,14 +86,3 @@ def test_module_names_match_as_peft_matches_them(tiny_model):
     assert adapted == {"base_model.model.model.layers.0.self_attn.q_proj",
                        "base_model.model.model.layers.1.self_attn.q_proj",
                        "base_model.model.model.layers.1.mlp.down_proj"}
-
-
-@pytest.mark.parametrize("quantization", ["nf4", "8bit"])
-def test_olora_on_a_quantised_base_is_refused_before_training(tiny_model, quantization):
-    from curate.train.model import load_for_training
-
-    source = ModelSource(str(tiny_model), str(tiny_model))
-    with pytest.raises(CurateError, match=rf'^\[train\] init_lora_weights = "olora" needs'
-                                          rf' quantization = "none": on a {quantization} base'):
-        load_for_training(source, tiny_options(init_lora_weights="olora",
-                                               quantization=quantization), "float32", seed=0)

@@ -32,8 +32,11 @@ def validate(tmp_path, extra="", recipe=RECIPE):
 
 @pytest.mark.parametrize("extra,message", [
     ('quantization = "nf4"\ninit_lora_weights = "pissa"',
-     'train.init_lora_weights: PiSSA decomposes full-precision weights and cannot start from a'
-     ' nf4 base: set quantization = "none"'),
+     'train.init_lora_weights: pissa moves part of each full-precision weight into the adapter,'
+     ' which is saved as plain LoRA on the original weights; on a nf4 base no such adapter'
+     ' reproduces the trained model: set quantization = "none", or use "default"'),
+    ('quantization = "8bit"\ninit_lora_weights = "olora"',
+     'train.init_lora_weights: olora moves part of each full-precision weight'),
     ('quantization = "fp4"\ninit_lora_weights = "loftq"',
      'train.init_lora_weights: LoftQ initialises against an NF4 base'),
     ('init_lora_weights = "pisa"', "train.init_lora_weights: unknown initialisation 'pisa'"),
@@ -57,7 +60,7 @@ def test_impossible_options_are_one_clear_line(tmp_path, extra, message):
 
 def test_options_peft_supports_for_the_quantisation_pass(tmp_path):
     for extra in ('quantization = "none"\ninit_lora_weights = "pissa_niter_4"',
-                  'init_lora_weights = "olora"',
+                  'quantization = "none"\ninit_lora_weights = "olora"',
                   'quantization = "8bit"\nuse_dora = true', 'use_rslora = true\nlora_alpha = 8',
                   'target_modules = ["q_proj", "v_proj"]\nmodules_to_save = ["lm_head"]'):
         code, output = validate(tmp_path, extra)
@@ -134,11 +137,10 @@ def test_validate_and_estimate_never_import_torch(tmp_path):
 def test_validate_refuses_a_training_without_a_model(tmp_path):
     code, output = validate(tmp_path, recipe=RECIPE.replace(
         '[model]\npath = "meta-llama/Llama-3.1-8B-Instruct"\n', ""))
-    assert code == 2, output
-    errors = [line for line in output.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1 and errors[0].endswith(
+    assert code == 2 and output.count("\n") == 1, output
+    assert output.startswith("error: ") and output.endswith(
         'r.toml: model.path: [train] fine-tunes a base model and [model] names none: add'
-        ' [model] path = "MODEL" (a local folder or a hub id)'), output
+        ' [model] path = "MODEL" (a local folder or a hub id)\n'), output
 
 
 def test_the_optimizer_names_are_those_of_the_installed_transformers():

@@ -26,11 +26,13 @@ def test_the_training_quickstart_runs_as_the_readme_says(tmp_path, capsys):
     assert (run / "adapter" / "adapter_model.safetensors").is_file()
 
 
-def test_the_two_quickstarts_never_share_a_run_folder():
+def test_the_two_quickstarts_never_share_a_run_folder(tmp_path):
     from curate.pluginmanager import get_host
     from curate.recipe import load_recipe
 
-    folders = {load_recipe(REPO / "recipes" / name, get_host()).default_run_dir().resolve()
+    shutil.copytree(REPO / "recipes", tmp_path / "recipes")
+    (tmp_path / "models" / "tiny").mkdir(parents=True)  # what the README's first line builds
+    folders = {load_recipe(tmp_path / "recipes" / name, get_host()).default_run_dir().resolve()
                for name in ("quickstart.toml", "train/quickstart.toml")}
     assert len(folders) == 2, folders
 
