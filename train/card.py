@@ -26,6 +26,9 @@ def save_adapter(trainer, tokenizer, folder: Path, template: TrainingTemplate) -
         save_as_plain_lora(model, initial, folder)
     tokenizer.save_pretrained(folder)
     write_text_atomic(folder / TEMPLATE_FILE, template.text)
+    # save_model adds the TrainingArguments as a pickle: unsafe to load from a shared adapter,
+    # and training.json holds the options anyway.
+    (folder / "training_args.bin").unlink(missing_ok=True)
 
 
 def save_as_plain_lora(model, initial: dict, folder: Path) -> None:
@@ -69,10 +72,11 @@ def write_model_card(folder: Path, record: dict, recipe_text: str, data: Dataset
     base = record["base"]["path"]
     metrics = record["metrics"]
     rows = "\n".join(f"| {key} | {_number(value)} |" for key, value in sorted(metrics.items()))
+    # The Hub reads base_model as a model id: a local folder's path would only mislead it.
+    base_line = "" if Path(base).is_absolute() else f"base_model: {base}\n"
     card = f"""---
 library_name: peft
-base_model: {base}
-tags: [curate, lora, {record["options"]["quantization"]}, sft]
+{base_line}tags: [curate, lora, {record["options"]["quantization"]}, sft]
 ---
 
 # LoRA adapter for {base}

@@ -55,6 +55,8 @@ def test_the_adapter_folder_holds_everything_to_use_and_trace_it(trained_run):
     card = (adapter / "README.md").read_text()
     assert manifest["split"]["train_sha256"] in card and record["dataset_sha256"] in card
     assert 'use = "qlora"' in card and "| train_loss |" in card
+    assert "base_model:" not in card  # a local folder is no Hub model id
+    assert not (adapter / "training_args.bin").exists()  # no pickle in a folder to share
 
 
 def test_the_training_curves_go_to_tensorboard_in_the_run_folder(trained_run):
