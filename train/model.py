@@ -145,7 +145,10 @@ def add_lora(model, options: QLoRAOptions, source: ModelSource, seed: int):
             model, use_gradient_checkpointing=options.gradient_checkpointing,
             gradient_checkpointing_kwargs=checkpointing)
     elif options.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=checkpointing)
+        if hasattr(model, "activation_checkpointing_enable"):  # the name since transformers 5.2x
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs=checkpointing)
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=checkpointing)
         model.enable_input_require_grads()
     model.config.use_cache = False
     set_seed(seed)
