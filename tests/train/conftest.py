@@ -64,6 +64,32 @@ def run_in(folder: Path, recipe: str, rows: list[dict], *args: str) -> tuple[int
     return code, output, run_dir
 
 
+class Killed(RuntimeError):
+    """A kill in the middle of training, raised from a trainer callback."""
+
+
+def run_killed_at_step(monkeypatch, folder: Path, recipe: str, rows: list[dict],
+                       step: int) -> None:
+    """`run_in`, killed at the end of training step `step` (checkpoints written before it
+    stay); the trainer's callbacks are as they were afterwards."""
+    from transformers import TrainerCallback
+
+    from curate.train import sft
+
+    class KillAtStep(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == step:
+                raise Killed(f"killed at step {step}")
+
+    real_callbacks = sft.callbacks
+    monkeypatch.setattr(sft, "callbacks", lambda *a: [*real_callbacks(*a), KillAtStep()])
+    try:
+        with pytest.raises(Killed):
+            run_in(folder, recipe, rows)
+    finally:
+        monkeypatch.setattr(sft, "callbacks", real_callbacks)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def one_torch_thread():
     """Tiny matrices: a second thread only adds overhead, and much more on a busy machine."""

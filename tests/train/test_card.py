@@ -14,7 +14,7 @@ from curate.train.model import ModelSource, load_adapter, load_base_model, load_
 from curate.train.options import QLoRAOptions
 from curate.train.trainer import QLoRATrainer
 
-from .conftest import memorisation_rows, run_in, training_recipe
+from .conftest import memorisation_rows, run_in, run_killed_at_step, training_recipe
 
 BASE_CHANGING = {"pissa_niter_2": {"modules_to_save": ["lm_head"]},
                  "olora": {"use_rslora": True}}
@@ -136,28 +136,14 @@ def test_an_adapter_saved_unconverted_is_refused_on_load(base_changing_run, tiny
 def test_a_resumed_run_saves_the_adapter_of_the_model_it_finished(tiny_model, tmp_path,
                                                                   monkeypatch):
     from peft import PeftModel
-    from transformers import TrainerCallback
 
     from curate.pluginmanager import plugins_registered
-    from curate.train import sft
     from curate.train.model import INITIAL_ADAPTER
 
-    class Crash(RuntimeError):
-        pass
-
-    class CrashAtStep5(TrainerCallback):
-        def on_step_end(self, args, state, control, **kwargs):
-            if state.global_step == 5:
-                raise Crash("power cut")
-
-    real_callbacks = sft.callbacks
     recipe = training_recipe(tiny_model, use="qlora-recorded", quantization="none",
                              init_lora_weights="pissa_niter_2", max_steps=8, eval_steps=4)
     with plugins_registered(("qlora-recorded", recording_plugin())):
-        monkeypatch.setattr(sft, "callbacks", lambda *a: [*real_callbacks(*a), CrashAtStep5()])
-        with pytest.raises(Crash):
-            run_in(tmp_path, recipe, memorisation_rows())
-        monkeypatch.setattr(sft, "callbacks", real_callbacks)
+        run_killed_at_step(monkeypatch, tmp_path, recipe, memorisation_rows(), 5)
         code, output, run_dir = run_in(tmp_path, recipe, memorisation_rows())
     assert code == 0 and "resuming from" in output, output
     resumed, crashed = RecordingTrainer.models.pop(), RecordingTrainer.models.pop()

@@ -10,24 +10,9 @@ import pytest
 
 from curate.train import session, sft
 
-from .conftest import memorisation_rows, run_in, training_recipe
+from .conftest import Killed, memorisation_rows, run_in, run_killed_at_step, training_recipe
 
 RECIPE_OPTIONS = dict(max_steps=8, eval_steps=4, logging_steps=2, save_total_limit=1)
-
-
-class Killed(RuntimeError):
-    pass
-
-
-def kill_at_step(step: int):
-    from transformers import TrainerCallback
-
-    class KillAtStep(TrainerCallback):
-        def on_step_end(self, args, state, control, **kwargs):
-            if state.global_step == step:
-                raise Killed(f"killed at step {step}")
-
-    return KillAtStep()
 
 
 def metrics_of(run_dir: Path) -> dict:
@@ -56,11 +41,8 @@ def uninterrupted(tiny_model, tmp_path_factory) -> dict:
 
 def test_a_checkpoint_cut_short_is_removed_and_the_last_complete_one_resumed(
         tiny_model, tmp_path, monkeypatch, uninterrupted):
-    real_callbacks = sft.callbacks
-    monkeypatch.setattr(sft, "callbacks", lambda *a: [*real_callbacks(*a), kill_at_step(7)])
     recipe = training_recipe(tiny_model, **RECIPE_OPTIONS)
-    with pytest.raises(Killed):
-        run_in(tmp_path, recipe, memorisation_rows())
+    run_killed_at_step(monkeypatch, tmp_path, recipe, memorisation_rows(), 7)
     checkpoints = tmp_path / "run" / "train" / "checkpoints"
     complete = checkpoints / "checkpoint-4"
     # what a kill while saving leaves: everything but the trainer state, the adapter only,
@@ -74,7 +56,6 @@ def test_a_checkpoint_cut_short_is_removed_and_the_last_complete_one_resumed(
     state = checkpoints / "checkpoint-7" / "trainer_state.json"
     state.write_text(state.read_text()[:100])
 
-    monkeypatch.setattr(sft, "callbacks", real_callbacks)
     code, output, run_dir = run_in(tmp_path, recipe, memorisation_rows())
     assert code == 0, output
     for name in ("checkpoint-5", "checkpoint-6", "checkpoint-7"):
@@ -125,12 +106,8 @@ def test_a_run_killed_after_saving_its_adapter_finishes_without_another_step(
 
 def test_a_train_loss_missing_some_steps_says_which_it_covers(tiny_model, tmp_path,
                                                               monkeypatch):
-    real_callbacks = sft.callbacks
-    monkeypatch.setattr(sft, "callbacks", lambda *a: [*real_callbacks(*a), kill_at_step(5)])
     recipe = training_recipe(tiny_model, max_steps=8, eval_steps=3, logging_steps=2)
-    with pytest.raises(Killed):
-        run_in(tmp_path, recipe, memorisation_rows())
-    monkeypatch.setattr(sft, "callbacks", real_callbacks)
+    run_killed_at_step(monkeypatch, tmp_path, recipe, memorisation_rows(), 5)
     code, output, run_dir = run_in(tmp_path, recipe, memorisation_rows())
     assert code == 0, output
     metrics = metrics_of(run_dir)

@@ -5,10 +5,9 @@ import json
 
 import pytest
 
-from curate.train import sft
 from curate.train.tiny_model import CHATML_TRAINING_TEMPLATE
 
-from .conftest import memorisation_rows, run_in, training_recipe
+from .conftest import memorisation_rows, run_in, run_killed_at_step, training_recipe
 
 
 def logged(run_dir, key):
@@ -74,23 +73,9 @@ def test_the_training_curves_go_to_tensorboard_in_the_run_folder(trained_run):
 
 
 def test_an_interrupted_run_resumes_from_its_last_checkpoint(tiny_model, tmp_path, monkeypatch):
-    from transformers import TrainerCallback
-
-    class Crash(RuntimeError):
-        pass
-
-    class CrashAtStep5(TrainerCallback):
-        def on_step_end(self, args, state, control, **kwargs):
-            if state.global_step == 5:
-                raise Crash("power cut")
-
-    real_callbacks = sft.callbacks
-    monkeypatch.setattr(sft, "callbacks", lambda *a: [*real_callbacks(*a), CrashAtStep5()])
     recipe = training_recipe(tiny_model, max_steps=8, eval_steps=4)
-    with pytest.raises(Crash):
-        run_in(tmp_path, recipe, memorisation_rows())
+    run_killed_at_step(monkeypatch, tmp_path, recipe, memorisation_rows(), 5)
     assert (tmp_path / "run" / "train" / "checkpoints" / "checkpoint-4").is_dir()
-    monkeypatch.setattr(sft, "callbacks", real_callbacks)
     code, output, run_dir = run_in(tmp_path, recipe, memorisation_rows())
     assert code == 0, output
     assert "resuming from" in output and "checkpoint-4" in output
