@@ -228,17 +228,29 @@ class ExampleJudge:
         if problem:
             return Reject("untrained-end-of-turn", f"{problem} (chat template"
                                                    f" {self.selection.label})")
-        last_end = example.trained_runs()[-1][1]
-        if last_end > self.max_length:
-            return Reject("end-of-turn-truncated", self._cut_detail(example, last_end),
+        short = self._tokens_cut_before_end_of_turn(example)
+        if short:
+            return Reject("end-of-turn-truncated", self._cut_detail(example, short),
                           {"tokens": counts["total"], "max_length": self.max_length})
         return None
 
-    def _cut_detail(self, example: RenderedExample, last_end: int) -> str:
+    def _tokens_cut_before_end_of_turn(self, example: RenderedExample) -> int:
+        """How many tokens of the answer that max_length cuts into are lost up to and with its
+        end-of-turn token; 0 when the cut falls outside answers or after an end of turn (a
+        template may train a newline after it)."""
+        for start, end in example.trained_runs():
+            if start < self.max_length < end:
+                ends = [i for i in range(start, end) if example.input_ids[i] in self.ends]
+                last = ends[-1] if ends else end - 1
+                return max(0, last + 1 - self.max_length)
+        return 0
+
+    def _cut_detail(self, example: RenderedExample, short: int) -> str:
+        tokens = "1 token" if short == 1 else f"{short:,} tokens"
         return (f"the example is {len(example.input_ids):,} tokens and max_length"
-                f" {self.max_length:,} cuts its last answer {last_end - self.max_length:,}"
-                f" tokens before its end-of-turn token: trained like that, the model learns"
-                f" not to stop; raise [model] max_length or shorten the answer")
+                f" {self.max_length:,} cuts an answer {tokens} before the end of its turn (its"
+                f" end-of-turn token included): trained like that, the model learns not to"
+                f" stop; raise [model] max_length or shorten the answer")
 
     def _no_trainable_detail(self, example: RenderedExample) -> str:
         total = len(example.input_ids)

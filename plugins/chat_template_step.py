@@ -31,7 +31,7 @@ def register_stages(register):
 class ChatTemplateStep(Filter):
     name = TEMPLATE_STEP
     Options = TemplateStepOptions
-    version = "3"  # 3: empty answers and answers cut before their end of turn rejected
+    version = "4"  # 4: empty answers and answers cut before their end of turn rejected
     parallel = True
 
     @classmethod

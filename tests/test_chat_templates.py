@@ -80,6 +80,20 @@ def test_an_end_of_turn_outside_the_generation_block_is_found(tmp_path):
     assert verdict.reason == "untrained-end-of-turn" and counts["trained"] > 0
 
 
+def test_only_a_cut_before_an_answer_s_end_of_turn_is_end_of_turn_truncated(qwen_model):
+    """qwen2.5 trains "<|im_end|>\\n": losing only the newline keeps the end of turn; a cut in a
+    later question leaves every answer before it whole."""
+    selection = Selection(QWEN.text(), "qwen2.5", "named", QWEN)
+    one = qa("What is two plus two?", "It is four.")["messages"]
+    two = one + qa("And three plus three?", "Six.")["messages"]
+    whole = ExampleJudge(qwen_model, selection, 10_000)
+    total = whole.judge(one)[1]["total"]
+    assert ExampleJudge(qwen_model, selection, total - 1).judge(one)[0] is None
+    cut = ExampleJudge(qwen_model, selection, total - 2).judge(one)[0]
+    assert cut.reason == "end-of-turn-truncated" and "cuts an answer 1 token before" in cut.detail
+    assert ExampleJudge(qwen_model, selection, total + 3).judge(two)[0] is None
+
+
 def test_a_template_without_generation_markers_trains_nothing(tmp_path):
     tokenizer = tiny.build_tokenizer(tmp_path / "model", "chatml")
     [finding] = template_findings(tokenizer, Selection(QWEN.original_texts()[0], "own", "x"))
@@ -118,7 +132,7 @@ def test_answers_cut_before_their_end_of_turn_and_empty_answers_are_rejected(run
     assert rejected.keys() == {"d.jsonl:2", "d.jsonl:3"}
     cut = rejected["d.jsonl:2"]
     assert cut["reason"] == "end-of-turn-truncated"
-    assert "max_length 100 cuts its last answer" in cut["detail"]
+    assert "max_length 100 cuts an answer" in cut["detail"]
     assert cut["detail"].endswith("raise [model] max_length or shorten the answer")
     assert rejected["d.jsonl:3"]["reason"] == "empty-answer"
     [kept] = result.kept("chat-template")

@@ -83,7 +83,7 @@ def max_length_of(model_options) -> int:
               " quantization = \"none\" run has no quantised base: the flag does nothing).")
 @click.option("--examples", type=click.IntRange(min=1), default=8, show_default=True,
               help="Held-out examples the merged model is compared on; below 99% top-1"
-              " agreement (near-ties aside) the merge fails.")
+              " agreement (near-ties aside) the merge warns, below 95% it fails.")
 def merge(run_dir: Path, output: Path | None, into_quantized: bool, examples: int):
     """Merge a run's adapter into its base model and save a 16-bit model.
 

@@ -21,8 +21,12 @@ from curate.train.model import (ModelSource, load_adapter, load_base_model, load
 from curate.train.options import QLoRAOptions
 
 SAVED_DTYPE = "bfloat16"
-MIN_AGREEMENT = 0.99
-"""Top-1 agreement (near-ties aside) below which a merge is not the trained model."""
+EXPECTED_AGREEMENT = 0.99
+"""Top-1 agreement (near-ties aside) a faithful 16-bit merge keeps (100% on the test model);
+below it the merge warns."""
+MIN_AGREEMENT = 0.95
+"""Below this the merged model is not the trained one (an adapter loading differently gave
+~92%): the merge fails. The margin is for bf16 rounding on large models, unmeasured here."""
 NEAR_TIE = 0.1
 """Logits this close are a near-tie: which of the two is picked is a coin toss."""
 
@@ -126,10 +130,11 @@ def fidelity(reference, logits, attention_mask) -> dict:
 
 
 def check_fidelity(report: dict, run_dir: Path, into_quantized: bool, log) -> None:
-    """A merge that does not reproduce the adapter model fails (nothing is saved), unless it
-    was asked into the re-quantised model, whose rounding is expected: then it warns."""
+    """A merge that does not reproduce the adapter model fails (nothing is saved), one that
+    strays more than a faithful merge warns; into the re-quantised model, whose rounding is
+    expected, it only warns."""
     agreement = report["top1_agreement_beyond_near_ties"]
-    if agreement >= MIN_AGREEMENT:
+    if agreement >= EXPECTED_AGREEMENT:
         return
     what = (f"the merged model picks another top-1 token than the adapter model on"
             f" {1 - agreement:.1%} of {report['tokens']} tokens, near-ties aside (max logit"
@@ -138,8 +143,13 @@ def check_fidelity(report: dict, run_dir: Path, into_quantized: bool, log) -> No
         log(f"warning: {what}: the cost of the re-quantised merge; merging without"
             f" --into-quantized keeps the model as trained")
         return
+    if agreement >= MIN_AGREEMENT:
+        log(f"warning: {what}, more than the {1 - EXPECTED_AGREEMENT:.0%} a faithful merge"
+            f" shows: compare the merged model's answers before using it")
+        return
     raise CurateError(f"{run_dir}: not merged: {what}, where a faithful merge stays within"
-                      f" {1 - MIN_AGREEMENT:.0%}: the merged weights are not the trained model"
+                      f" {1 - EXPECTED_AGREEMENT:.0%}: the merged weights are not the trained"
+                      f" model"
                       f" (an adapter that loads differently each time, or a merge peft gets"
                       f" wrong for this model); please report it with adapter/training.json")
 

@@ -6,9 +6,11 @@ GPU, LoRA on every linear layer, a paged 32-bit AdamW, cosine schedule with warm
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from curate.errors import did_you_mean
@@ -17,17 +19,31 @@ from curate.options import OptionError, option
 INITIALISATIONS = ("default", "gaussian", "olora", "orthogonal", "pissa", "loftq")
 """LoRA initialisations offered, plus `pissa_niter_N` (fast-SVD PiSSA with N iterations)."""
 
-OPTIMIZERS = ("adamw_torch", "adamw_torch_fused", "adamw_torch_xla", "adamw_torch_npu_fused",
-              "adafactor", "adamw_anyprecision", "adamw_torch_4bit", "adamw_torch_8bit",
-              "ademamix", "sgd", "adagrad", "adamw_bnb_8bit", "adamw_8bit", "ademamix_8bit",
-              "lion_8bit", "lion_32bit", "paged_adamw_32bit", "paged_adamw_8bit",
-              "paged_ademamix_32bit", "paged_ademamix_8bit", "paged_lion_32bit",
-              "paged_lion_8bit", "rmsprop", "rmsprop_bnb", "rmsprop_bnb_8bit",
-              "rmsprop_bnb_32bit", "galore_adamw", "galore_adamw_8bit", "galore_adafactor",
-              "galore_adamw_layerwise", "galore_adamw_8bit_layerwise",
-              "galore_adafactor_layerwise", "lomo", "adalomo", "grokadamw",
-              "schedule_free_radam", "schedule_free_adamw", "schedule_free_sgd", "apollo_adamw",
-              "apollo_adamw_layerwise", "stable_adamw")
+KNOWN_OPTIMIZERS = (
+    "adamw_torch", "adamw_torch_fused", "adamw_torch_xla", "adamw_torch_npu_fused", "adafactor",
+    "adamw_anyprecision", "adamw_torch_4bit", "adamw_torch_8bit", "ademamix", "sgd", "adagrad",
+    "adamw_bnb_8bit", "adamw_8bit", "ademamix_8bit", "lion_8bit", "lion_32bit",
+    "paged_adamw_32bit", "paged_adamw_8bit", "paged_ademamix_32bit", "paged_ademamix_8bit",
+    "paged_lion_32bit", "paged_lion_8bit", "rmsprop", "rmsprop_bnb", "rmsprop_bnb_8bit",
+    "rmsprop_bnb_32bit", "galore_adamw", "galore_adamw_8bit", "galore_adafactor",
+    "galore_adamw_layerwise", "galore_adamw_8bit_layerwise", "galore_adafactor_layerwise",
+    "lomo", "adalomo", "grokadamw", "schedule_free_radam", "schedule_free_adamw",
+    "schedule_free_sgd", "apollo_adamw", "apollo_adamw_layerwise", "stable_adamw")
+"""transformers 5.24's `OptimizerNames`: used when the installed transformers cannot be read."""
+
+
+def optimizer_names() -> tuple[str, ...]:
+    """The installed transformers' `optim` names, read from its source: importing
+    `transformers.training_args` imports torch, which `curate validate` must not."""
+    spec = importlib.util.find_spec("transformers")
+    folders = spec.submodule_search_locations if spec else None
+    source = Path(next(iter(folders or []), "")) / "training_args.py"
+    if not source.is_file():
+        return KNOWN_OPTIMIZERS
+    body = source.read_text(encoding="utf-8").split("class OptimizerNames", 1)[-1]
+    body = body.split("\nclass ", 1)[0].split("\ndef ", 1)[0]
+    return tuple(re.findall(r'^\s+[A-Z0-9_]+ = "([a-z0-9_]+)"', body, re.MULTILINE)) or \
+        KNOWN_OPTIMIZERS
 """transformers' `optim` names (its OptimizerNames, which cannot be imported without torch:
 tests/train/test_options.py checks this list against the installed transformers)."""
 
@@ -92,7 +108,8 @@ def check_qlora_options(options: QLoRAOptions) -> None:
     _check_target_modules(options.target_modules)
     _check_initialisation(options)
     _check_optimizer(options.optimizer)
-    if options.use_dora and options.init_lora_weights in ("pissa", "olora", "loftq"):
+    init = options.init_lora_weights
+    if options.use_dora and (init.startswith("pissa") or init in ("olora", "loftq")):
         raise OptionError("use_dora", f"DoRA cannot start from init_lora_weights ="
                                       f" \"{options.init_lora_weights}\": use one or the other")
 
@@ -107,8 +124,9 @@ def _check_target_modules(target: str | list[str]) -> None:
 
 
 def _check_optimizer(name: str) -> None:
-    if name != "auto" and name not in OPTIMIZERS:
-        raise OptionError("optimizer", f"unknown optimizer '{name}'{did_you_mean(name, OPTIMIZERS)}"
+    known = optimizer_names()
+    if name != "auto" and name not in known:
+        raise OptionError("optimizer", f"unknown optimizer '{name}'{did_you_mean(name, known)}"
                                        f" (auto, or a transformers `optim` name such as"
                                        f" adamw_torch, paged_adamw_32bit or adamw_8bit)")
 

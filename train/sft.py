@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -141,12 +142,29 @@ def callbacks(options: QLoRAOptions, paths: RunPaths, has_eval: bool,
 
 def tensorboard_callback(folder: Path):
     """transformers' TensorBoard callback writing into the run folder. Its writer is made
-    lazily on the main process only, so DDP ranks do not each leave an events file."""
+    lazily on the main process only, so DDP ranks do not each leave an events file; set
+    `resumed_at` to a checkpoint's step and what a killed run logged after it is purged."""
     from transformers.integrations import TensorBoardCallback
 
-    callback = TensorBoardCallback()
-    callback.logging_dir = str(folder)
-    return callback
+    class RunFolderTensorBoard(TensorBoardCallback):
+        resumed_at = 0
+
+        def _init_summary_writer(self, args, log_dir=None):
+            # transformers 4.x and 5.x both create the writer here, from different settings
+            purge = self.resumed_at + 1 if self.resumed_at else None
+            self.tb_writer = self._SummaryWriter(log_dir=str(folder), purge_step=purge)
+
+    return RunFolderTensorBoard()
+
+
+def keep_tensorboard_up_to(trainer, folder: Path, step: int) -> None:
+    """On a fresh start (step 0) the folder's earlier runs go; on a resume, the events a killed
+    run wrote after `step` are purged by the writer."""
+    if not step:
+        shutil.rmtree(folder, ignore_errors=True)
+    for callback in trainer.callback_handler.callbacks:
+        if hasattr(callback, "resumed_at"):
+            callback.resumed_at = step
 
 
 def build_trainer(model, tokenizer, config, train_dataset, eval_dataset, extra_callbacks):

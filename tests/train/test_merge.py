@@ -83,10 +83,10 @@ def test_a_merge_that_is_not_the_trained_model_fails_unless_asked_into_the_quant
     from curate.train.merge import check_fidelity, fidelity
 
     rows = [[3.0, 1.0, 0.0]] * 99 + [[2.0, 0.0, 0.0]]
-    report = fidelity(*comparison(rows, rows[:98] + [[0.0, 3.0, 0.0]] * 2))
-    assert report["top1_agreement_beyond_near_ties"] == pytest.approx(0.98)
+    report = fidelity(*comparison(rows, rows[:90] + [[0.0, 3.0, 0.0]] * 10))
+    assert report["top1_agreement_beyond_near_ties"] == pytest.approx(0.90)
     with pytest.raises(CurateError, match=r"^run: not merged: the merged model picks another"
-                                          r" top-1 token than the adapter model on 2.0% of 100"
+                                          r" top-1 token than the adapter model on 10.0% of 100"
                                           r" tokens"):
         check_fidelity(report, Path("run"), False, print)
     said = []
@@ -94,3 +94,6 @@ def test_a_merge_that_is_not_the_trained_model_fails_unless_asked_into_the_quant
     assert len(said) == 1 and said[0].startswith("warning: the merged model picks another")
     check_fidelity(fidelity(*comparison(rows, rows)), Path("run"), False, said.append)
     assert len(said) == 1
+    slightly_off = fidelity(*comparison(rows, rows[:98] + [[0.0, 3.0, 0.0]] * 2))
+    check_fidelity(slightly_off, Path("run"), False, said.append)  # 98%: saved, with a warning
+    assert len(said) == 2 and "more than the 1% a faithful merge shows" in said[1]

@@ -15,6 +15,14 @@ from .conftest import Killed, memorisation_rows, run_in, run_killed_at_step, tra
 RECIPE_OPTIONS = dict(max_steps=8, eval_steps=4, logging_steps=2, save_total_limit=1)
 
 
+def tensorboard_steps(run_dir: Path, tag: str) -> list[int]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir / "train" / "tensorboard"))
+    events.Reload()
+    return [event.step for event in events.Scalars(tag)]
+
+
 def metrics_of(run_dir: Path) -> dict:
     return json.loads((run_dir / "manifest.json").read_text())["train"]["metrics"]
 
@@ -67,6 +75,7 @@ def test_a_checkpoint_cut_short_is_removed_and_the_last_complete_one_resumed(
     assert (run_dir / "adapter" / "adapter_model.safetensors").is_file()
     assert logged_steps(run_dir, "loss") == [2, 4, 6, 8]  # step 6 logged once, not twice
     assert logged_steps(run_dir, "eval_loss") == [4, 8]
+    assert tensorboard_steps(run_dir, "train/loss") == [2, 4, 6, 8]  # the killed 6 purged
     # the metrics cover the whole run, as if it had never been killed
     assert metrics["train_tokens"] == uninterrupted["train_tokens"]
     assert metrics["train_loss"] == pytest.approx(uninterrupted["train_loss"], rel=1e-3)
