@@ -231,7 +231,7 @@ def main() -> None:
     parser.add_argument("--with-trl", action="store_true",
                         help="with --gpu-8b: also train with plain trl SFTTrainer")
     parser.add_argument("--rehearse", action="store_true",
-                        help="with --gpu-8b: run its path on the CPU with a tiny shape")
+                        help="run the --gpu-8b path on the CPU with a tiny shape")
     parser.add_argument("--worker", choices=("curate", "trl"), help=argparse.SUPPRESS)
     parser.add_argument("--packing", choices=("on", "off"), help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
@@ -240,7 +240,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.worker:
         worker(args)
-    elif args.gpu_8b:
+    elif args.gpu_8b or args.rehearse:
         gpu_8b(args)
     else:
         compare(args)

@@ -148,18 +148,25 @@ def _read_toml(file: Path) -> dict:
     except UnicodeDecodeError as error:
         raise RecipeError(str(file), "", f"not UTF-8 text (byte {error.start})") from None
     except tomllib.TOMLDecodeError as error:
-        twice = _repeated_key(text) if str(error).startswith("Cannot overwrite") else None
+        twice = _repeated_key(text, str(error)) if str(error).startswith("Cannot overwrite") \
+            else None
         if twice:
             raise RecipeError(str(file), "", f"invalid TOML: key '{twice[0]}' is set twice in"
                               f" one table (line {twice[1]}): keep one") from None
         raise RecipeError(str(file), "", f"invalid TOML: {error}") from None
 
 
-def _repeated_key(text: str) -> tuple[str, int] | None:
-    """The first plain key set twice under one table header, and the line of its repeat
-    (tomllib says only "Cannot overwrite a value", at the end of the document if it was last)."""
+def _repeated_key(text: str, message: str) -> tuple[str, int] | None:
+    """The key set twice and its line: tomllib names the line ("at line 8, column 1") unless
+    the repeat ends the document; then the first plain key repeated under one header."""
+    lines = text.splitlines()
+    if at := re.search(r"at line (\d+)", message):
+        number = int(at[1])
+        key = re.match(r"\s*([A-Za-z0-9_-]+)\s*=", lines[number - 1] if number <= len(lines)
+                       else "")
+        return (key[1], number) if key else None
     seen: set[str] = set()
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(lines, start=1):
         stripped = line.strip()
         if stripped.startswith("["):
             seen = set()

@@ -97,7 +97,7 @@ class Runner:
         if split.get("unanswered"):
             self.console.warn(unanswered_warning(split["unanswered"]))
         if not split["train"]:
-            self.console.warn(empty_dataset_warning(self.state.steps))
+            self.console.warn(empty_dataset_warning(self.state.steps, split["eval"]))
         if plan:
             split["rehearsal"] = achieved_mix(plan, split)
             if "warning" in split["rehearsal"]:
@@ -116,8 +116,12 @@ def unanswered_warning(count: int) -> str:
             f" rejects them), a length stage, or a generate stage with the `answer` strategy")
 
 
-def empty_dataset_warning(steps: list[dict]) -> str:
-    """The training split is empty: which reasons took the records, most first."""
+def empty_dataset_warning(steps: list[dict], held_out: int) -> str:
+    """The training split is empty: the split took every kept record, or which reasons took
+    the records, most first."""
+    if held_out:
+        return (f"the train split is empty: all {held_out:,} kept records went to the eval"
+                f" split; lower [split] eval_size or eval_fraction")
     reasons = Counter()
     for step in steps:
         reasons.update({f"{step['name']}: {reason}": count

@@ -93,6 +93,9 @@ def test_a_key_set_twice_is_named_with_its_line(tmp_path, host):
     message = error_of(tmp_path, host, SOURCE + '[run]\nseed = 1\nname = "x"\nseed = 2')
     assert message.endswith("invalid TOML: key 'seed' is set twice in one table (line 8):"
                             " keep one")
+    text = SOURCE + '[run]\nname = """\nseed = 1\nseed = 2\n"""\nseed = 3\nseed = 4\n'
+    assert error_of(tmp_path, host, text).endswith("key 'seed' is set twice in one table"
+                                                   " (line 11): keep one")
 
 
 def test_a_missing_recipe_file_is_one_line(tmp_path, host):

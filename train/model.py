@@ -241,7 +241,11 @@ def load_adapter(base, folder: Path):
 
     from peft import PeftModel
 
-    config = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
+    try:
+        config = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise CurateError(f"{folder}: no readable adapter_config.json ({error}): the adapter"
+                          f" folder is incomplete; train again (curate run --force)") from None
     init = config.get("init_lora_weights")
     if changes_base(init):
         raise CurateError(f"{folder}: this {init} adapter fits the residual base its"

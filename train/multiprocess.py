@@ -27,7 +27,9 @@ def train_on_every_process(recipe_path: Path, run_dir: Path | None,
     from curate.console import Console
     from curate.pluginmanager import get_host
     from curate.recipe import load_recipe
+    from curate.run_manifest import check_default_folder_is_free
     from curate.runner import Runner, RunSettings
+    from curate.runstore import RunFolder
 
     state = PartialState(cpu=not torch.cuda.is_available())  # CPU processes: gloo
     recipe = load_recipe(recipe_path, get_host())
@@ -35,6 +37,8 @@ def train_on_every_process(recipe_path: Path, run_dir: Path | None,
         raise CurateError(f"{recipe_path}: no [train] section: nothing for `curate train` to do")
     console = Console(quiet=not state.is_main_process)
     settings = RunSettings(run_dir or recipe.default_run_dir(), force=force)
+    if state.is_main_process and not run_dir and not recipe.run.dir:
+        check_default_folder_is_free(RunFolder(settings.run_dir), recipe)
     if state.is_main_process:
         curation_only = dataclasses.replace(recipe, train=None, evals=[])
         Runner(curation_only, get_host(), settings, console).run()

@@ -122,10 +122,10 @@ def list_(queue, hint: str, status: str, source: str | None, strategy: str | Non
     candidates = queue.select(None if status == "all" else status, source, strategy, stale)
     for candidate in candidates:
         prompt = " ".join(candidate.record.prompt.split())
-        stale = "" if candidate.active else "  [stale: not in the latest run]"
+        mark = "" if candidate.active else "  [stale: not in the latest run]"
         click.echo(f"{candidate.id}  {describe_decision(candidate.decision):<40.40}"
                    f"  {candidate.record.source}  {candidate.strategy or '-'}  {prompt[:60]}"
-                   f"{stale}")
+                   f"{mark}")
     click.echo(f"{len(candidates)} candidates")
 
 

@@ -56,8 +56,13 @@ def run(recipe: Path, run_dir: Path | None, force: bool, until: str | None, quie
     if not run_dir and not loaded.run.dir:
         check_default_folder_is_free(RunFolder(settings.run_dir), loaded)
     console.info(f"run {loaded.name} -> {settings.run_dir}")
-    signal.signal(signal.SIGTERM, _interrupt)  # `kill`, like Ctrl-C, marks the run interrupted
-    manifest = Runner(loaded, host, settings, console).run()
+    signal.signal(signal.SIGTERM, _terminate)  # `kill`, like Ctrl-C, marks the run interrupted
+    try:
+        manifest = Runner(loaded, host, settings, console).run()
+    except KeyboardInterrupt as stop:
+        click.echo(f"interrupted: run it again and it goes on from the last finished step"
+                   f" ({settings.run_dir})", err=True)
+        sys.exit(143 if isinstance(stop, Terminated) else 130)
     if manifest["status"] == "review":
         review_command = f"curate review {recipe}" + (f" --run-dir {run_dir}" if run_dir else "")
         pending = manifest["review"]["pending"]
@@ -79,8 +84,12 @@ def run(recipe: Path, run_dir: Path | None, force: bool, until: str | None, quie
             console.info(f"report: {report}")
 
 
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C."""
+
+
+def _terminate(signum, frame):
+    raise Terminated
 
 
 def _added_by(step: dict) -> str:

@@ -124,7 +124,9 @@ def test_an_interrupted_run_says_so_in_its_manifest(tmp_path, signal_number):
             break
     process.send_signal(signal_number)
     _, errors = process.communicate(timeout=60)
-    assert process.returncode != 0 and "Traceback" not in errors
+    assert process.returncode == {signal.SIGINT: 130, signal.SIGTERM: 143}[signal_number]
+    assert errors.startswith("interrupted: run it again and it goes on from the last finished"
+                             " step") and "Traceback" not in errors
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert manifest["status"] == "interrupted"
 
@@ -135,6 +137,14 @@ def test_a_run_that_keeps_nothing_for_training_warns_with_the_top_reasons(tmp_pa
     assert code == 0
     assert ("warning: the train split is empty: no record was kept for training; most rejected"
             " by length: response-too-short (3)") in output
+
+
+def test_a_train_split_emptied_by_the_eval_split_says_so(tmp_path):
+    recipe = write(tmp_path, recipe=RECIPE + "[split]\neval_size = 3\n")
+    code, output = invoke_cli(["run", str(recipe), "--run-dir", str(tmp_path / "run")])
+    assert code == 0
+    assert ("warning: the train split is empty: all 3 kept records went to the eval split;"
+            " lower [split] eval_size or eval_fraction") in output
 
 
 def test_quiet_prints_nothing(tmp_path):

@@ -155,3 +155,10 @@ def test_a_resumed_run_saves_the_adapter_of_the_model_it_finished(tiny_model, tm
     loaded = PeftModel.from_pretrained(fresh_base(tiny_model), run_dir / "adapter")
     torch.testing.assert_close(logits_of(loaded, tokenizer), logits_of(resumed, tokenizer),
                                rtol=0, atol=1e-4)
+
+
+def test_an_adapter_folder_without_its_config_is_one_line(tiny_model, tmp_path):
+    (tmp_path / "adapter").mkdir()
+    with pytest.raises(CurateError, match=r"adapter: no readable adapter_config.json .* the"
+                                          r" adapter folder is incomplete"):
+        load_adapter(None, tmp_path / "adapter")
