@@ -16,7 +16,7 @@ from typing import Any
 from curate.runstore import fingerprint, write_text_atomic
 from curate.train import card, data, sft
 from curate.train.advisor import TrainingFacts, advise, world_size
-from curate.train.model import ModelSource, quiet_progress_bars
+from curate.train.model import INITIAL_ADAPTER, ModelSource, quiet_progress_bars
 from curate.train.options import QLoRAOptions, effective_compute_dtype, effective_optimizer
 from curate.train.template import (TrainingTemplate, check_stop_token_trained,
                                    training_template)
@@ -118,6 +118,17 @@ def prepare_checkpoints(trainer, paths: sft.RunPaths, run_print: str,
         _remove_incomplete_checkpoints(paths, log)
     trainer.accelerator.wait_for_everyone()
     last = newest_checkpoint(paths.checkpoints)
+    initial = getattr(trainer.accelerator.unwrap_model(trainer.model), INITIAL_ADAPTER, None)
+    if last is not None and initial is not None and not _same_initial_adapter(paths, initial):
+        log("the PiSSA/OLoRA initialisation differs from the one the checkpoints were trained"
+            " against (another GPU, torch or peft?): training starts over")
+        last = None
+        if trainer.is_world_process_zero():
+            for folder in checkpoint_folders(paths.checkpoints):
+                shutil.rmtree(folder)
+    if last is None and initial is not None and trainer.is_world_process_zero():
+        _save_initial_adapter(paths, initial)
+    trainer.accelerator.wait_for_everyone()
     if last is not None:
         log(f"resuming from {last}")
     if trainer.is_world_process_zero():
@@ -125,6 +136,30 @@ def prepare_checkpoints(trainer, paths: sft.RunPaths, run_print: str,
         sft.keep_log_up_to(paths.log, checkpoint_step(last))
         sft.keep_tensorboard_up_to(trainer, paths.tensorboard, checkpoint_step(last))
     return str(last) if last else None
+
+
+INITIAL_ADAPTER_FILE = "initial_adapter.safetensors"
+
+
+def _save_initial_adapter(paths: sft.RunPaths, initial: dict) -> None:
+    """A PiSSA/OLoRA run's initial adapter, beside its checkpoints: their base is the residual
+    of that initialisation, which a resumed run must re-derive exactly."""
+    from safetensors.torch import save_file
+
+    save_file({name: tensor.contiguous() for name, tensor in initial.items()},
+              str(paths.checkpoints / INITIAL_ADAPTER_FILE))
+
+
+def _same_initial_adapter(paths: sft.RunPaths, initial: dict) -> bool:
+    import torch
+    from safetensors.torch import load_file
+
+    file = paths.checkpoints / INITIAL_ADAPTER_FILE
+    if not file.is_file():
+        return False
+    saved = load_file(str(file))
+    return saved.keys() == initial.keys() and all(
+        torch.equal(saved[name], tensor) for name, tensor in initial.items())
 
 
 def checkpoint_folders(folder: Path) -> list[Path]:

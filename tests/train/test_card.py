@@ -162,3 +162,21 @@ def test_an_adapter_folder_without_its_config_is_one_line(tiny_model, tmp_path):
     with pytest.raises(CurateError, match=r"adapter: no readable adapter_config.json .* the"
                                           r" adapter folder is incomplete"):
         load_adapter(None, tmp_path / "adapter")
+
+
+def test_a_resume_whose_initialisation_came_out_otherwise_starts_over(tiny_model, tmp_path,
+                                                                      monkeypatch):
+    from safetensors.torch import load_file, save_file
+
+    recipe = training_recipe(tiny_model, quantization="none", init_lora_weights="pissa_niter_2",
+                             max_steps=8, eval_steps=4)
+    run_killed_at_step(monkeypatch, tmp_path, recipe, memorisation_rows(), 5)
+    saved = tmp_path / "run" / "train" / "checkpoints" / "initial_adapter.safetensors"
+    tensors = load_file(saved)  # as another GPU's randomised SVD might have made it
+    name = next(iter(tensors))
+    save_file({**tensors, name: tensors[name] + 1.0}, saved)
+    code, output, run_dir = run_in(tmp_path, recipe, memorisation_rows())
+    assert code == 0, output
+    assert "the PiSSA/OLoRA initialisation differs" in output and "resuming from" not in output
+    metrics = json.loads((run_dir / "manifest.json").read_text())["train"]["metrics"]
+    assert "resumed_from" not in metrics and metrics["steps"] == 8
