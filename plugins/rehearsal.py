@@ -54,7 +54,7 @@ class RehearsalOptions:
 class RehearsalMixer(Stage):
     name = "rehearsal"
     Options = RehearsalOptions
-    version = "1"
+    version = "2"  # 2: candidates pre-filtered by their MinHash estimate
     adds_origin = "rehearsal"
     source_keys = ("source",)
 
