@@ -94,8 +94,8 @@ class PromptIndex:
         for query in np.flatnonzero(counts > 0).tolist():
             for pool in self.by_key.get(keys[query].tobytes(), ()):
                 found[query, pool] = Match(query, pool, 1.0, "exact")
-        candidates = self._likely(sorted(set(self._band_pairs(signatures, counts)) - set(found)),
-                                  signatures)
+        candidates = [pair for pair in self._likely(self._band_pairs(signatures, counts),
+                                                     signatures) if pair not in found]
         queries = sorted({query for query, _ in candidates})
         sets = dict(zip(queries, shingles_of([prompts[query] for query in queries])))
         self.prefetch([pool for _, pool in candidates])
@@ -118,31 +118,38 @@ class PromptIndex:
                     return Match(index, other, similarity, "minhash")
         return None
 
-    def _likely(self, candidates: list[tuple[int, int]],
-                signatures: np.ndarray) -> list[tuple[int, int]]:
-        """The (query, pool) candidates whose MinHash estimate is near enough to verify."""
+    def _likely(self, pairs: np.ndarray, signatures: np.ndarray) -> list[tuple[int, int]]:
+        """The (query, pool) pairs whose MinHash estimate is near enough to verify."""
         kept = []
-        for start in range(0, len(candidates), ESTIMATE_CHUNK):
-            chunk = candidates[start:start + ESTIMATE_CHUNK]
-            pairs = np.array(chunk)
-            near = estimated_jaccard(signatures[pairs[:, 0]], self.signatures[pairs[:, 1]]) >= (
+        for start in range(0, len(pairs), ESTIMATE_CHUNK):
+            chunk = pairs[start:start + ESTIMATE_CHUNK]
+            near = estimated_jaccard(signatures[chunk[:, 0]], self.signatures[chunk[:, 1]]) >= (
                 self.threshold - ESTIMATE_SLACK)
-            kept += [candidate for candidate, is_near in zip(chunk, near.tolist()) if is_near]
+            kept += [tuple(pair) for pair in chunk[near].tolist()]
         return kept
 
-    def _band_pairs(self, signatures: np.ndarray, counts: np.ndarray):
+    def _band_pairs(self, signatures: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        """(query, pool) pairs sharing at least one LSH band, unique, as an array of rows
+        (built with numpy: a bucket of template-like prompts holds many)."""
         queries = np.flatnonzero(counts > 0)
         if not len(queries) or not len(self.members):
-            return
+            return np.zeros((0, 2), dtype=np.int64)
         values = band_hashes(signatures[queries], self.bands, self.rows)
+        found = []
         for band in range(self.bands):
             column = self.sorted_bands[:, band]
             low = np.searchsorted(column, values[:, band], "left")
             high = np.minimum(np.searchsorted(column, values[:, band], "right"), low + MAX_BUCKET)
-            for position in np.flatnonzero(high > low).tolist():
-                rows = self.order[low[position]:high[position], band]
-                for pool in self.members[rows].tolist():
-                    yield int(queries[position]), pool
+            sizes = np.maximum(high - low, 0)
+            total = int(sizes.sum())
+            if not total:
+                continue
+            starts = np.repeat(low, sizes)
+            offsets = np.arange(total) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+            pools = self.members[self.order[starts + offsets, band]]
+            found.append(np.repeat(queries, sizes).astype(np.int64) * len(self.prompts) + pools)
+        codes = np.unique(np.concatenate(found)) if found else np.zeros(0, dtype=np.int64)
+        return np.stack([codes // len(self.prompts), codes % len(self.prompts)], axis=1)
 
 
 def _hash_all(prompts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
