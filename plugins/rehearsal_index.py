@@ -18,6 +18,8 @@ from curate.plugins.minhash import (MAX_BUCKET, ShingleSpec, band_candidates, ba
 SPEC = ShingleSpec("char", 5, 128)
 HASH_BATCH = 2048
 ESTIMATE_CHUNK = 8192
+QUERY_CHUNK = 64
+"""Queries whose band pairs are built at once: at most 64 x bands x MAX_BUCKET pairs."""
 """Candidate pairs estimated at once (two 4 MiB signature gathers)."""
 ESTIMATE_SLACK = 0.2
 """LSH candidates whose MinHash estimate of Jaccard (the share of equal signature values) is
@@ -94,8 +96,8 @@ class PromptIndex:
         for query in np.flatnonzero(counts > 0).tolist():
             for pool in self.by_key.get(keys[query].tobytes(), ()):
                 found[query, pool] = Match(query, pool, 1.0, "exact")
-        candidates = [pair for pair in self._likely(self._band_pairs(signatures, counts),
-                                                     signatures) if pair not in found]
+        candidates = [pair for pair in self._near_candidates(signatures, counts)
+                      if pair not in found]
         queries = sorted({query for query, _ in candidates})
         sets = dict(zip(queries, shingles_of([prompts[query] for query in queries])))
         self.prefetch([pool for _, pool in candidates])
@@ -118,6 +120,17 @@ class PromptIndex:
                     return Match(index, other, similarity, "minhash")
         return None
 
+    def _near_candidates(self, signatures: np.ndarray,
+                         counts: np.ndarray) -> list[tuple[int, int]]:
+        """(query, pool) LSH candidates worth verifying, QUERY_CHUNK queries at a time: a
+        query of a templated batch can share buckets with thousands of pool prompts."""
+        queries = np.flatnonzero(counts > 0)
+        if not len(self.members):
+            return []
+        return [pair for start in range(0, len(queries), QUERY_CHUNK)
+                for pair in self._likely(self._band_pairs(
+                    signatures, queries[start:start + QUERY_CHUNK]), signatures)]
+
     def _likely(self, pairs: np.ndarray, signatures: np.ndarray) -> list[tuple[int, int]]:
         """The (query, pool) pairs whose MinHash estimate is near enough to verify."""
         kept = []
@@ -128,12 +141,9 @@ class PromptIndex:
             kept += [tuple(pair) for pair in chunk[near].tolist()]
         return kept
 
-    def _band_pairs(self, signatures: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    def _band_pairs(self, signatures: np.ndarray, queries: np.ndarray) -> np.ndarray:
         """(query, pool) pairs sharing at least one LSH band, unique, as an array of rows
         (built with numpy: a bucket of template-like prompts holds many)."""
-        queries = np.flatnonzero(counts > 0)
-        if not len(queries) or not len(self.members):
-            return np.zeros((0, 2), dtype=np.int64)
         values = band_hashes(signatures[queries], self.bands, self.rows)
         found = []
         for band in range(self.bands):
