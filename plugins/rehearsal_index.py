@@ -127,19 +127,12 @@ class PromptIndex:
         queries = np.flatnonzero(counts > 0)
         if not len(self.members):
             return []
-        return [pair for start in range(0, len(queries), QUERY_CHUNK)
-                for pair in self._likely(self._band_pairs(
-                    signatures, queries[start:start + QUERY_CHUNK]), signatures)]
-
-    def _likely(self, pairs: np.ndarray, signatures: np.ndarray) -> list[tuple[int, int]]:
-        """The (query, pool) pairs whose MinHash estimate is near enough to verify."""
-        kept = []
-        for start in range(0, len(pairs), ESTIMATE_CHUNK):
-            chunk = pairs[start:start + ESTIMATE_CHUNK]
-            near = estimated_jaccard(signatures[chunk[:, 0]], self.signatures[chunk[:, 1]]) >= (
-                self.threshold - ESTIMATE_SLACK)
-            kept += [tuple(pair) for pair in chunk[near].tolist()]
-        return kept
+        found = []
+        for start in range(0, len(queries), QUERY_CHUNK):
+            pairs = self._band_pairs(signatures, queries[start:start + QUERY_CHUNK])
+            found += map(tuple, near_enough(pairs, signatures, self.signatures,
+                                            self.threshold).tolist())
+        return found
 
     def _band_pairs(self, signatures: np.ndarray, queries: np.ndarray) -> np.ndarray:
         """(query, pool) pairs sharing at least one LSH band, unique, as an array of rows
@@ -176,18 +169,24 @@ def estimated_jaccard(first: np.ndarray, second: np.ndarray) -> np.ndarray:
     return (first == second).mean(axis=1)
 
 
+def near_enough(pairs: np.ndarray, first: np.ndarray, second: np.ndarray,
+                threshold: float) -> np.ndarray:
+    """The rows (i, j) of `pairs` whose signatures first[i] and second[j] estimate a Jaccard
+    within ESTIMATE_SLACK of `threshold`: the candidates worth verifying."""
+    chunks = (pairs[start:start + ESTIMATE_CHUNK]
+              for start in range(0, len(pairs), ESTIMATE_CHUNK))
+    kept = [chunk[estimated_jaccard(first[chunk[:, 0]], second[chunk[:, 1]])
+                  >= threshold - ESTIMATE_SLACK] for chunk in chunks]
+    return np.concatenate(kept) if kept else pairs
+
+
 def _pool_neighbours(signatures: np.ndarray, members: np.ndarray, bands: int, rows: int,
                      threshold: float) -> dict[int, list[int]]:
     """For each pool prompt, the pool prompts it shares an LSH band with and whose MinHash
     estimate is near enough to verify (candidates only)."""
     neighbours: dict[int, list[int]] = {}
-    pairs = band_candidates(signatures, members, bands, rows)
-    near = [pairs[start:start + ESTIMATE_CHUNK] for start in range(0, len(pairs), ESTIMATE_CHUNK)]
-    near = [chunk[estimated_jaccard(signatures[members[chunk[:, 0]]],
-                                    signatures[members[chunk[:, 1]]])
-                  >= threshold - ESTIMATE_SLACK] for chunk in near]
-    for first, second in (np.concatenate(near) if near else pairs).tolist():
-        a, b = int(members[first]), int(members[second])
+    pairs = members[band_candidates(signatures, members, bands, rows)]
+    for a, b in near_enough(pairs, signatures, signatures, threshold).tolist():
         neighbours.setdefault(a, []).append(b)
         neighbours.setdefault(b, []).append(a)
     return {index: sorted(set(others)) for index, others in neighbours.items()}
