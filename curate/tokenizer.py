@@ -71,13 +71,12 @@ def _as_hub_id(location: str) -> str:
 
 def load_token_counter(model: Any, recipe_dir: Path) -> TokenCounter:
     name = model.tokenizer or model.path
-    local = recipe_dir / name
-    location = str(local) if local.exists() else name
+    location = tokenizer_location(model, recipe_dir)
     check_tokenizer_folder(location)
     try:
         import transformers
     except ImportError:
-        return _from_tokenizers_library(local, name)
+        return _from_tokenizers_library(recipe_dir / name, name)
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(
             location, revision=model.revision, trust_remote_code=model.trust_remote_code)
