@@ -133,8 +133,9 @@ def prepare_checkpoints(trainer, paths: sft.RunPaths, run_print: str,
         log(f"resuming from {last}")
     if trainer.is_world_process_zero():
         # the log goes on from the checkpoint: what a killed run logged after it is redone
-        sft.keep_log_up_to(paths.log, checkpoint_step(last))
-        sft.keep_tensorboard_up_to(trainer, paths.tensorboard, checkpoint_step(last))
+        step = checkpoint_step(last)
+        sft.keep_log_up_to(paths.log, step)
+        sft.keep_tensorboard_up_to(trainer, paths.tensorboard, step)
     return str(last) if last else None
 
 
