@@ -14,6 +14,7 @@ import hashlib
 import re
 import unicodedata
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -250,16 +251,22 @@ def lsh_bands(threshold: float, num_perm: int, recall: float = 0.99) -> tuple[in
     return num_perm, 1
 
 
-def band_candidates(signatures: np.ndarray, members: np.ndarray, bands: int, rows: int
-                    ) -> np.ndarray:
+def band_candidates(signatures: np.ndarray, members: np.ndarray, bands: int, rows: int,
+                    keep: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
     """Pairs (i < j, positions in `members`) of signatures equal on all `rows` values of at
-    least one of `bands` bands, found by sorting each band."""
+    least one of `bands` bands, found by sorting each band. `keep`, given a band's pairs as
+    rows (i, j), returns the ones to keep: filtering band by band bounds memory when templated
+    texts share buckets by the million."""
     count = len(members)
     codes = [np.zeros(0, dtype=np.int64)]
     for band in range(bands):
         hashed = _band_hash(signatures[members, band * rows:(band + 1) * rows])
         order = np.argsort(hashed, kind="stable")
-        codes.append(_bucket_pairs(order, hashed[order], count))
+        found = _bucket_pairs(order, hashed[order], count)
+        if keep is not None:
+            kept = keep(np.stack([found // max(count, 1), found % max(count, 1)], axis=1))
+            found = kept[:, 0] * count + kept[:, 1]
+        codes.append(found)
     pairs = np.unique(np.concatenate(codes))
     return np.stack([pairs // max(count, 1), pairs % max(count, 1)], axis=1)
 

@@ -184,9 +184,13 @@ def _pool_neighbours(signatures: np.ndarray, members: np.ndarray, bands: int, ro
                      threshold: float) -> dict[int, list[int]]:
     """For each pool prompt, the pool prompts it shares an LSH band with and whose MinHash
     estimate is near enough to verify (candidates only)."""
+    own = signatures[members]
+
+    def near(pairs: np.ndarray) -> np.ndarray:
+        return near_enough(pairs, own, own, threshold)
+
     neighbours: dict[int, list[int]] = {}
-    pairs = members[band_candidates(signatures, members, bands, rows)]
-    for a, b in near_enough(pairs, signatures, signatures, threshold).tolist():
+    for a, b in members[band_candidates(signatures, members, bands, rows, near)].tolist():
         neighbours.setdefault(a, []).append(b)
         neighbours.setdefault(b, []).append(a)
     return {index: sorted(set(others)) for index, others in neighbours.items()}

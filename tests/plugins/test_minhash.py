@@ -123,6 +123,26 @@ def test_band_candidates_are_minhashlsh_candidates():
     assert {(i, 150 + i) for i in range(50)} <= ours
 
 
+def test_band_candidates_keep_filters_each_band_before_the_union():
+    generator = random.Random(5)
+    base = [text(generator, 60) for _ in range(100)]
+    texts = base + [" ".join(t.split()[:55] + ["changed"] * 5) for t in base[:30]]
+    signatures, _, _ = minhash.hash_batch(minhash.ShingleSpec("word", 5, 128),
+                                          [(t,) for t in texts])
+    members = np.arange(len(texts))
+    seen = []
+
+    def keep(pairs):
+        seen.append(len(pairs))
+        return pairs[pairs[:, 1] - pairs[:, 0] == 100]
+
+    everything = minhash.band_candidates(signatures, members, 21, 6)
+    kept = minhash.band_candidates(signatures, members, 21, 6, keep)
+    assert len(seen) == 21  # called once a band
+    assert kept.tolist() == [pair for pair in everything.tolist() if pair[1] - pair[0] == 100]
+    assert {(i, 100 + i) for i in range(30)} <= {tuple(pair) for pair in kept.tolist()}
+
+
 def test_buckets_beyond_the_limit_link_to_the_earliest_members():
     signatures = np.zeros((minhash.MAX_BUCKET + 5, 16), dtype=np.uint32)
     pairs = minhash.band_candidates(signatures, np.arange(len(signatures)), 2, 8)
