@@ -55,7 +55,8 @@ class ModelOptions:
 @dataclass
 class SplitOptions:
     eval_fraction: float = option(0.1, min=0.0, max=0.9, help="share of records held out")
-    eval_size: int | None = option(None, min=0, help="exact number held out (overrides fraction)")
+    eval_size: int | None = option(None, min=0, help="exact number held out, instead of"
+                                                  " eval_fraction")
 
 
 @dataclass
@@ -124,7 +125,7 @@ def load_recipe(path: str | Path, host: PluginHost) -> Recipe:
     _check_chat_template(model, file.parent, where, host)
     _check_unique(sources, "sources", where)
     _check_unique(stages, "stages", where)
-    split = parse_options(SplitOptions, _table(raw, "split", where), where, "split")
+    split = _split(_table(raw, "split", where), where)
     train = _plugin_spec(raw["train"], "train", "trainer", where, host) if "train" in raw else None
     evals = [_plugin_spec(t, f"evals[{i}]", "evaluation", where, host)
              for i, t in enumerate(_tables(raw, "evals", where))]
@@ -133,6 +134,13 @@ def load_recipe(path: str | Path, host: PluginHost) -> Recipe:
         raise RecipeError(where, "evals", "evaluations need a model: add a [train] section")
     digest = hashlib.sha256(file.read_bytes()).hexdigest()
     return Recipe(file.resolve(), digest, run, model, sources, stages, split, train, evals)
+
+
+def _split(table: dict, where: str) -> SplitOptions:
+    if "eval_fraction" in table and "eval_size" in table:
+        raise RecipeError(where, "split", "eval_fraction and eval_size both set: keep one"
+                                          " (eval_size is an exact number of records)")
+    return parse_options(SplitOptions, table, where, "split")
 
 
 def _read_toml(file: Path) -> dict:
