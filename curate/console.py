@@ -52,6 +52,16 @@ class Console:
         meter.close()
 
 
+class SilentConsole(Console):
+    """Says nothing, warnings included: for a pass over steps that another pass reported."""
+
+    def __init__(self):
+        super().__init__(quiet=True)
+
+    def warn(self, message: str) -> None:
+        pass
+
+
 class ProgressMeter:
     INTERVAL = 0.2
 

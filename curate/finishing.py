@@ -40,7 +40,7 @@ def train_fingerprint(recipe: Recipe, split: dict) -> str:
 
 
 def train_and_evaluate(recipe: Recipe, folder: RunFolder, split: dict, console: Console,
-                       force: bool) -> dict:
+                       force: bool, evals_console: Console | None = None) -> dict:
     context = train_context(recipe, folder, console)
     spec = recipe.train
     train_print = train_fingerprint(recipe, split)
@@ -48,7 +48,7 @@ def train_and_evaluate(recipe: Recipe, folder: RunFolder, split: dict, console: 
                          lambda: {"use": spec.use,
                                   "metrics": spec.plugin().train(spec.options, context) or {}})
     if recipe.evals:
-        result["evals"] = evaluate(recipe, folder, console, force, context)
+        result["evals"] = evaluate(recipe, folder, evals_console or console, force)
     return result
 
 

@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from curate.console import Console
+from curate.console import Console, SilentConsole
 from curate.errors import CurateError
 from curate.finishing import train_and_evaluate
 from curate.mixing import achieved_mix, rehearsal_plan, token_counting
@@ -31,17 +31,25 @@ class RunSettings:
     run_dir: Path
     force: bool = False
     until: str | None = None
+    after_run: bool = True
+    """False for a pass the run goes on after (`curate train`'s curation pass): plugins hear
+    of a run once, when it ends."""
+    reported: bool = False
+    """The curation steps and the training were reported by an earlier pass (`curate train`'s
+    last pass): only the evaluations speak."""
 
 
 class Runner:
     def __init__(self, recipe: Recipe, host: PluginHost, settings: RunSettings, console: Console):
-        self.recipe, self.host, self.settings, self.console = recipe, host, settings, console
+        self.recipe, self.host, self.settings = recipe, host, settings
+        self.evals_console = console
+        self.console = SilentConsole() if settings.reported else console
         self.folder = RunFolder(settings.run_dir)
         self.state = RunState()
         self.planner = StepPlanner(recipe, host, self.folder)
-        self.executor = StepExecutor(recipe, host, self.folder, console, self.state,
+        self.executor = StepExecutor(recipe, host, self.folder, self.console, self.state,
                                      settings.force)
-        self.manifest = RunManifest(recipe, host, self.folder, console, self.state)
+        self.manifest = RunManifest(recipe, host, self.folder, self.console, self.state)
 
     def run(self) -> dict:
         self.planner.check_until(self.settings.until)
@@ -61,7 +69,7 @@ class Runner:
                 self.manifest.write("interrupted")
                 raise
             # Outside the try: a failing after_run plugin must not mark a finished run failed.
-            if manifest["status"] == "complete":
+            if manifest["status"] == "complete" and self.settings.after_run:
                 self.host.after_run(self.folder.path, manifest)
             return manifest
 
@@ -84,7 +92,7 @@ class Runner:
         extra: dict = {"split": split}
         if self.recipe.train:
             extra["train"] = train_and_evaluate(self.recipe, self.folder, split, self.console,
-                                                self.settings.force)
+                                                self.settings.force, self.evals_console)
         return self.manifest.write("complete", **extra)
 
     def _write_dataset(self, final: Path) -> dict:

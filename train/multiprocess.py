@@ -41,14 +41,15 @@ def train_on_every_process(recipe_path: Path, run_dir: Path | None,
         check_default_folder_is_free(RunFolder(settings.run_dir), recipe)
     if state.is_main_process:
         curation_only = dataclasses.replace(recipe, train=None, evals=[])
-        Runner(curation_only, get_host(), settings, console).run()
+        curation = dataclasses.replace(settings, after_run=False)
+        Runner(curation_only, get_host(), curation, console).run()
     state.wait_for_everyone()
     _train_together(recipe, settings.run_dir, force, console, state)
     state.wait_for_everyone()
     if not state.is_main_process:
         return None, settings.run_dir
-    return Runner(recipe, get_host(), RunSettings(settings.run_dir), console).run(), \
-        settings.run_dir
+    finish = RunSettings(settings.run_dir, reported=True)
+    return Runner(recipe, get_host(), finish, console).run(), settings.run_dir
 
 
 def _train_together(recipe, run_dir: Path, force: bool, console, state) -> None:
@@ -68,7 +69,9 @@ def _train_together(recipe, run_dir: Path, force: bool, console, state) -> None:
     started = time.monotonic()
     metrics = recipe.train.plugin().train(recipe.train.options,
                                           train_context(recipe, folder, console))
+    seconds = round(time.monotonic() - started, 3)
     if state.is_main_process:
         write_json_atomic(record, {"fingerprint": train_print,
                                    "result": {"use": recipe.train.use, "metrics": metrics or {}},
-                                   "seconds": round(time.monotonic() - started, 3)})
+                                   "seconds": seconds})
+    console.info(f"{'train':<24} ran      {seconds:.1f}s")

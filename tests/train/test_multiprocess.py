@@ -19,7 +19,10 @@ def test_two_processes_train_one_run_together(tiny_model, tmp_path):
                           env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr[-3000:]
     assert "x 2 devices" in done.stdout  # the advisor counts both processes
-    assert "train                    cached" in done.stdout  # the final pass found it done
+    # Each step is reported once: the final pass finds them done and says nothing of them.
+    assert done.stdout.count("00-read ") == 1 and done.stdout.count("dataset ") == 1
+    assert "train                    ran" in done.stdout and "cached" not in done.stdout
+    assert (tmp_path / "run" / "report.html").is_file()
     assert "done: trained on 10 examples" in done.stdout
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert manifest["status"] == "complete" and manifest["train"]["metrics"]["steps"] == 2
