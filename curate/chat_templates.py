@@ -56,6 +56,13 @@ class ChatTemplate:
     inserts it; the template text alone decides what is rendered."""
     description: str = ""
 
+    def __post_init__(self) -> None:
+        # A lone string where a tuple belongs would otherwise be read character by character.
+        for name in ("end_of_turn", "architectures", "name_patterns", "originals"):
+            object.__setattr__(self, name, _as_tuple(getattr(self, name)))
+        for pattern in self.name_patterns:
+            _check_pattern(self.name, pattern)
+
     def text(self) -> str:
         return resolve_text(self.template)
 
@@ -65,6 +72,20 @@ class ChatTemplate:
     def matches_name(self, model_name: str) -> bool:
         return any(re.search(pattern, model_name, re.IGNORECASE)
                    for pattern in self.name_patterns)
+
+
+def _as_tuple(value: Any) -> tuple:
+    return (value,) if isinstance(value, str) or callable(value) else tuple(value)
+
+
+def _check_pattern(template_name: str, pattern: str) -> None:
+    """A pattern that does not compile is refused when the template is made, so that the plugin
+    registering it fails to load by name, instead of every model's template selection."""
+    try:
+        re.compile(pattern, re.IGNORECASE)
+    except (re.error, TypeError) as error:
+        raise ValueError(f"chat template '{template_name}': name_patterns entry {pattern!r} is"
+                         f" not a regular expression: {error}") from None
 
 
 @cache

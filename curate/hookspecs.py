@@ -33,9 +33,14 @@ def register_sources(register: Callable[[type], None]) -> None:
 
     Call `register(MySource)` with a subclass of `curate.sources.Source`. It sets `name` (what a
     recipe writes in `[[sources]] use = "..."`), `Options` (a dataclass of its recipe keys, see
-    `curate.options`) and implements `rows(options, context)`, yielding `curate.sources.Row` for
-    each raw row (a dict and its location, e.g. file and line) or `curate.sources.BadRow` for a row
-    that cannot be read. The host converts rows to records with the source's `format`.
+    `curate.options`) and `version` (part of the read step's cache fingerprint: bump it when what
+    the source reads changes), and implements `rows(options, context)`, yielding
+    `curate.sources.Row` for each raw row (a dict and its location, e.g. file and line) or
+    `curate.sources.BadRow` for a row that cannot be read. The host converts rows to records with
+    the source's `format`. `fingerprint(options, context)` decides whether the cached read is
+    still valid: the default hashes the files that `options.path` matches, so a source without a
+    `path` option (a database, an API) must override it and return a string that changes when
+    its data does.
 
     Since 0.1.
     """
@@ -167,8 +172,9 @@ def register_generation_strategies(register: Callable[[type], None]) -> None:
 def after_run(run_dir: Path, manifest: dict) -> None:
     """Called when `curate run` has finished a run completely, with the run folder and its
     manifest (the dict written to `manifest.json`). The built-in quality report is written here;
-    a plugin might post a summary somewhere. An exception stops `curate` with its traceback, but
-    the run folder stays complete: the dataset is already written.
+    a plugin might post a summary somewhere. Each plugin's implementation runs on its own: an
+    exception is printed as a one-line warning naming the plugin (`CURATE_TRACEBACK=1` shows the
+    traceback), and the other plugins' implementations still run; the run stays complete.
 
     Since 0.1.
     """

@@ -12,8 +12,10 @@ Environment switches:
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 import sys
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -94,9 +96,22 @@ class PluginHost:
         return self.registries[kind].get(name, failed_plugins=self.failed)
 
     def after_run(self, run_dir: Path, manifest: dict) -> None:
-        implementations = self.pm.hook.after_run.get_hookimpls()
-        _trace(f"calling after_run of {', '.join(i.plugin_name for i in implementations)}")
-        self.pm.hook.after_run(run_dir=run_dir, manifest=manifest)
+        """Each plugin's after_run on its own, in pluggy's order: one that raises is a one-line
+        warning, and the others (the built-in report among them) still run."""
+        for impl in reversed(self.pm.hook.after_run.get_hookimpls()):
+            _trace(f"calling after_run of {impl.plugin_name}")
+            try:
+                self._hook_of(impl.plugin_name, "after_run")(run_dir=run_dir, manifest=manifest)
+            except Exception as error:
+                if os.environ.get("CURATE_TRACEBACK"):
+                    traceback.print_exc()
+                print(f"warning: plugin '{impl.plugin_name}': after_run failed:"
+                      f" {_one_line(error)}", file=sys.stderr, flush=True)
+
+    def _hook_of(self, plugin_name: str, hook_name: str) -> pluggy.HookCaller:
+        """A caller of `hook_name` that runs only this plugin's implementation."""
+        others = [plugin for name, plugin in self.pm.list_name_plugin() if name != plugin_name]
+        return self.pm.subset_hook_caller(hook_name, remove_plugins=others)
 
     def identity(self, kind: str, name: str) -> list[str]:
         """What code a registered name resolves to: the plugin, its distribution's version,
@@ -201,28 +216,66 @@ def _load_entry_points(host: PluginHost, disabled: set[str], given: set[str]) ->
 def _register(host: PluginHost, name: str, load, builtin: bool, **info: str) -> None:
     try:
         plugin = load()
-        _check_hook_names(host.pm, plugin)
-        host.pm.register(plugin, name=name)
+        _check_hooks(host.pm, plugin)
+        _register_all_or_nothing(host.pm, plugin, name)
     except Exception as error:  # a broken plugin must not take the host down
-        host.failed[name] = f"{type(error).__name__}: {error}"
+        host.failed[name] = _one_line(error)
         _trace(f"plugin {name} failed: {host.failed[name]}")
         return
     host.plugins[name] = PluginInfo(name, builtin, **info)
 
 
-def _check_hook_names(pm: pluggy.PluginManager, plugin: Any) -> None:
-    known = [name for name in dir(hookspecs) if hasattr(getattr(hookspecs, name), "curate_spec")]
+def _register_all_or_nothing(pm: pluggy.PluginManager, plugin: Any, name: str) -> None:
+    """pm.register adds a plugin's hooks one by one and can fail halfway: take back what it
+    added, so that no hook calls a plugin the host does not know."""
+    name_was_taken = pm.has_plugin(name)
+    try:
+        pm.register(plugin, name=name)
+    except Exception:
+        if not name_was_taken and pm.has_plugin(name):
+            pm.unregister(name=name)
+        raise
+
+
+def _one_line(error: Exception) -> str:
+    return " ".join(f"{type(error).__name__}: {error}".split())
+
+
+def _check_hooks(pm: pluggy.PluginManager, plugin: Any) -> None:
+    """Each hookimpl names a hook of curate and only that hook's arguments."""
     for attribute in dir(plugin):
-        if pm.parse_hookimpl_opts(plugin, attribute) is not None and attribute not in known:
-            raise AttributeError(f"implements unknown hook '{attribute}'"
-                                 f"{did_you_mean(attribute, REGISTRY_HOOKS)}")
+        options = pm.parse_hookimpl_opts(plugin, attribute)
+        if options is None:
+            continue
+        hook_name = options.get("specname") or attribute
+        spec = getattr(hookspecs, hook_name, None)
+        if not hasattr(spec, "curate_spec"):
+            raise AttributeError(f"implements unknown hook '{hook_name}'"
+                                 f"{did_you_mean(hook_name, REGISTRY_HOOKS)}")
+        _check_arguments(hook_name, getattr(plugin, attribute), spec)
+
+
+def _check_arguments(hook_name: str, function: Any, spec: Any) -> None:
+    """What pluggy would refuse halfway through registering, said in one line."""
+    expected = list(inspect.signature(spec).parameters)
+    for argument in _required_arguments(function):
+        if argument not in expected and argument != "self":
+            raise TypeError(f"{hook_name}({argument}): the hook has no argument '{argument}';"
+                            f" its arguments are ({', '.join(expected)})")
+
+
+def _required_arguments(function: Any) -> list[str]:
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return [name for name, parameter in inspect.signature(function).parameters.items()
+            if parameter.kind in positional and parameter.default is parameter.empty]
 
 
 def _collect_registrations(host: PluginHost) -> None:
     host.registries = _registries()
     for hook_name, kind in REGISTRY_HOOKS.items():
         for impl in getattr(host.pm.hook, hook_name).get_hookimpls():
-            _call_registry_hook(host, impl, hook_name, host.registries[kind])
+            if impl.plugin_name in host.plugins:  # else it failed to load, and says why
+                _call_registry_hook(host, impl, hook_name, host.registries[kind])
 
 
 def _call_registry_hook(host: PluginHost, impl: pluggy.HookImpl, hook_name: str,
@@ -236,9 +289,13 @@ def _call_registry_hook(host: PluginHost, impl: pluggy.HookImpl, hook_name: str,
 
     _trace(f"calling {hook_name} of {impl.plugin_name}")
     try:
-        impl.function(**{arg: register for arg in impl.argnames})
+        returned = impl.function(**{arg: register for arg in impl.argnames})
     except Exception as error:
-        host.failed[impl.plugin_name] = f"{hook_name}: {type(error).__name__}: {error}"
+        host.failed[impl.plugin_name] = f"{hook_name}: {_one_line(error)}"
+        return
+    if returned is not None:
+        host.warnings.append(f"plugin '{impl.plugin_name}': {hook_name} returned a value, which"
+                             f" is ignored; call register(...) instead")
 
 
 _extra_plugins: list[tuple[str, Any]] = []
