@@ -2,11 +2,12 @@
 example keep something to train on after truncation?
 
 Template-level findings (run once, by `curate validate` and by the chat-template step):
-the template has `{% generation %}` markers; every assistant turn ends with a trained
-end-of-turn token; the registry template renders like the tokenizer's own (else a diff); a
-system prompt is not silently dropped. Per example (`ExampleJudge`): the template accepts the
-conversation, it keeps trainable tokens after truncation at `max_length`, and each of its
-assistant turns ends with a trained end-of-turn token.
+the template has `{% generation %}` markers and compiles; it renders curate's probe
+conversations, and in them every assistant turn ends with a trained end-of-turn token; the
+registry template renders like the tokenizer's own (else a diff); a system prompt is not
+silently dropped. Per example (`ExampleJudge`): the template accepts the conversation, it keeps
+trainable tokens after truncation at `max_length`, and each of its assistant turns ends with a
+trained end-of-turn token.
 """
 
 from __future__ import annotations
@@ -49,6 +50,10 @@ def template_findings(tokenizer: Any, selection: Selection,
                                  f" markers, so no token would be trained: name a registered"
                                  f" template (curate templates) or a .jinja file with them in"
                                  f" [model] chat_template")]
+    syntax_error = compile_error(selection.text)
+    if syntax_error:
+        return [Finding("error", f"chat template {_named(selection)} does not compile:"
+                                 f" {syntax_error}; fix the template")]
     findings = [_end_of_turn_finding(tokenizer, selection)]
     findings += _agreement_findings(tokenizer, selection, [*PROBES, *samples])
     findings += _system_prompt_findings(tokenizer, selection)
@@ -61,34 +66,70 @@ def raise_errors(findings: list[Finding]) -> None:
             raise CurateError(finding.message)
 
 
-def end_token_ids(tokenizer: Any, selection: Selection) -> set[int]:
+def compile_error(text: str) -> str:
+    """Where and why the template is not valid Jinja, or "" (compiled as apply_chat_template
+    compiles it, so its `{% generation %}` tag is known)."""
+    from jinja2 import TemplateSyntaxError
+
+    try:
+        from transformers.utils.chat_template_utils import _compile_jinja_template
+    except ImportError:  # a transformers without it: no probe renders, also an error
+        return ""
+    try:
+        _compile_jinja_template(text)
+    except TemplateSyntaxError as error:
+        line = text.splitlines()[error.lineno - 1].strip() if error.lineno else ""
+        shown = line if len(line) <= 60 else line[:59] + "…"
+        return f"{(error.message or '').rstrip('.')} (Jinja line {error.lineno}: {shown!r})"
+    return ""
+
+
+def end_token_ids(tokenizer: Any, end_of_turn: tuple[str, ...], label: str) -> set[int]:
     """The ids an assistant turn may end with: the template's end-of-turn tokens, or, for a
     template that declares none, any special token (as trl's stop-token check does)."""
-    if not selection.end_of_turn:
+    if not end_of_turn:
         return set(tokenizer.all_special_ids) | set(tokenizer.get_added_vocab().values())
-    missing = [t for t in selection.end_of_turn if t not in tokenizer.get_vocab()]
-    if len(missing) == len(selection.end_of_turn):
-        raise CurateError(f"chat template {selection.label} ends turns with"
-                          f" {' or '.join(missing)}, which the tokenizer does not have: this"
-                          f" template is for another model family; name the right one in"
-                          f" [model] chat_template")
-    return {tokenizer.convert_tokens_to_ids(t) for t in selection.end_of_turn if t not in missing}
+    missing = [t for t in end_of_turn if t not in tokenizer.get_vocab()]
+    if len(missing) == len(end_of_turn):
+        raise CurateError(f"chat template {label} ends turns with {' or '.join(missing)},"
+                          f" which the tokenizer does not have: this template is for another"
+                          f" model family; name the right one in [model] chat_template")
+    return {tokenizer.convert_tokens_to_ids(t) for t in end_of_turn if t not in missing}
+
+
+def untrained_end_message(label: str, problem: str) -> str:
+    return (f"chat template {label}: {problem}: the model would never learn to stop; put the"
+            f" end-of-turn token inside the {{% generation %}} block")
 
 
 def _end_of_turn_finding(tokenizer: Any, selection: Selection) -> Finding:
-    ends = end_token_ids(tokenizer, selection)
+    ends = end_token_ids(tokenizer, selection.end_of_turn, selection.label)
+    refusals = []
     for probe in PROBES:
         try:
             problem = untrained_turn_end(render(tokenizer, selection.text, probe), probe,
                                          tokenizer, ends)
-        except TemplateRefused:
-            continue  # e.g. a template without system role; judged per example instead
+        except TemplateRefused as error:
+            refusals.append(str(error))  # e.g. no system role: judged per example instead
+            continue
         if problem:
-            return Finding("error", f"chat template {selection.label}: {problem}: the model"
-                                    f" would never learn to stop; put the end-of-turn token"
-                                    f" inside the {{% generation %}} block")
+            return Finding("error", untrained_end_message(selection.label, problem))
+    if len(refusals) == len(PROBES):
+        return Finding("error", f"chat template {_named(selection)} renders none of curate's"
+                                f" {len(PROBES)} test conversations (the first fails with:"
+                                f" {refusals[0]}): fix the template")
     names = " or ".join(selection.end_of_turn) or "special token"
     return Finding("ok", f"every assistant turn ends with a trained {names}")
+
+
+def _named(selection: Selection) -> str:
+    """The template's label, with the plugin that registered it for a registered one."""
+    if selection.template is None:
+        return selection.label
+    from curate.pluginmanager import get_host
+
+    entry = get_host().registry("chat template").entries.get(selection.label)
+    return f"{selection.label} (plugin {entry.plugin})" if entry else selection.label
 
 
 def _agreement_findings(tokenizer: Any, selection: Selection,
@@ -134,7 +175,10 @@ def _system_prompt_findings(tokenizer: Any, selection: Selection) -> list[Findin
 
 def untrained_turn_end(example: RenderedExample, messages: list[dict], tokenizer: Any,
                        ends: set[int]) -> str:
-    """Why an assistant turn's end is not trained, or "" when every turn ends right."""
+    """Why an assistant turn's end is not trained, or "" when every turn ends right: the last
+    trained token that is not whitespace is an end-of-turn token (a newline trained after it is
+    harmless: generation stops at the end-of-turn token). The one rule for validate, the
+    chat-template step and the trainer."""
     runs = example.trained_runs()
     turns = sum(1 for message in messages if message["role"] == "assistant")
     if len(runs) < turns:
@@ -186,7 +230,7 @@ class ExampleJudge:
 
     def __init__(self, tokenizer: Any, selection: Selection, max_length: int):
         self.tokenizer, self.selection, self.max_length = tokenizer, selection, max_length
-        self.ends = end_token_ids(tokenizer, selection)
+        self.ends = end_token_ids(tokenizer, selection.end_of_turn, selection.label)
         self.stats = TokenStats()
 
     def judge(self, messages: list[dict]) -> tuple[Reject | None, dict]:

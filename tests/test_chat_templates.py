@@ -8,7 +8,8 @@ import types
 import pytest
 
 from curate import hookimpl
-from curate.chat_templates import ChatTemplate, ModelFacts, Selection, select_template
+from curate.chat_templates import (ChatTemplate, ModelFacts, Selection, render_text,
+                                   select_template)
 from curate.errors import CurateError
 from curate.pluginmanager import build_host
 from curate.plugins.chat_templates import BUILTIN_TEMPLATES
@@ -20,6 +21,14 @@ QWEN = next(t for t in BUILTIN_TEMPLATES if t.name == "qwen2.5")
 CHATML_NO_EOT = ("{% for m in messages %}{{ '<|im_start|>' + m.role + '\\n' }}"
                  "{% if m.role == 'assistant' %}{% generation %}{{ m.content }}{% endgeneration %}"
                  "{% else %}{{ m.content }}{% endif %}{{ '<|im_end|>\\n' }}{% endfor %}")
+
+
+CHATML_LINES = ("{% for m in messages %}\n"
+                "{{ '<|im_start|>' + m.role + '\\n' }}{% if m.role == 'assistant' %}\n"
+                "{% generation %}{{ m.content + '<|im_end|>' }}{% endgeneration %}{% else %}\n"
+                "{{ m.content + '<|im_end|>' }}{% endif %}{{ '\\n' }}\n"
+                "{%- endfor %}")
+"""ChatML on five Jinja lines (trim_blocks and `{%-` keep the line breaks out of the text)."""
 
 
 def qa(prompt, reply):
@@ -231,3 +240,48 @@ def test_a_registered_template_must_be_a_chat_template(curate_plugin):
 
     assert "is not an instance of curate.chat_templates.ChatTemplate" in (
         get_host().failed["loose_plugin"])
+
+
+def register_template(curate_plugin, template, plugin_name):
+    plugin = types.SimpleNamespace(
+        register_chat_templates=hookimpl(lambda register: register(template)))
+    curate_plugin(plugin, name=plugin_name)
+
+
+def test_the_five_line_chatml_passes_every_check(tmp_path):
+    tokenizer = tiny.build_tokenizer(tmp_path / "model", "chatml")
+    selection = Selection(CHATML_LINES, "lines.jinja", "named")
+    assert [finding.level for finding in template_findings(tokenizer, selection)] == ["ok"]
+    assert render_text(tokenizer, CHATML_LINES, qa("Hi", "Hello")["messages"]) == (
+        "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello<|im_end|>\n")
+
+
+@pytest.mark.parametrize("broken,message", [
+    (CHATML_LINES.replace("{%- endfor %}", "{%- endfo %}"),
+     "error: chat template chatml-typo (plugin typo_plugin) does not compile: Encountered"
+     " unknown tag 'endfo'. Jinja was looking for the following tags: 'endfor' or 'else'. The"
+     " innermost block that needs to be closed is 'for' (Jinja line 5: '{%- endfo %}'); fix the"
+     " template\n"),
+    (CHATML_LINES.replace("m.content + '<|im_end|>' }}{% endgeneration",
+                          "m.contnt + '<|im_end|>' }}{% endgeneration"),
+     "error: chat template chatml-typo (plugin typo_plugin) renders none of curate's 2 test"
+     " conversations (the first fails with: 'dict object' has no attribute 'contnt'): fix the"
+     " template\n"),
+], ids=["syntax-error", "fails-on-every-conversation"])
+def test_a_plugin_template_that_cannot_render_fails_validation(curate_plugin, tmp_path, broken,
+                                                               message):
+    tiny.build_tokenizer(tmp_path / "model", "chatml")
+    register_template(curate_plugin, ChatTemplate("chatml-typo", broken, ("<|im_end|>",)),
+                      "typo_plugin")
+    (tmp_path / "recipe.toml").write_text(recipe('chat_template = "chatml-typo"'))
+    (tmp_path / "d.jsonl").write_text(jsonl(qa("Hi", "Hello there")))
+    assert invoke_cli(["validate", str(tmp_path / "recipe.toml")]) == (2, message)
+
+
+def test_a_template_file_that_does_not_compile_stops_the_run(run_recipe, tmp_path):
+    tiny.build_tokenizer(tmp_path / "model", "chatml")
+    result = run_recipe(recipe('chat_template = "typo.jinja"'), args=["-q"],
+                        files={"d.jsonl": jsonl(qa("Hi", "Hello there")),
+                               "typo.jinja": CHATML_LINES.replace("m.role ==", "m.role = ")})
+    assert_clear_error(result, "error: chat template typo.jinja does not compile: ",
+                       "(Jinja line 2: ")

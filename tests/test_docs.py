@@ -60,3 +60,33 @@ def test_python_examples_compile(guide):
     assert blocks
     for block in blocks:
         compile(block, "docs/plugins.md", "exec")
+
+
+def section_example(guide: str, heading: str) -> str:
+    """The first python example after the heading."""
+    section = guide.split(heading, 1)[1]
+    return re.search(r"^```python\n(.*?)^```", section, flags=re.MULTILINE | re.DOTALL)[1]
+
+
+def test_the_chat_template_example_trains_each_answer_and_its_end_of_turn(guide, tmp_path):
+    from curate.chat_templates import Selection, render
+    from curate.template_checks import PROBES, template_findings
+    from curate.train.template import TrainingTemplate, check_stop_token_trained
+    from support import tiny_tokenizers as tiny
+
+    example = {}
+    exec(section_example(guide, "### `register_chat_templates(register)`"), example)
+    registered = []
+    example["register_chat_templates"](registered.append)
+    [template] = registered
+    tokenizer = tiny.build_tokenizer(tmp_path / "model", "chatml", template.original_texts()[0])
+    selection = Selection(template.text(), template.name, "test", template)
+    assert [(f.level, f.message) for f in template_findings(tokenizer, selection)] == [
+        ("ok", "every assistant turn ends with a trained <|im_end|>"),
+        ("ok", "renders like the tokenizer's own template on 2 conversations")]
+    check_stop_token_trained(tokenizer, TrainingTemplate(
+        template.text(), template.name, "test", template.end_of_turn), PROBES[0])
+    rendered = render(tokenizer, template.text(), PROBES[0])
+    assert [tokenizer.decode(rendered.input_ids[start:end])
+            for start, end in rendered.trained_runs()] == ["It is four.<|im_end|>",
+                                                           "Six.<|im_end|>"]

@@ -3,7 +3,8 @@
 family template the model matches, or the tokenizer's own).
 
 The chosen template must mark what is trained with `{% generation %}`, and each assistant turn
-must end in a trained end-of-turn token, or the model never learns to stop.
+must end in a trained end-of-turn token, or the model never learns to stop: the rule `curate
+validate` and the chat-template step apply (`curate.template_checks.untrained_turn_end`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ class TrainingTemplate:
     label: str
     how: str
     end_of_turn: tuple[str, ...]
+    """The template's declared end-of-turn tokens; () accepts any special token."""
 
 
 def training_template(model_options: Any, recipe_dir: Path, tokenizer: Any,
@@ -38,23 +40,19 @@ def training_template(model_options: Any, recipe_dir: Path, tokenizer: Any,
         raise CurateError(f"[model]: the chat template ({selection.label}) has no"
                           f" {{% generation %}} markers, so assistant-only loss cannot tell which tokens to train:"
                           f" name a training template with [model] chat_template")
-    end_of_turn = selection.end_of_turn or ((tokenizer.eos_token,) if tokenizer.eos_token else ())
-    return TrainingTemplate(selection.text, selection.label, selection.how, end_of_turn)
+    return TrainingTemplate(selection.text, selection.label, selection.how,
+                            selection.end_of_turn)
 
 
 def check_stop_token_trained(tokenizer: Any, template: TrainingTemplate,
                              messages: list[dict]) -> None:
-    """Every trained stretch of `messages` ends in an end-of-turn token (FIELD_NOTES: a stop
-    token never trained makes a model that never stops, while the loss looks healthy)."""
+    """Every assistant turn of `messages` ends in a trained end-of-turn token (FIELD_NOTES: a
+    stop token never trained makes a model that never stops, while the loss looks healthy)."""
     from curate.chat_templates import render
+    from curate.template_checks import end_token_ids, untrained_end_message, untrained_turn_end
 
+    ends = end_token_ids(tokenizer, template.end_of_turn, template.label)
     example = render(tokenizer, template.text, messages)
-    stops = {tokenizer.convert_tokens_to_ids(token) for token in template.end_of_turn}
-    for start, end in example.trained_runs():
-        if example.input_ids[end - 1] not in stops:
-            last = tokenizer.convert_ids_to_tokens(example.input_ids[end - 1])
-            raise CurateError(f"[model]: the chat template ({template.label}) trains assistant"
-                              f" turns that end in {last!r}, not in an end-of-turn token"
-                              f" ({', '.join(template.end_of_turn) or 'none known'}): the model"
-                              f" would never learn to stop; put the end-of-turn token inside"
-                              f" {{% generation %}}")
+    problem = untrained_turn_end(example, messages, tokenizer, ends)
+    if problem:
+        raise CurateError(f"[model]: {untrained_end_message(template.label, problem)}")
