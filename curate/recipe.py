@@ -132,6 +132,10 @@ def load_recipe(path: str | Path, host: PluginHost) -> Recipe:
     _check_unique(evals, "evals", where)
     if evals and train is None:
         raise RecipeError(where, "evals", "evaluations need a model: add a [train] section")
+    if train is not None and not model.path:
+        raise RecipeError(where, "model.path", "[train] fine-tunes a base model and [model]"
+                          " names none: add [model] path = \"MODEL\" (a local folder or a hub"
+                          " id)")
     digest = hashlib.sha256(file.read_bytes()).hexdigest()
     return Recipe(file.resolve(), digest, run, model, sources, stages, split, train, evals)
 

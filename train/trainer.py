@@ -5,7 +5,6 @@ starts, never when curate starts."""
 from __future__ import annotations
 
 from curate import hookimpl
-from curate.errors import RecipeError
 from curate.train.advisor import advise, facts_from_recipe
 from curate.train.options import QLoRAOptions, check_qlora_options
 from curate.training import TrainContext, Trainer
@@ -22,11 +21,6 @@ class QLoRATrainer(Trainer):
 
     @classmethod
     def advice(cls, options: QLoRAOptions, recipe) -> list[str]:
-        if not recipe.model.path:
-            # the one check of [train] that needs the recipe; validate calls advice for it
-            raise RecipeError(str(recipe.file), "model.path", "[train] fine-tunes a base model"
-                              " and [model] names none: add [model] path = \"MODEL\" (a local"
-                              " folder or a hub id)")
         return advise(options, facts_from_recipe(recipe))
 
     def train(self, options: QLoRAOptions, context: TrainContext) -> dict:
