@@ -285,3 +285,4 @@ def test_a_template_file_that_does_not_compile_stops_the_run(run_recipe, tmp_pat
                                "typo.jinja": CHATML_LINES.replace("m.role ==", "m.role = ")})
     assert_clear_error(result, "error: chat template typo.jinja does not compile: ",
                        "(Jinja line 2: ")
+    assert not (result.run_dir / "stages").exists()  # refused before the first step

@@ -48,9 +48,11 @@ def run(recipe: Path, run_dir: Path | None, force: bool, until: str | None, quie
     from curate.run_manifest import check_default_folder_is_free
     from curate.runner import Runner, RunSettings
     from curate.runstore import RunFolder
+    from curate.template_report import check_template_before_run
 
     host = get_host()
     loaded = load_recipe(recipe, host)
+    check_template_before_run(loaded, host)
     console = Console(quiet=quiet, verbose=verbose)
     settings = RunSettings(run_dir or loaded.default_run_dir(), force=force, until=until)
     if not run_dir and not loaded.run.dir:
