@@ -75,6 +75,11 @@ class DedupeStage(Stage):
         self._buffer: list[Record] | None = [] if self.context.reread is None else None
         duplicate_of, similarity = self.cluster(self._batches(records, facts), facts)
         yield from self._verdicts(facts, duplicate_of, similarity)
+        if self.options.keep == "score" and len(facts) and not facts.scored:
+            self.context.log(f"warning: {self.context.name}: keep = \"score\", but no record has"
+                             f" a numeric meta.{self.options.score_key}, so each cluster kept its"
+                             f" first copy: sources put no data column in meta; a stage plugin"
+                             f" before this one must set it")
 
     def cluster(self, batches, facts):
         """(duplicate_of, similarity) per record, duplicate_of -1 for a kept record."""
@@ -109,26 +114,32 @@ class DedupeStage(Stage):
             count += 1
             target = int(duplicate_of[index])
             yield record if target < 0 else self._rejection(
-                record, facts.ids[target], float(similarity[index]), int(sizes[target]))
+                record, facts, target, float(similarity[index]), int(sizes[target]))
         if count != len(facts):
             raise RuntimeError(f"stage '{self.context.name}': read {len(facts)} records, then"
                                f" {count} on the second pass")
 
-    def _rejection(self, record: Record, survivor: str, similarity: float, size: int):
-        evidence = {"duplicate_of": survivor, "similarity": similarity, "method": self.method,
-                    "cluster_size": size, "compare": self.options.compare,
-                    "keep": self.options.keep}
-        return Rejection(record, self.reason, self.detail(survivor, similarity, size),
-                         evidence=evidence)
+    def _rejection(self, record: Record, facts, target: int, similarity: float, size: int):
+        # Exact copies share their id, so the survivor's place is what tells it apart.
+        survivor, place = facts.ids[target], facts.places[target]
+        evidence = {"duplicate_of": survivor, "duplicate_of_from": place,
+                    "similarity": similarity, "method": self.method, "cluster_size": size,
+                    "compare": self.options.compare, "keep": self.options.keep}
+        named = f"{survivor} from {place}" if place else survivor
+        detail = self.detail(named, similarity, size, self.kept_by(facts.has_score(target)))
+        return Rejection(record, self.reason, detail, evidence=evidence)
 
-    def detail(self, survivor: str, similarity: float, size: int) -> str:
+    def detail(self, survivor: str, similarity: float, size: int, kept_by: str) -> str:
         raise NotImplementedError
 
-    def kept_by(self) -> str:
-        policy = self.options.keep
+    def kept_by(self, survivor_scored: bool) -> str:
+        key = self.options.score_key
+        if self.options.keep == "score" and not survivor_scored:
+            # The survivor ranks first: with no score, no copy of it has one.
+            return f"the first: no copy has a numeric meta.{key}"
         return {"first": "the first", "longest": "the longest response",
-                "score": f"the highest {self.options.score_key}",
-                "human-first": "by origin, human first"}[policy]
+                "score": f"the highest meta.{key}",
+                "human-first": "by origin, human first"}[self.options.keep]
 
 
 class ExactDedupe(DedupeStage):
@@ -137,7 +148,7 @@ class ExactDedupe(DedupeStage):
 
     name = "exact-dedupe"
     Options = ExactDedupeOptions
-    version = "1"
+    version = "2"
     reason = "exact-duplicate"
     method = "exact"
 
@@ -152,10 +163,10 @@ class ExactDedupe(DedupeStage):
         groups = group_by_key(keys, np.ones(len(keys), dtype=bool))
         return choose_survivors(groups, facts.ranks(self.options.keep))
 
-    def detail(self, survivor, similarity, size):
+    def detail(self, survivor, similarity, size, kept_by):
         return (f"exact duplicate of {survivor}: same {COMPARED[self.options.compare]} after"
                 f" normalising Unicode (NFKC), case, whitespace and punctuation; {size} copies,"
-                f" kept {self.kept_by()}")
+                f" kept {kept_by}")
 
 
 class NearDedupe(DedupeStage):
@@ -163,7 +174,7 @@ class NearDedupe(DedupeStage):
 
     name = "near-dedupe"
     Options = NearDedupeOptions
-    version = "1"
+    version = "2"
     reason = "near-duplicate"
     method = "minhash"
 
@@ -227,11 +238,11 @@ class NearDedupe(DedupeStage):
             return minhash.redis_candidates(signatures[members], bands, rows, redis)
         return minhash.band_candidates(signatures, members, bands, rows)
 
-    def detail(self, survivor, similarity, size):
+    def detail(self, survivor, similarity, size, kept_by):
         options = self.options
         return (f"near duplicate of {survivor} (Jaccard {similarity:.3f} >= {options.threshold:g},"
                 f" {COMPARED[options.compare]} {options.shingle} {options.shingle_size}-shingles);"
-                f" cluster of {size}, kept {self.kept_by()}")
+                f" cluster of {size}, kept {kept_by}")
 
     def _redis(self) -> dict | None:
         """redis.Redis arguments for storage = 'redis', once the server answers."""

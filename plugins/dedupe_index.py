@@ -24,12 +24,16 @@ VERIFY_BATCH = 256
 
 
 class RecordFacts:
-    """The little kept per record between passes: id, response length, origin, score."""
+    """The little kept per record between passes: id, response length, origin, score, and
+    where it was read from (meta.from), to name a survivor's place."""
 
     def __init__(self, score_key: str):
         self.score_key = score_key
         self.ids: list[str] = []
         self.lengths, self.origins, self.scores = array("q"), array("b"), array("d")
+        self.places = PackedStrings()
+        self.scored = 0
+        """How many records have a real score."""
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -38,7 +42,14 @@ class RecordFacts:
         self.ids.append(record.id)
         self.lengths.append(len(record.response))
         self.origins.append(ORIGIN_ORDER.get(record.origin, len(ORIGIN_ORDER)))
-        self.scores.append(_score(record.meta.get(self.score_key)))
+        score = _score(record.meta.get(self.score_key))
+        self.scores.append(score)
+        self.scored += score > -math.inf
+        place = record.meta.get("from")
+        self.places.append(str(place) if place else "")
+
+    def has_score(self, index: int) -> bool:
+        return self.scores[index] > -math.inf
 
     def ranks(self, policy: str) -> np.ndarray:
         """Each record's place in the survivor order of `policy` (0 survives first); ties go
@@ -49,6 +60,21 @@ class RecordFacts:
         ranks = np.empty(len(index), dtype=np.int64)
         ranks[np.lexsort((index, primary[policy]))] = index
         return ranks
+
+
+class PackedStrings:
+    """Short strings in one buffer: a few bytes each rather than a Python object each."""
+
+    def __init__(self):
+        self.data = bytearray()
+        self.ends = array("q", [0])
+
+    def append(self, text: str) -> None:
+        self.data += text.encode("utf-8", "surrogatepass")
+        self.ends.append(len(self.data))
+
+    def __getitem__(self, index: int) -> str:
+        return self.data[self.ends[index]:self.ends[index + 1]].decode("utf-8", "surrogatepass")
 
 
 def _score(value: object) -> float:

@@ -193,8 +193,8 @@ def test_malformed_lines_are_rejected_with_line_and_reason(run_recipe):
     data = alpaca_lines(10) + '{"instruction": "cut off\n' + alpaca_lines(9, start=10)
     result = run_recipe(recipe(source_table("qa", "qa.jsonl")), files={"qa.jsonl": data})
     manifest = assert_complete(result)
-    assert result.rejections("read") == [("malformed-json", "qa.jsonl:11: Invalid control"
-                                                            " character at column 25")]
+    assert result.rejections("read") == [("malformed-json", "qa.jsonl:11: Unterminated"
+                                                            " string starting at column 17")]
     assert manifest["sources"][0] == {"name": "qa", "use": "jsonl", "rows": 20, "records": 19,
                                       "rejected": 1, "unreadable": 1}
     assert manifest["final"]["input"] == 20

@@ -14,8 +14,8 @@ from curate.errors import CurateError
 
 @dataclass(frozen=True)
 class Answer:
-    """What the model said to one request. `time` is when it first answered (ISO 8601, UTC):
-    it comes from the cache on a rerun, so outputs do not change between reruns."""
+    """What the model said to one request. `time` is when it first answered (ISO 8601, UTC),
+    kept in the cache only: in a record it would make every fresh run's output differ."""
 
     content: str
     finish_reason: str

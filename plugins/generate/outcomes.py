@@ -70,12 +70,14 @@ class OutcomeBuilder:
                                    "attempts": len(exchange.attempts)})
 
     def _provenance(self, exchange: Exchange) -> dict:
+        """Where a record came from. Not when: the answer's time stays in the response cache,
+        so two fresh runs against a deterministic server write byte-identical records."""
         answer, planned = exchange.answer, exchange.planned
         provenance = {"model": self.options.model, "strategy": self.strategy.name,
                       "prompt_hash": hashlib.sha256(dumps(planned.messages).encode())
                       .hexdigest()[:16],
-                      "seeds": list(planned.request.seeds), "time": answer.time,
-                      "request_key": planned.key, "attempts": len(exchange.attempts)}
+                      "seeds": list(planned.request.seeds), "request_key": planned.key,
+                      "attempts": len(exchange.attempts)}
         if answer.model and answer.model != self.options.model:
             provenance["served_model"] = answer.model
         return provenance

@@ -41,7 +41,7 @@ class GenerateOptions(EndpointOptions):
 class GenerateStage(Stage):
     name = "generate"
     Options = GenerateOptions
-    version = "2"
+    version = "3"
     adds_origin = "generated"
 
     @classmethod

@@ -1,16 +1,21 @@
 """Local file sources: jsonl, json, csv and parquet, with glob patterns for many files.
 
 Unreadable rows (malformed JSON, invalid UTF-8, a row that is not an object) are yielded as
-`BadRow` with their file and line, so the run goes on and reports each one.
+`BadRow` with their file and line, so the run goes on and reports each one. A file broken from
+some row to its end (a CSV quote never closed, damaged gzip data) stops the run instead, naming
+the file and line. jsonl, json and csv files compressed with gzip are read as they are.
 """
 
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import json
 import sys
+import zlib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,8 +44,9 @@ class FileSource(Source):
 
     def rows(self, options, context: SourceContext) -> Iterator[Row | BadRow]:
         for path in resolve_paths(options.path, context):
-            with naming(path):
-                yield from self.read_file(path, context.display(path), options)
+            shown = context.display(path)
+            with naming(path), gzip_errors(shown):
+                yield from self.read_file(path, shown, options)
 
     def read_file(self, path: Path, shown: str, options) -> Iterator[Row | BadRow]:
         raise NotImplementedError
@@ -50,12 +56,16 @@ class JsonlSource(FileSource):
     """One JSON object per line; blank lines are skipped."""
 
     name = "jsonl"
+    version = "2"
 
-    def estimate_rows(self, options, context: SourceContext) -> int:
-        return sum(count_lines(path) for path in resolve_paths(options.path, context))
+    def estimate_rows(self, options, context: SourceContext) -> int | None:
+        paths = resolve_paths(options.path, context)
+        if any(is_gzip(path) for path in paths):
+            return None  # counting would decompress the file twice
+        return sum(count_lines(path) for path in paths)
 
     def read_file(self, path: Path, shown: str, options) -> Iterator[Row | BadRow]:
-        with open(path, "rb") as handle:
+        with open_data(path, shown) as handle:
             for number, raw in enumerate(handle, start=1):
                 if number == 1:
                     raw = raw.removeprefix(UTF8_BOM)
@@ -66,6 +76,45 @@ class JsonlSource(FileSource):
 UTF8_BOM = b"\xef\xbb\xbf"
 """Editors on Windows start UTF-8 files with it; it is not part of the data."""
 
+GZIP_MAGIC = b"\x1f\x8b"
+OTHER_COMPRESSIONS = {b"PK\x03\x04": "zip", b"BZh": "bzip2", b"\xfd7zXZ\x00": "xz",
+                      b"\x28\xb5\x2f\xfd": "zstd"}
+"""What a file's first bytes say it was compressed with; read as text, it is all invalid UTF-8."""
+
+
+def is_gzip(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        return handle.read(len(GZIP_MAGIC)) == GZIP_MAGIC
+
+
+def open_data(path: Path, shown: str):
+    """The file for reading bytes, decompressed when its first bytes say it is gzip (whatever
+    its name); CurateError for other compressed files, which would read as invalid UTF-8."""
+    with open(path, "rb") as handle:
+        start = handle.read(8)
+    if start.startswith(GZIP_MAGIC):
+        return gzip.open(path, "rb")
+    for magic, kind in OTHER_COMPRESSIONS.items():
+        if start.startswith(magic):
+            raise CurateError(f"{shown}: the file is {kind}-compressed: decompress it first"
+                              f" (gzip files are read as they are)")
+    return open(path, "rb")
+
+
+def read_data(path: Path, shown: str) -> bytes:
+    with open_data(path, shown) as handle:
+        return handle.read()
+
+
+@contextmanager
+def gzip_errors(shown: str) -> Iterator[None]:
+    """Damaged gzip data as one line naming the file, not a traceback."""
+    try:
+        yield
+    except (EOFError, zlib.error, gzip.BadGzipFile) as error:
+        raise CurateError(f"{shown}: damaged gzip data ({error}): compress or download the file"
+                          f" again") from None
+
 
 def count_lines(path: Path) -> int:
     with open(path, "rb") as handle:
@@ -73,6 +122,9 @@ def count_lines(path: Path) -> int:
 
 
 def parse_json_line(raw: bytes, location: str) -> Row | BadRow:
+    # Without its line end, a line cut off inside a string is "Unterminated string", not an
+    # "Invalid control character" (the newline) at its end.
+    raw = raw.rstrip(b"\r\n")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -83,13 +135,26 @@ def parse_json_line(raw: bytes, location: str) -> Row | BadRow:
     except json.JSONDecodeError as error:
         # Some messages end in " at" because json puts the position after them.
         message = error.msg.removesuffix(" at")
-        return BadRow(location, "malformed-json", f"{message} at column {error.colno}", text)
+        return BadRow(location, "malformed-json", f"{message} at column {error.colno}"
+                      f"{extra_data_hint(error)}", text)
     except RecursionError:
         return BadRow(location, "malformed-json", "nested too deeply to parse", text[:2000])
     if not isinstance(data, dict):
         return BadRow(location, "not-an-object", f"expected a JSON object, found"
                       f" {type(data).__name__}", text)
     return Row(data, location)
+
+
+def extra_data_hint(error: json.JSONDecodeError) -> str:
+    """Why a line goes on after its object: lines ended by a lone carriage return, or objects
+    written back to back."""
+    if error.msg != "Extra data":
+        return ""
+    # A JSON string cannot hold a raw carriage return: one before the error separates lines.
+    if "\r" in error.doc[:error.pos]:
+        return (": the file's lines end in a lone carriage return (\\r), not a newline (\\n):"
+                " convert its line ends")
+    return ": a second JSON value starts there: put one object on each line"
 
 
 @dataclass
@@ -116,7 +181,7 @@ class JsonSource(FileSource):
 
 
 def load_json_rows(path: Path, shown: str, field: str | None) -> list:
-    raw = path.read_bytes()
+    raw = read_data(path, shown)
     try:
         data = json.loads(raw.decode("utf-8-sig"))
     except UnicodeDecodeError as error:
@@ -157,6 +222,7 @@ class CsvSource(FileSource):
 
     name = "csv"
     Options = CsvOptions
+    version = "2"
 
     def check(self, options, context: SourceContext) -> None:
         if len(options.delimiter) != 1:
@@ -165,24 +231,73 @@ class CsvSource(FileSource):
 
     def read_file(self, path: Path, shown: str, options) -> Iterator[Row | BadRow]:
         # Invalid bytes survive decoding as surrogates, so one bad row does not stop the file.
-        text = path.read_bytes().decode("utf-8-sig", "surrogateescape")
+        text = read_data(path, shown).decode("utf-8-sig", "surrogateescape")
         # The default limit (128 KiB per field) is smaller than some long responses.
         csv.field_size_limit(MAX_CSV_FIELD)
-        reader = csv.reader(io.StringIO(text, newline=""), delimiter=options.delimiter)
+        stream = io.StringIO(text, newline="")
+        reader = csv.reader(stream, delimiter=options.delimiter)
         header = read_csv_header(reader, shown)
-        while True:
-            start = reader.line_num + 1
-            try:
-                fields = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as error:
-                raise CurateError(f"{shown}:{reader.line_num}: unreadable CSV: {error}") from None
-            if fields:
-                yield check_csv_row(header, fields, f"{shown}:{start}", options.delimiter)
+        if reader.line_num > 1 and runs_unclosed_to_the_end(text, 0, stream, options.delimiter):
+            raise unclosed_quote_error(f"{shown}:1", reader.line_num - 1)
+        for start, offset, fields in _csv_rows(reader, stream, shown):
+            location = f"{shown}:{start}"
+            if runs_unclosed_to_the_end(text, offset, stream, options.delimiter):
+                yield unclosed_quote(location, reader.line_num - start, fields, options.delimiter)
+            elif fields:
+                yield check_csv_row(header, fields, location, options.delimiter)
+
+
+def _csv_rows(reader, stream: io.StringIO, shown: str) -> Iterator[tuple[int, int, list[str]]]:
+    """(the line it starts on, its offset in the text, its fields) of each row after the
+    header."""
+    while True:
+        start, offset = reader.line_num + 1, stream.tell()
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:
+            raise CurateError(f"{shown}:{reader.line_num}: unreadable CSV: {error}") from None
+        yield start, offset, fields
 
 
 MAX_CSV_FIELD = min(sys.maxsize, 2**31 - 1)
+UNCLOSED = "unexpected end of data"
+"""What the strict csv reader says about a quoted field still open at the end of the file."""
+
+
+def runs_unclosed_to_the_end(text: str, offset: int, stream: io.StringIO,
+                             delimiter: str) -> bool:
+    """True when the row just read from `offset` ran to the end of the file because a quoted
+    field in it is never closed. The lenient csv reader (the default, which reads `"a"b` as
+    `ab`) says nothing of it, and puts every later row inside that field."""
+    return stream.tell() == len(text) and _never_closed(text[offset:], delimiter)
+
+
+def unclosed_quote(location: str, lines_after: int, fields: list[str],
+                   delimiter: str) -> BadRow:
+    """A rejection when the field never closed is on the last line; CurateError when it took
+    in later lines, which can no longer be told apart."""
+    if lines_after:
+        raise unclosed_quote_error(location, lines_after)
+    return BadRow(location, "unclosed-quote", "a quoted field opened here is never closed:"
+                  " close the quote", _csv_text(fields, delimiter))
+
+
+def unclosed_quote_error(location: str, lines_after: int) -> CurateError:
+    taken = "the line" if lines_after == 1 else f"the {lines_after} lines"
+    return CurateError(f"{location}: a quoted field opened here is never closed: it runs to the"
+                       f" end of the file, taking in {taken} after it: close the quote (a"
+                       f' quote inside a quoted field is written twice: "")')
+
+
+def _never_closed(rest: str, delimiter: str) -> bool:
+    try:
+        for _ in csv.reader(io.StringIO(rest, newline=""), delimiter=delimiter, strict=True):
+            pass
+    except csv.Error as error:
+        return str(error) == UNCLOSED
+    return False
 
 
 def read_csv_header(reader, shown: str) -> list[str]:

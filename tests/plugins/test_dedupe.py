@@ -50,7 +50,8 @@ def test_exact_duplicates_by_compare_mode(run_recipe, compare, expected):
         assert r["reason"] == "exact-duplicate"
         assert r["evidence"]["method"] == "exact" and r["evidence"]["similarity"] == 1.0
         assert r["evidence"]["cluster_size"] == len(expected) + 1
-        assert r["detail"].startswith(f"exact duplicate of {ids[1]}: same ")
+        assert r["detail"].startswith(f"exact duplicate of {ids[1]} from data.jsonl:1: same ")
+        assert r["evidence"]["duplicate_of_from"] == "data.jsonl:1"
         assert f"{len(expected) + 1} copies, kept the first" in r["detail"]
 
 
@@ -84,12 +85,13 @@ def test_near_duplicates_are_found_and_verified(run_recipe):
         similarity = reference_jaccard(rows[line - 31], rows[line - 1])
         assert 0.8 <= similarity < 1
         assert r["reason"] == "near-duplicate"
-        assert r["evidence"] == {"duplicate_of": ids[line - 30], "similarity": similarity,
-                                 "method": "minhash", "cluster_size": 2, "compare": "both",
-                                 "keep": "first"}
-        assert r["detail"] == (f"near duplicate of {ids[line - 30]} (Jaccard {similarity:.3f}"
-                               f" >= 0.8, prompt+response word 5-shingles); cluster of 2, kept"
-                               f" the first")
+        assert r["evidence"] == {"duplicate_of": ids[line - 30],
+                                 "duplicate_of_from": f"data.jsonl:{line - 30}",
+                                 "similarity": similarity, "method": "minhash",
+                                 "cluster_size": 2, "compare": "both", "keep": "first"}
+        assert r["detail"] == (f"near duplicate of {ids[line - 30]} from data.jsonl:{line - 30}"
+                               f" (Jaccard {similarity:.3f} >= 0.8, prompt+response word"
+                               f" 5-shingles); cluster of 2, kept the first")
 
 
 def test_a_pair_under_the_threshold_is_kept(run_recipe):
@@ -183,7 +185,7 @@ POLICY_SOURCES = {
 @pytest.mark.parametrize("stage", ["exact-dedupe", "near-dedupe"])
 @pytest.mark.parametrize("keep, survivor, kept_by", [
     ("first", "gen.jsonl:1", "the first"), ("longest", "old.jsonl:1", "the longest response"),
-    ("score", "gen.jsonl:2", "the highest quality_score"),
+    ("score", "gen.jsonl:2", "the highest meta.quality_score"),
     ("human-first", "human.jsonl:1", "by origin, human first")])
 def test_survivor_policies(run_recipe, curate_plugin, stage, keep, survivor, kept_by):
     curate_plugin(ScorePlugin(), name="scores")
@@ -200,7 +202,46 @@ def test_survivor_policies(run_recipe, curate_plugin, stage, keep, survivor, kep
     for rejected in result.rejected(stage):
         evidence = json.loads(rejected["evidence"])
         assert evidence["duplicate_of"] == ids[survivor] and evidence["cluster_size"] == 4
+        assert evidence["duplicate_of_from"] == survivor
+        assert f" from {survivor}" in rejected["detail"]
         assert rejected["detail"].endswith(f"kept {kept_by}")
+    assert "no record has a numeric meta" not in result.output
+
+
+@pytest.mark.parametrize("stage", ["exact-dedupe", "near-dedupe"])
+def test_keep_score_without_scores_says_it_kept_the_first(run_recipe, stage):
+    """A quality_score column stays in the data: no source puts it in meta."""
+    rows = [{**row("What is 2+2?", "four"), "quality_score": 0.1},
+            {**row("What is 2+2?", "Four."), "quality_score": 0.9}]
+    result = run_stage(run_recipe, rows, stage, 'keep = "score"')
+    [rejected] = rejected_lines(result, stage).values()
+    assert rejected["location"] == "data.jsonl:2"
+    assert rejected["detail"].endswith("kept the first: no copy has a numeric meta.quality_score")
+    assert result.output.count(f'warning: {stage}: keep = "score", but no record has a numeric'
+                               f" meta.quality_score, so each cluster kept its first copy") == 1
+
+
+def test_a_cluster_without_scores_among_scored_ones_says_so(run_recipe, curate_plugin):
+    curate_plugin(ScorePlugin(), name="scores")
+    rows = [row("What is 2+2?", "four", "score 0.1"), row("What is 2+2?", "Four.", "score 0.9"),
+            row("Capital of France?", "Paris", "none"), row("Capital of France?", "paris.", "none")]
+    text = recipe("exact-dedupe", 'keep = "score"',
+                  before='[[stages]]\nuse = "score-from-system"\n')
+    result = run_recipe(text, {"data.jsonl": jsonl(*rows)})
+    assert result.exit_code == 0, result.output
+    details = {line: r["detail"] for line, r in rejected_lines(result, "exact-dedupe").items()}
+    assert details[1].endswith("kept the highest meta.quality_score")
+    assert details[4].endswith("kept the first: no copy has a numeric meta.quality_score")
+    assert "warning" not in result.output
+
+
+def test_byte_equal_copies_name_where_the_survivor_was_read(run_recipe):
+    """Identical copies share their id: the survivor's place is what tells them apart."""
+    copy = row("What is 2+2?", "Four.")
+    result = run_stage(run_recipe, [row("Other?", "Yes."), copy, copy], "exact-dedupe")
+    [rejected] = rejected_lines(result, "exact-dedupe").values()
+    assert rejected["id"] == rejected["evidence"]["duplicate_of"]
+    assert rejected["detail"].startswith(f"exact duplicate of {rejected['id']} from data.jsonl:2:")
 
 
 def test_ranks_put_missing_and_odd_scores_last():

@@ -1,10 +1,12 @@
 """The file sources (jsonl, json, csv, parquet) read by real runs over real files: rows, their
 locations, glob patterns and lists, paths relative to the recipe, and unreadable input."""
 
+import gzip
 import json
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from curate.testing import (alpaca_row, assert_clear_error, assert_complete, invoke_cli, jsonl,
                             source_table)
@@ -51,6 +53,61 @@ def test_jsonl_of_invalid_utf8_past_max_bad_fraction_stops_the_run(run_recipe):
     result = run_recipe(recipe("jsonl", "data.jsonl"), files={"data.jsonl": data}, args=["-q"])
     assert_clear_error(result, "2 of 2 rows of source 'data' are unreadable",
                        "data.jsonl:1: invalid UTF-8 at byte 20")
+
+
+def test_a_line_cut_off_inside_a_string_says_so(run_recipe):
+    data = jsonl(*map(alpaca_row, range(10))) + '{"instruction": "cut off\n'
+    result = run_recipe(recipe("jsonl", "data.jsonl"), files={"data.jsonl": data})
+    assert_complete(result)
+    assert result.rejections("read") == [("malformed-json", "data.jsonl:11: Unterminated string"
+                                                            " starting at column 17")]
+    assert result.rejected("read")[0]["raw"] == '{"instruction": "cut off'
+
+
+def test_objects_back_to_back_on_a_line_say_to_split_them(run_recipe):
+    data = jsonl(*map(alpaca_row, range(11))).replace("}\n", "}", 1)
+    result = run_recipe(recipe("jsonl", "data.jsonl"), files={"data.jsonl": data})
+    assert_complete(result)
+    [(reason, detail)] = result.rejections("read")
+    assert detail.startswith("data.jsonl:1: Extra data at column ")
+    assert detail.endswith(": a second JSON value starts there: put one object on each line")
+
+
+def test_lines_ended_by_a_lone_carriage_return_say_so(run_recipe):
+    data = jsonl(*map(alpaca_row, range(3))).replace("\n", "\r").encode()
+    result = run_recipe(recipe("jsonl", "data.jsonl"), files={"data.jsonl": data}, args=["-q"])
+    assert_clear_error(result, "data.jsonl:1: Extra data at column ", "the file's lines end in a"
+                               " lone carriage return (\\r), not a newline (\\n): convert its"
+                               " line ends")
+
+
+# compressed files
+
+
+@pytest.mark.parametrize("use, name, text", [
+    ("jsonl", "data.jsonl.gz", jsonl(alpaca_row(0), alpaca_row(1))),
+    ("json", "data.json.gz", json.dumps([alpaca_row(0), alpaca_row(1)])),
+    ("csv", "data.csv.gz", "instruction,output\nSay hi.,A long enough answer 0.\n"
+                           "Again?,A long enough answer 1.\n")])
+def test_gzip_files_are_read_as_they_are(run_recipe, use, name, text):
+    result = run_recipe(recipe(use, name), files={name: gzip.compress(text.encode())})
+    assert_complete(result)
+    assert result.answers() == ["A long enough answer 0.", "A long enough answer 1."]
+
+
+def test_damaged_gzip_data_is_a_clear_error(run_recipe):
+    data = gzip.compress(jsonl(*map(alpaca_row, range(200))).encode())
+    result = run_recipe(recipe("jsonl", "data.jsonl.gz"), files={"data.jsonl.gz": data[:-40]},
+                        args=["-q"])
+    assert_clear_error(result, "data.jsonl.gz: damaged gzip data (", "compress or download the"
+                                                                      " file again")
+
+
+def test_a_file_compressed_otherwise_says_to_decompress_it(run_recipe):
+    data = b"\x28\xb5\x2f\xfd" + bytes(range(200))
+    result = run_recipe(recipe("jsonl", "data.jsonl.zst"), files={"data.jsonl.zst": data},
+                        args=["-q"])
+    assert_clear_error(result, "data.jsonl.zst: the file is zstd-compressed: decompress it first")
 
 
 # json
@@ -144,6 +201,43 @@ def test_csv_quoted_fields_may_span_lines_and_rows_are_located_where_they_start(
     first = result.dataset()[0]["messages"]
     assert first[0]["content"] == "Write a poem,\nin two lines."
     assert first[1]["content"] == 'Roses are red,\n"violets" are blue.'
+
+
+def csv_with_a_quote_never_closed(before: int, after: int) -> str:
+    rows = [f"Question {i}?,Answer {i} is long enough." for i in range(before + after)]
+    return "\n".join(["instruction,output", *rows[:before], '"Unclosed quote?,Answer x.',
+                      *rows[before:]]) + "\n"
+
+
+def test_csv_quote_never_closed_is_a_clear_error_naming_its_line(run_recipe):
+    result = run_recipe(recipe("csv", "c.csv"), files={"c.csv": csv_with_a_quote_never_closed(
+        900, 100)}, args=["-q"])
+    assert_clear_error(result, "c.csv:902: a quoted field opened here is never closed: it runs"
+                               " to the end of the file, taking in the 100 lines after it:"
+                               " close the quote")
+
+
+def test_csv_quote_never_closed_on_the_last_line_rejects_that_row(run_recipe):
+    result = run_recipe(recipe("csv", "c.csv"), files={"c.csv": csv_with_a_quote_never_closed(
+        20, 0)})
+    assert_complete(result)
+    assert result.rejections("read") == [("unclosed-quote", "c.csv:22: a quoted field opened"
+                                                            " here is never closed: close the"
+                                                            " quote")]
+    assert len(result.dataset()) == 20
+
+
+def test_csv_header_with_a_quote_never_closed(run_recipe):
+    result = run_recipe(recipe("csv", "c.csv"), files={"c.csv": '"instruction,output\na,b\n'},
+                        args=["-q"])
+    assert_clear_error(result, "c.csv:1: a quoted field opened here is never closed")
+
+
+def test_csv_last_row_quoted_across_lines_and_lenient_quotes_still_read(run_recipe):
+    data = 'instruction,output\nSay "hi".,"Hello ""there"" x"y\nOne,"Two\nlines."'
+    result = run_recipe(recipe("csv", "data.csv"), files={"data.csv": data})
+    assert_complete(result)
+    assert result.answers() == ['Hello "there" xy', "Two\nlines."]
 
 
 def test_csv_rows_with_the_wrong_number_of_fields_are_rejected(run_recipe):
@@ -351,3 +445,5 @@ def test_jsonl_and_parquet_sources_estimate_their_rows_for_progress(tmp_path):
     assert JsonlSource().estimate_rows(JsonlSource.Options(path="*.jsonl"), context) == 3
     assert ParquetSource().estimate_rows(ParquetSource.Options(path="b.parquet"), context) == 2
     assert CsvSource().estimate_rows(CsvSource.Options(path="b.parquet"), context) is None
+    (tmp_path / "c.jsonl.gz").write_bytes(gzip.compress(b'{"a": 1}\n'))
+    assert JsonlSource().estimate_rows(JsonlSource.Options(path="c.jsonl.gz"), context) is None
