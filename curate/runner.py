@@ -44,7 +44,7 @@ class Runner:
         self.recipe, self.host, self.settings = recipe, host, settings
         self.evals_console = console
         self.console = SilentConsole() if settings.reported else console
-        self.folder = RunFolder(settings.run_dir)
+        self.folder = RunFolder(settings.run_dir, log=self.console.warn)
         self.state = RunState()
         self.planner = StepPlanner(recipe, host, self.folder)
         self.executor = StepExecutor(recipe, host, self.folder, self.console, self.state,
@@ -115,6 +115,7 @@ class Runner:
     def _remove_dataset(self) -> None:
         for name in ("train.jsonl", "eval.jsonl", "general_eval.jsonl"):
             (self.folder.dataset / name).unlink(missing_ok=True)
+        self.folder.remove_temporary_files()
 
 
 def unanswered_warning(count: int) -> str:

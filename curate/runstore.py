@@ -7,7 +7,9 @@
     <dir>/review.sqlite               the review queue, when a recipe has a `review` stage
 
 Every file is written to a temporary name and renamed into place, and a stage folder appears
-only once complete, so a run killed at any moment leaves nothing half-written behind.
+only once complete, so a run killed at any moment leaves nothing half-written in place of a
+result; the next run deletes the temporary files it left, and reruns a cached step whose files
+were damaged since.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -196,11 +198,32 @@ def count_rows(path: Path) -> int:
     return pq.ParquetFile(path).metadata.num_rows
 
 
+def step_damage(folder: Path, summary: dict) -> str:
+    """What is wrong with a finished step's parquet files, judged by their metadata (cheap):
+    missing, unreadable, or holding other row counts than step.json; "" when they are whole."""
+    for kind in ("kept", "rejected", "pending"):
+        path = folder / f"{kind}.parquet"
+        expected = summary.get(kind, 0)
+        if not path.exists():
+            if kind == "pending" and not expected:
+                continue  # an older curate wrote no pending file
+            return f"{path.name} is missing"
+        try:
+            rows = count_rows(path)
+        except (OSError, ValueError, pa.ArrowException):
+            return f"{path.name} is not a readable parquet file"
+        if rows != expected:
+            return f"{path.name} holds {rows:,} rows, step.json says {expected:,}"
+    return ""
+
+
 class RunFolder:
     """One run folder on disk: its steps, its dataset and its manifest."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, log: Callable[[str], None] | None = None):
         self.path = path
+        self.log = log or (lambda message: None)
+        """Where a damaged cached step is reported before it runs again."""
         self.stages = path / "stages"
         self.dataset = path / "dataset"
         self.manifest_file = path / "manifest.json"
@@ -244,12 +267,45 @@ class RunFolder:
         return self.stages / f"{index:02d}-{name}"
 
     def cached_step(self, folder: Path, fingerprint: str) -> dict | None:
-        """The step's saved summary, if it finished with this fingerprint."""
+        """The step's saved summary, if it finished with this fingerprint and its output is
+        whole; a damaged one is reported, and None makes it run again."""
         summary_file = folder / "step.json"
         if not summary_file.exists():
             return None
-        summary = read_json(summary_file)
-        return summary if summary.get("fingerprint") == fingerprint else None
+        try:
+            summary = read_json(summary_file)
+        except (OSError, ValueError) as error:
+            return self._damaged(folder, f"step.json is unreadable: {error}")
+        if not isinstance(summary, dict) or summary.get("fingerprint") != fingerprint:
+            return None
+        damage = step_damage(folder, summary)
+        return self._damaged(folder, damage) if damage else summary
+
+    def _damaged(self, folder: Path, damage: str) -> None:
+        self.log(f"step {folder.name}: its output is damaged ({damage}), running it again")
+        return None
+
+    def in_use(self) -> bool:
+        """True while a curate process holds the folder's lock (a run, an evaluation)."""
+        try:
+            handle = open(self.path / ".lock")
+        except OSError:
+            return False
+        with handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            return False
+
+    def remove_temporary_files(self) -> None:
+        """Delete the half-written dataset and manifest files of a killed run (call it with the
+        folder locked: no other process is writing them then)."""
+        leftovers = [*self.dataset.glob(".*.tmp-*"),
+                     *self.path.glob(f".{self.manifest_file.name}.tmp-*")]
+        for path in leftovers:
+            path.unlink(missing_ok=True)
 
     @contextmanager
     def new_step(self, folder: Path) -> Iterator[Path]:

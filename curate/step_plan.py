@@ -6,6 +6,7 @@ input, the data its sources hold), so a rerun with nothing changed runs nothing.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import curate
@@ -17,7 +18,11 @@ from curate.recipe import PluginSpec, Recipe
 from curate.records import RECORD_ID_SCHEME
 from curate.runstore import RUN_FORMAT, RunFolder, fingerprint
 from curate.sources import SourceContext, file_errors
-from curate.template_step import template_steps
+from curate.template_step import TOKENIZER_FILES, template_steps, tokenizer_digests
+from curate.tokenizer import tokenizer_location
+
+COUNTING_FILES = ("tokenizer.model", "vocab.json", "merges.txt", "added_tokens.json")
+"""Files a slow tokenizer counts with, beyond those the chat-template step digests."""
 
 
 @dataclass
@@ -41,10 +46,8 @@ class StepPlanner:
         steps = [read]
         for index, spec in enumerate(self.stages(), start=1):
             previous = steps[-1].fingerprint
-            model = (options_to_dict(self.recipe.model) if spec.plugin.needs_model(spec.options)
-                     else None)
             step_print = fingerprint(previous, spec.identity, options_to_dict(spec.options),
-                                     self.recipe.run.seed, model,
+                                     self.recipe.run.seed, self._model_fingerprint(spec),
                                      spec.plugin.fingerprint_extra(spec.options),
                                      *self._run_folder_fingerprint(spec),
                                      *self._recipe_fingerprint(spec))
@@ -62,6 +65,22 @@ class StepPlanner:
         if until is not None and until not in names:
             raise CurateError(f"--until {until}: no such step in {self.recipe.file.name}"
                               f" (steps: {', '.join(names)})")
+
+    def _model_fingerprint(self, spec: PluginSpec) -> dict | None:
+        """[model], for a stage that counts tokens with its tokenizer, and the tokenizer files'
+        digests when they are local: a tokenizer swapped in the same folder reruns the stage.
+        A hub id stands for itself (and its revision, when pinned)."""
+        if not spec.plugin.needs_model(spec.options):
+            return None
+        model = options_to_dict(self.recipe.model)
+        if Path(tokenizer_location(self.recipe.model, self.recipe.file.parent)).exists():
+            model["tokenizer_files"] = self._tokenizer_digests
+        return model
+
+    @cached_property
+    def _tokenizer_digests(self) -> list[str]:
+        return tokenizer_digests(self.recipe.model, self.recipe.file.parent,
+                                 TOKENIZER_FILES + COUNTING_FILES)
 
     def _run_folder_fingerprint(self, spec: PluginSpec) -> list:
         # Only stages that read the run folder add a part, so other fingerprints stay as they were.

@@ -65,15 +65,26 @@ def template_fingerprint(options: TemplateStepOptions, registry: Registry) -> li
     """What the step's output depends on beyond its options: the local tokenizer's files and
     every registered template's text (upgrading trl can change a built-in's)."""
     recipe_dir = Path(options.recipe_dir)
-    folders = {Path(tokenizer_location(options, recipe_dir))}
-    if options.path:
-        folders.add(recipe_dir / options.path)
-    files = [_digest(folder / name) for folder in sorted(folders) for name in TOKENIZER_FILES]
+    files = tokenizer_digests(options, recipe_dir)
     chosen = options.chat_template
     if chosen and (recipe_dir / chosen).is_file():
         files.append(_digest(recipe_dir / chosen))
     return [files, [[name, entry.plugin, _template_digest(entry.obj)]
                     for name, entry in sorted(registry.entries.items())]]
+
+
+def tokenizer_digests(model: ModelOptions, recipe_dir: Path,
+                      names: tuple[str, ...] = TOKENIZER_FILES) -> list[str]:
+    """The sha256 of each of `names` in the [model]'s local tokenizer and model folders ("" for
+    a missing file, so a hub id gives only empty ones); of the file itself when [model]
+    tokenizer names a tokenizer.json."""
+    location = Path(tokenizer_location(model, recipe_dir))
+    if location.is_file():
+        return [_digest(location)]
+    folders = {location}
+    if model.path:
+        folders.add(recipe_dir / model.path)
+    return [_digest(folder / name) for folder in sorted(folders) for name in names]
 
 
 def _digest(path: Path) -> str:

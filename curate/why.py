@@ -1,4 +1,5 @@
-"""Where did a record go? Looks an id (or a prefix of one) up in every step of a run folder.
+"""Where did a record go? Looks an id (or a prefix of one), or the input row a record was read
+from, up in every step of a run folder.
 
 A record ends in a step's rejected set, in a step's pending set (waiting in the review queue),
 or in the dataset. A stage that rewrites a record gives it a new id (a reviewer's edit too);
@@ -10,6 +11,7 @@ the step, and the steps it passed start after it.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,6 +48,26 @@ class Finding:
     empty for a record read from a source."""
     review: dict = field(default_factory=dict)
     """A reviewer's decision that let it through: status, reviewer, at, note (meta.review)."""
+    revised_from: str = ""
+    """The id this record's last revision rewrote (meta.revised_from), if a stage rewrote it."""
+
+
+@dataclass(frozen=True)
+class Revision:
+    """A record with id `old` that step `step` rewrote into id `new`; `origin` and `source` tell
+    it from another record that has (or got) the same text, and so the same id."""
+
+    old: str
+    step: str
+    new: str
+    origin: str
+    source: str
+
+    def led_to(self, finding: Finding) -> bool:
+        """Whether `finding` is where this revision went (a later revision was checked when it
+        was followed)."""
+        same_record = (finding.origin, finding.source) == (self.origin, self.source)
+        return same_record and (bool(finding.revisions) or finding.revised_from == self.old)
 
 
 class RunLookup:
@@ -62,11 +84,23 @@ class RunLookup:
         findings = self.rejections(prefix) + self.pending(prefix) + self.kept(prefix)
         if findings:
             return findings
-        for revised_id, step, new_id in self.revisions(prefix):
-            for finding in self.locate(new_id):
-                finding.revisions.insert(0, f"step '{step}' revised {revised_id} into {new_id}")
+        for revision in self.revisions(prefix):
+            for finding in filter(revision.led_to, self.locate(revision.new)):
+                finding.revisions.insert(0, f"step '{revision.step}' revised {revision.old}"
+                                            f" into {revision.new}")
                 findings.append(finding)
         return findings
+
+    def locate_row(self, location: str) -> list[Finding]:
+        """Where the record read from `location` ("data/reviews.jsonl:13", or its end after a
+        "/": "reviews.jsonl:13") went, following it through every id it had."""
+        findings: dict[tuple, Finding] = {}
+        for record_id in self._ids_from(location):
+            for finding in self.locate(record_id):
+                key = (finding.id, finding.place, finding.step, finding.where_from)
+                if same_location(finding.where_from, location) and key not in findings:
+                    findings[key] = finding
+        return list(findings.values())
 
     def rejections(self, prefix: str) -> list[Finding]:
         findings = []
@@ -75,7 +109,8 @@ class RunLookup:
             matches = table.filter(pc.starts_with(table["id"], prefix)).to_pylist()
             findings += [Finding(row["id"], "rejected", row["stage"], row["reason"],
                                  row["detail"], row["source"] or "", row["origin"] or "",
-                                 row["location"] or "") for row in matches]
+                                 row["location"] or "", revised_from=_revised_from(row))
+                         for row in matches]
         return findings
 
     def pending(self, prefix: str) -> list[Finding]:
@@ -89,20 +124,25 @@ class RunLookup:
                        f" --run-dir {self.folder.path}")
             findings += [Finding(row["id"], "pending", name, detail=f"{row['detail']}; review"
                                  f" it with: {command}", source=row["source"], origin=row["origin"],
-                                 where_from=_where_from(row))
+                                 where_from=_where_from(row), revised_from=_revised_from(row))
                          for row in table.filter(pc.starts_with(table["id"], prefix)).to_pylist()]
         return findings
 
     def kept(self, prefix: str) -> list[Finding]:
         origins = self._kept_origins(prefix)
         status = self.manifest.get("status")
-        if status in ("partial", "review"):
-            stopped = ("where the run stopped (--until)" if status == "partial" else
-                       "where the run stopped: records wait for review, so no dataset yet")
-            return [Finding(record_id, "kept", self.step_names[-1], detail=stopped,
-                            source=place["source"], origin=place["origin"],
-                            where_from=place["where_from"], review=place["review"])
-                    for record_id, places in origins.items() for place in places]
+        if status in STOPPED:
+            return self._kept_where_stopped(origins, STOPPED[status])
+        findings = self._in_dataset(prefix, origins)
+        if not findings and status in UNFINISHED:
+            return self._kept_where_stopped(origins, UNFINISHED[status])
+        return findings
+
+    def _kept_where_stopped(self, origins: dict[str, list[dict]], stopped: str) -> list[Finding]:
+        return [Finding(record_id, "kept", self.step_names[-1], detail=stopped, **place)
+                for record_id, places in origins.items() for place in places]
+
+    def _in_dataset(self, prefix: str, origins: dict[str, list[dict]]) -> list[Finding]:
         findings = []
         for split in ("train", "eval", "general_eval"):
             path = self.folder.dataset / f"{split}.jsonl"
@@ -119,21 +159,40 @@ class RunLookup:
                                                 **_next(origins, record["id"])))
         return findings
 
-    def revisions(self, prefix: str) -> list[tuple[str, str, str]]:
-        """(old id, step, new id) for records rewritten from an id with this prefix, by the
-        first step whose output names it (later steps carry the same `meta` on)."""
+    def revisions(self, prefix: str) -> list[Revision]:
+        """The records rewritten from an id with this prefix, by the first step whose output
+        names it (later steps carry the same `meta` on)."""
         for name, step_dir in zip(self.step_names, self.step_dirs):
             found = []
             for kind in ("kept", "rejected"):
-                table = pq.read_table(step_dir / f"{kind}.parquet", columns=["id", "meta"])
+                table = pq.read_table(step_dir / f"{kind}.parquet",
+                                      columns=["id", "meta", "origin", "source"])
                 needle = f'"revised_from":"{prefix}'  # meta is canonical JSON, without spaces
                 hits = table.filter(pc.fill_null(pc.match_substring(table["meta"], needle),
                                                   False)).to_pylist()
-                found += [(json.loads(row["meta"])["revised_from"], name, row["id"])
-                          for row in hits]
+                found += [Revision(_revised_from(row), name, row["id"], row["origin"] or "",
+                                   row["source"] or "") for row in hits]
             if found:
-                return found
+                return list(dict.fromkeys(found))
         return []
+
+    def _ids_from(self, location: str) -> list[str]:
+        """The ids of the records any step read, added or rejected whose input location is
+        `location` (meta.from), in step order: the first is the one the row was read as."""
+        escaped = json.dumps(location, ensure_ascii=False)[1:-1]  # as it appears in meta
+        ids: dict[str, None] = {}
+        for step_dir in self.step_dirs:
+            for kind, column in (("kept", "meta"), ("pending", "meta"),
+                                 ("rejected", "location")):
+                path = step_dir / f"{kind}.parquet"
+                if not path.exists():
+                    continue
+                table = pq.read_table(path, columns=["id", column])
+                hits = table.filter(pc.fill_null(pc.match_substring(table[column], escaped),
+                                                  False)).to_pylist()
+                ids.update((row["id"], None) for row in hits
+                           if same_location(_row_location(row, column), location))
+        return list(ids)
 
     def adding_step(self, record_id: str, origin: str, last: int) -> tuple[int, dict] | None:
         """(position, meta) of the step, at or before position `last`, that added the record,
@@ -180,25 +239,73 @@ class RunLookup:
             origins.setdefault(row["id"], []).append(
                 {"source": row["source"], "origin": row["origin"],
                  "where_from": meta.get("from", ""),
-                 "review": review if isinstance(review, dict) else {}})
+                 "review": review if isinstance(review, dict) else {},
+                 "revised_from": meta.get("revised_from", "")})
         return origins
 
 
-def locate(run_dir: Path, prefix: str) -> list[Finding]:
-    if len(prefix) < MIN_PREFIX:
-        raise CurateError(f"record id '{prefix}' is too short: give at least {MIN_PREFIX}"
+STOPPED = {"partial": "where the run stopped (--until)",
+           "review": "where the run stopped: records wait for review, so no dataset yet"}
+"""Statuses of a run that stopped on purpose before the dataset, and what a kept record says."""
+
+UNFINISHED = {
+    "interrupted": "where the last run was interrupted or killed, before its dataset was"
+                   " written: run the recipe again to finish it",
+    "failed": "where the last run failed, before its dataset was written: fix it and run the"
+              " recipe again",
+}
+"""Statuses of a run that ended before its end, and what a record kept so far says."""
+
+
+def locate(run_dir: Path, wanted: str) -> list[Finding]:
+    """Where the record went whose id starts with `wanted`, or that was read from the input
+    location `wanted` (as in meta.from: "data.jsonl:3", "data.json[3]", "train.parquet row 7";
+    anything but hex digits, which a record id is made of)."""
+    by_location = not re.fullmatch("[0-9a-fA-F]+", wanted)
+    if not by_location and len(wanted) < MIN_PREFIX:
+        raise CurateError(f"record id '{wanted}' is too short: give at least {MIN_PREFIX}"
                           f" characters")
     lookup = RunLookup(run_dir)
     try:
-        findings = lookup.locate(prefix)
+        findings = lookup.locate_row(wanted) if by_location else lookup.locate(wanted)
     except (OSError, ValueError) as error:  # pyarrow raises ArrowInvalid, a ValueError
         raise CurateError(f"{run_dir}: the run folder is damaged ({error}): run the recipe"
                           f" again to rebuild it") from None
     if not findings:
-        raise CurateError(f"no record whose id starts with '{prefix}' in {run_dir}")
+        raise CurateError(_nothing_found(run_dir, wanted, by_location, lookup.manifest))
     for finding in findings:
         trace(lookup, finding)
     return findings
+
+
+def _nothing_found(run_dir: Path, wanted: str, by_location: bool, manifest: dict) -> str:
+    if not by_location:
+        return f"no record whose id starts with '{wanted}' in {run_dir}{_unfinished(manifest)}"
+    hint = (_unfinished(manifest) or ": give an input row as `curate why` shows it after"
+                                     " \"from\" (data/reviews.jsonl:13), or a record id")
+    return f"no record read from '{wanted}' in {run_dir}{hint}"
+
+
+def _unfinished(manifest: dict) -> str:
+    """Why a run folder may not hold a record yet: its last run did not finish."""
+    status, steps = manifest.get("status"), manifest.get("steps") or []
+    after = f" after step '{steps[-1]['name']}'" if steps else " before its first step finished"
+    if status == "interrupted" and manifest.get("killed"):
+        # A killed run never wrote which steps it finished.
+        return ": its last run was killed before it finished: run the recipe again to finish it"
+    if status == "interrupted":
+        return f": its last run was interrupted{after}: run the recipe again to finish it"
+    if status == "failed":
+        return (f": its last run failed{after} ({manifest.get('error', 'no error recorded')}):"
+                f" fix it and run the recipe again")
+    if status == "running":
+        return ": a run is going on in this folder now: ask again when it has finished"
+    return ""
+
+
+def same_location(found: str, asked: str) -> bool:
+    """`asked` names the input location `found`, in full or by its end after a "/"."""
+    return bool(found) and (found == asked or found.endswith(f"/{asked}"))
 
 
 def trace(lookup: RunLookup, finding: Finding) -> None:
@@ -235,6 +342,10 @@ def read_manifest(run_dir: Path) -> dict:
                           f" again to rebuild it") from None
     if not isinstance(manifest, dict):
         raise CurateError(f"{run_dir}: manifest.json is not a curate manifest")
+    if manifest.get("status") == "running" and not RunFolder(run_dir).in_use():
+        # The run writes "running" first and its end status last; with no process holding the
+        # folder's lock, it was killed (SIGKILL, power loss) before it could.
+        manifest.update(status="interrupted", killed=True)
     return manifest
 
 
@@ -246,7 +357,16 @@ def _where_from(row: dict) -> str:
     return json.loads(row["meta"]).get("from", "")
 
 
+def _revised_from(row: dict) -> str:
+    return json.loads(row["meta"] or "{}").get("revised_from", "")
+
+
+def _row_location(row: dict, column: str) -> str:
+    return (row[column] or "") if column == "location" else _where_from(row)
+
+
 def _next(origins: dict[str, list[dict]], record_id: str) -> dict:
     places = origins.get(record_id)
-    place = places.pop(0) if places else {"where_from": "", "review": {}}
-    return {"where_from": place["where_from"], "review": place["review"]}
+    place = places.pop(0) if places else {"where_from": "", "review": {}, "revised_from": ""}
+    return {"where_from": place["where_from"], "review": place["review"],
+            "revised_from": place["revised_from"]}

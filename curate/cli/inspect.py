@@ -16,21 +16,25 @@ def register_commands(register):
 
 @click.command()
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.argument("record_id")
-def why(run_dir: Path, record_id: str):
+@click.argument("record")
+def why(run_dir: Path, record: str):
     """Say where a record went: the step that rejected it and why, or the dataset file and line.
 
     A record a stage added (a generated or general one) names that step and how it was made.
 
-    RECORD_ID may be a prefix of at least 4 characters; every record it matches is shown.
+    RECORD is a record id, or a prefix of one of at least 4 characters (every record it matches
+    is shown), or the input row it was read from, as `curate why` shows it after "from"
+    (data/reviews.jsonl:13, data.json[3], train.parquet row 7; the file's folder may be left
+    out: reviews.jsonl:13).
 
     \b
-    Example:
+    Examples:
       curate why runs/quickstart 3f9c0a1b
+      curate why runs/quickstart data/reviews.jsonl:13
     """
     from curate.why import locate
 
-    for finding in locate(run_dir, record_id):
+    for finding in locate(run_dir, record):
         origin = f", {finding.origin}" if finding.origin else ""
         came_from = f", from {finding.where_from}" if finding.where_from else ""
         click.echo(f"{finding.id}  (source {finding.source or '?'}{origin}{came_from})")

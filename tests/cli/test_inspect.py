@@ -109,3 +109,87 @@ def test_why_after_until_reports_kept_records_and_ignores_leftover_steps(run_rec
     assert code == 0
     assert "kept through step 'read', where the run stopped (--until)" in output
     assert "rejected" not in output
+
+
+def test_why_finds_a_record_by_the_input_row_it_was_read_from(run_recipe):
+    rows = DATA + '{"instruction": "Name a colour.", "output": "Blue is a colour."}\n'
+    result = run_recipe(RECIPE.replace('use = "length"', 'use = "exact-dedupe"\n[[stages]]\n'
+                                       'use = "length"').replace('"d.jsonl"', '"data/d.jsonl"'),
+                        files={"data/d.jsonl": rows})
+    assert result.exit_code == 0, result.output
+    kept = result.dataset("train")[0]["id"]
+    code, output = invoke_cli(["why", str(result.run_dir), "data/d.jsonl:4"])
+    assert code == 0, output
+    assert output.splitlines() == [
+        f"{kept}  (source colours, human, from data/d.jsonl:4)",
+        "  rejected at step 'exact-dedupe': exact-duplicate",
+        f"  detail: exact duplicate of {kept} from data/d.jsonl:1: same prompt+response after"
+        f" normalising Unicode (NFKC), case, whitespace and punctuation; 2 copies, kept the"
+        f" first",
+        "  passed: read",
+    ]
+    code, output = invoke_cli(["why", str(result.run_dir), "d.jsonl:1"])
+    assert code == 0 and "kept in the train split: dataset/train.jsonl line 1" in output
+    assert output.count(kept) == 1
+    code, output = invoke_cli(["why", str(result.run_dir), "d.jsonl:3"])
+    assert "rejected at step 'read': malformed-json" in output
+    code, output = invoke_cli(["why", str(result.run_dir), "d.jsonl:9"])
+    assert code == 2 and output == (f"error: no record read from 'd.jsonl:9' in {result.run_dir}:"
+                                   f" give an input row as `curate why` shows it after \"from\""
+                                   f" (data/reviews.jsonl:13), or a record id\n")
+
+
+def test_why_by_input_row_follows_a_rewritten_record(run_recipe, curate_plugin):
+    curate_plugin(rewriting_plugin(), name="shout")
+    shouting = RECIPE.replace('use = "length"', 'use = "shout"\n[[stages]]\nuse = "length"')
+    result = run_recipe(shouting, files={"d.jsonl": DATA})
+    [final] = result.dataset("train")
+    code, output = invoke_cli(["why", str(result.run_dir), "d.jsonl:1"])
+    assert code == 0, output
+    assert output.splitlines()[0] == f"{final['id']}  (source colours, human, from d.jsonl:1)"
+    assert output.count(final["id"]) == 2  # the record and its revision, once
+
+
+def fixing_plugin():
+    import types
+
+    from curate import hookimpl
+    from curate.stages import Stage
+
+    class FixTypo(Stage):
+        name = "fix-typo"
+
+        def process(self, records):
+            for record in records:
+                if "colur" in record.prompt:
+                    yield record.revised([{**m, "content": m["content"].replace("colur", "colour")}
+                                          for m in record.messages])
+                else:
+                    yield record
+
+    module = types.ModuleType("fix_typo")
+    module.register_stages = hookimpl(lambda register: register(FixTypo))
+    return module
+
+
+def test_why_follows_a_revision_to_its_own_record_not_one_with_the_same_text(run_recipe,
+                                                                            curate_plugin):
+    curate_plugin(fixing_plugin(), name="fix-typo")
+    rows = ('{"instruction": "Name a colour.", "output": "Blue is a colour."}\n'
+            '{"instruction": "Name a colur.", "output": "Blue is a colour."}\n')
+    result = run_recipe(RECIPE.replace('use = "length"', 'use = "fix-typo"\n[[stages]]\n'
+                                       'use = "exact-dedupe"'), files={"d.jsonl": rows})
+    assert result.exit_code == 0, result.output
+    typo = [r["id"] for r in result.kept("read") if "colur" in r["messages"][0]["content"]][0]
+    [human] = result.dataset("train")
+    code, output = invoke_cli(["why", str(result.run_dir), typo])
+    assert code == 0, output
+    assert output.splitlines() == [
+        f"{human['id']}  (source colours, human, from d.jsonl:2)",
+        f"  step 'fix-typo' revised {typo} into {human['id']}",
+        "  rejected at step 'exact-dedupe': exact-duplicate",
+        f"  detail: exact duplicate of {human['id']} from d.jsonl:1: same prompt+response after"
+        f" normalising Unicode (NFKC), case, whitespace and punctuation; 2 copies, kept the"
+        f" first",
+        "  passed: read, fix-typo",
+    ]
