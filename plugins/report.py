@@ -84,7 +84,7 @@ def _incomplete(status: object, manifest: dict) -> str:
         return (f"the run stopped before the dataset: {pending} records wait for review; review"
                 f" them with `curate review RECIPE`, then run the recipe again")
     if status == "running":
-        return "the run is still going, or was killed: let it finish or run it again"
+        return "a run is going on in this folder now: let it finish"
     if status == "interrupted":
         return "the run was interrupted (Ctrl-C or kill): run the recipe again to finish it"
     if status == "failed":
