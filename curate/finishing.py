@@ -16,8 +16,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from curate.console import Console
+from curate.errors import CurateError
 from curate.options import options_to_dict
 from curate.recipe import PluginSpec, Recipe
+from curate.records import plugin_code, plugin_label
 from curate.runstore import (RunFolder, fingerprint, read_json, write_json_atomic,
                              write_text_atomic)
 from curate.training import TrainContext
@@ -45,8 +47,7 @@ def train_and_evaluate(recipe: Recipe, folder: RunFolder, split: dict, console: 
     spec = recipe.train
     train_print = train_fingerprint(recipe, split)
     result = cached_call(folder.path / "train.json", train_print, force, console, "train",
-                         lambda: {"use": spec.use,
-                                  "metrics": spec.plugin().train(spec.options, context) or {}})
+                         lambda: {"use": spec.use, "metrics": run_trainer(spec, context)})
     if recipe.evals:
         result["evals"] = evaluate(recipe, folder, evals_console or console, force)
     return result
@@ -64,11 +65,40 @@ def evaluate(recipe: Recipe, folder: RunFolder, console: Console, force: bool,
         evaluation.name: cached_call(
             folder.path / "eval" / "cached" / f"{evaluation.name}.json",
             plugin_fingerprint(evaluation, inputs), force, console, f"eval {evaluation.name}",
-            lambda e=evaluation: e.plugin().evaluate(
-                e.options, dataclasses.replace(context, evaluation=e.name)) or {})
+            lambda e=evaluation: run_evaluation(e, dataclasses.replace(context,
+                                                                       evaluation=e.name)))
         for evaluation in recipe.evals}
     write_results(folder.path / "eval" / "results.json", results)
     return results
+
+
+def run_trainer(spec: PluginSpec, context: TrainContext) -> dict:
+    """The trainer's metrics (none when it returns None), checked to be a JSON object."""
+    label = plugin_label("trainer", spec.name, spec.identity)
+    with plugin_code(label):
+        metrics = spec.plugin().train(spec.options, context)
+    return checked_result({} if metrics is None else metrics, label, "train()")
+
+
+def run_evaluation(spec: PluginSpec, context: TrainContext) -> dict:
+    """The evaluation's results, checked to be a JSON object."""
+    label = plugin_label("evaluation", spec.name, spec.identity)
+    with plugin_code(label):
+        results = spec.plugin().evaluate(spec.options, context)
+    return checked_result(results, label, "evaluate()")
+
+
+def checked_result(result: object, label: str, method: str) -> dict:
+    """`result` when it is a dict that JSON can hold, else one line naming the plugin."""
+    fix = 'return a dict of JSON values (text, numbers, lists, dicts), e.g. {"accuracy": 0.93}'
+    if not isinstance(result, dict):
+        raise CurateError(f"{label}: {method} returned {type(result).__name__}; {fix}")
+    try:
+        json.dumps(result, sort_keys=True)
+    except (TypeError, ValueError) as error:
+        raise CurateError(f"{label}: {method} returned a dict JSON cannot hold ({error});"
+                          f" {fix}") from None
+    return result
 
 
 def write_results(path: Path, results: dict) -> None:
@@ -112,7 +142,8 @@ def cached_call(path: Path, fingerprint: str, force: bool, console: Console, lab
     """compute()'s result, saved with its fingerprint; reused while the fingerprint holds."""
     if not force and path.exists():
         saved = read_json(path)
-        if saved.get("fingerprint") == fingerprint:
+        # An older curate saved whatever a plugin returned: only a dict can be reused.
+        if saved.get("fingerprint") == fingerprint and isinstance(saved.get("result"), dict):
             console.info(f"{label:<24} cached")
             return {**saved["result"], "cached": True}
     started = time.monotonic()

@@ -107,8 +107,10 @@ def register_trainers(register: Callable[[type], None]) -> None:
     Call `register(MyTrainer)` with a subclass of `curate.training.Trainer`: `name`, `Options`,
     and `train(options, context)`, which receives the run folder, the final
     `dataset/train.jsonl` and `dataset/eval.jsonl`, and the recipe's `[model]` options
-    (`context.model`). Optionally `advice(options, recipe)` returns warnings that `curate
-    validate` prints (never changes). Import heavy libraries (torch, transformers) inside
+    (`context.model`). Optionally `check_recipe(options, recipe)` raises
+    `curate.errors.RecipeError` for options that do not fit the rest of the recipe (checked
+    when the recipe loads, before any step runs), and `advice(options, recipe)` returns
+    warnings that `curate validate` prints (never changes). Import heavy libraries (torch, transformers) inside
     `train`, never at module level: `curate --help` and `curate validate` must stay fast.
     Built-ins: `qlora`, `unsloth`.
 

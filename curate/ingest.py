@@ -7,13 +7,13 @@ rows, or no row that became a record stops the run with one clear line.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from curate.errors import CurateError
 from curate.formats import Format, RowError
 from curate.recipe import PluginSpec
-from curate.records import Record, Rejection
+from curate.records import Record, Rejection, plugin_code, plugin_label
 from curate.registry import Registry
 from curate.sources import BadRow, Row, SourceContext, file_errors
 
@@ -125,7 +125,7 @@ def read_source(spec: PluginSpec, context: SourceContext, formats: Registry,
     """Yield a Record or a Rejection for every row of one recipe source."""
     converter = RowConverter(spec, context, formats)
     with file_errors(context):
-        for item in spec.plugin().rows(spec.options, context):
+        for item in plugin_rows(spec, context):
             unreadable = isinstance(item, BadRow)
             if unreadable:
                 outcome = converter.reject(item.location, item.reason, item.message, item.raw)
@@ -135,6 +135,34 @@ def read_source(spec: PluginSpec, context: SourceContext, formats: Registry,
             yield outcome
     converter.finish(counts)
     check_totals(counts, spec, context)
+
+
+def plugin_rows(spec: PluginSpec, context: SourceContext) -> Iterator[Row | BadRow]:
+    """The source plugin's rows, each checked to be a Row or a BadRow; an error the plugin
+    raises names the source and the plugin."""
+    label = plugin_label("source", spec.name, spec.identity)
+    with plugin_code(label):
+        rows = spec.plugin().rows(spec.options, context)
+        if not isinstance(rows, Iterable):
+            raise CurateError(f"{label}: rows() returned {type(rows).__name__}: {YIELD_ROWS}")
+        for item in rows:
+            if not isinstance(item, BadRow) and not (isinstance(item, Row) and isinstance(
+                    item.data, dict) and isinstance(item.location, str)):
+                raise CurateError(f"{label}: rows() yielded {_described(item)}: {YIELD_ROWS}")
+            yield item
+
+
+YIELD_ROWS = ("yield Row(data, location) for each row, data a dict of column -> value and"
+              " location a text such as \"data.db:17\", or BadRow(location, reason, message) for"
+              " a row it cannot read")
+
+
+def _described(item: object) -> str:
+    if not isinstance(item, Row):
+        return type(item).__name__
+    if not isinstance(item.data, dict):
+        return f"a Row whose data is {type(item.data).__name__}"
+    return f"a Row whose location is {type(item.location).__name__}"
 
 
 def map_columns(row: dict, columns: dict[str, str]) -> dict:

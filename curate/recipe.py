@@ -18,7 +18,7 @@ from curate.options import OptionError, option, parse_options
 from curate.pluginmanager import PluginHost
 from curate.records import GENERATED
 from curate.registry import Registry
-from curate.sources import SourceContext, SourceHostOptions
+from curate.sources import Source, SourceContext, SourceHostOptions
 
 SECTIONS = ("run", "model", "sources", "stages", "split", "train", "evals")
 RESERVED_STEP_NAMES = ("read", "chat-template")
@@ -132,12 +132,11 @@ def load_recipe(path: str | Path, host: PluginHost) -> Recipe:
     _check_unique(evals, "evals", where)
     if evals and train is None:
         raise RecipeError(where, "evals", "evaluations need a model: add a [train] section")
-    if train is not None and not model.path:
-        raise RecipeError(where, "model.path", "[train] fine-tunes a base model and [model]"
-                          " names none: add [model] path = \"MODEL\" (a local folder or a hub"
-                          " id)")
     digest = hashlib.sha256(file.read_bytes()).hexdigest()
-    return Recipe(file.resolve(), digest, run, model, sources, stages, split, train, evals)
+    recipe = Recipe(file.resolve(), digest, run, model, sources, stages, split, train, evals)
+    if train is not None:
+        train.plugin.check_recipe(train.options, recipe)
+    return recipe
 
 
 def _split(table: dict, where: str) -> SplitOptions:
@@ -213,10 +212,23 @@ def _source(table: dict, key_path: str, where: str, host: PluginHost) -> PluginS
     spec.source_options = parse_options(SourceHostOptions, host_keys, where, key_path)
     context = SourceContext(Path(where), key_path)
     _run_check(lambda: spec.plugin().check(spec.options, context), where, key_path)
+    _check_fingerprint(spec, where)
     if spec.source_options.format != "auto":
         _lookup(host, "format", spec.source_options.format, where, f"{key_path}.format")
     _check_columns(spec, where, host.registry("format"))
     return spec
+
+
+def _check_fingerprint(spec: PluginSpec, where: str) -> None:
+    """Source.fingerprint hashes the files `path` names; without a path the plugin must say
+    what identifies its data, or no run could tell whether its cached steps are current."""
+    if spec.plugin.fingerprint is Source.fingerprint and getattr(spec.options, "path",
+                                                                  None) is None:
+        raise RecipeError(where, spec.key_path, f"source plugin '{spec.use}'"
+                          f" (plugin {spec.identity[0] if spec.identity else spec.use}) has no"
+                          f" `path` to fingerprint and does not implement fingerprint(), so no"
+                          f" run could tell whether its data changed: its author must implement"
+                          f" Source.fingerprint()")
 
 
 def _stage_sources(spec: PluginSpec, where: str, host: PluginHost) -> None:

@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import unicodedata
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
+
+from curate.errors import CurateError
 
 ROLES = ("system", "user", "assistant")
 RECORD_ID_SCHEME = 2
@@ -131,3 +135,22 @@ class Added:
     as `added` in the step's summary, so that in + added == kept + rejected + pending."""
 
     outcome: Record | Rejection | Pending
+
+
+def plugin_label(kind: str, name: str, identity: list) -> str:
+    """How messages name a plugin's part of a recipe: "stage 'judge' (plugin acme)"."""
+    return f"{kind} '{name}'" + (f" (plugin {identity[0]})" if identity else "")
+
+
+@contextmanager
+def plugin_code(label: str) -> Iterator[None]:
+    """Runs a plugin's code: an unexpected error keeps its traceback, with a last line naming
+    the plugin (`label`); a CurateError already says what to fix and passes unchanged."""
+    try:
+        yield
+    except CurateError:
+        raise
+    except Exception as error:
+        if hasattr(error, "add_note"):  # Python 3.11+
+            error.add_note(f"raised in {label}")
+        raise

@@ -13,7 +13,8 @@ Judge one record at a time with a `Filter`:
 Stages that compare records (deduplication, consistency) subclass `Stage` and implement
 `process`, yielding every input record either as itself (kept) or as a `Rejection`, or as
 `Pending` when it waits for a person's review (the `review` stage). The host streams records in,
-writes what comes out, counts it, and caches it by fingerprint.
+checks that each comes out exactly once (by id), writes what comes out, and caches it by
+fingerprint.
 """
 
 from __future__ import annotations
@@ -28,8 +29,9 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, ClassVar
 
-from curate.records import Pending, Record, Rejection
+from curate.errors import CurateError
 from curate.options import Configurable
+from curate.records import Pending, Record, Rejection, plugin_label
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,13 @@ class StageContext:
     read_source: Callable[[str], Iterator[Any]] | None = None
     """`read_source(key)`: the records (or `Rejection`s of unreadable rows) of the source table
     that option `key` holds (see `Stage.source_keys`), read as a [[sources]] entry is."""
+    plugin: str = ""
+    """The plugin that registered the stage, named by the host's messages about it."""
+
+    @property
+    def label(self) -> str:
+        """How messages name the stage: "stage 'judge' (plugin acme)"."""
+        return plugin_label("stage", self.name, [self.plugin] if self.plugin else [])
 
 
 class Stage(Configurable):
@@ -149,9 +158,26 @@ class Filter(Stage):
         return [self.check(record) for record in records]
 
     def judge_batch(self, records: list[Record]) -> list[Record | Rejection]:
-        return [record if verdict is None else
-                Rejection(record, verdict.reason, verdict.detail, evidence=verdict.evidence)
-                for record, verdict in zip(records, self.check_batch(records))]
+        verdicts = self.check_batch(records)
+        if not isinstance(verdicts, (list, tuple)) or len(verdicts) != len(records):
+            raise self._contract_error(f"returned {_count_of(verdicts)} for a batch of"
+                                       f" {len(records)} records; return a list of one verdict"
+                                       f" per record, in order")
+        return [record if verdict is None else self._rejection(record, verdict)
+                for record, verdict in zip(records, verdicts)]
+
+    def _rejection(self, record: Record, verdict: Reject) -> Rejection:
+        if not isinstance(verdict, Reject):
+            raise self._contract_error(f"returned {type(verdict).__name__}; return None to keep"
+                                       f" or Reject(reason, detail)")
+        problem = reject_problem(verdict.reason, verdict.detail, verdict.evidence)
+        if problem:
+            raise self._contract_error(f"returned a Reject whose {problem}")
+        return Rejection(record, verdict.reason, verdict.detail, evidence=verdict.evidence)
+
+    def _contract_error(self, message: str) -> CurateError:
+        method = "check()" if type(self).check_batch is Filter.check_batch else "check_batch()"
+        return CurateError(f"{self.context.label}: {method} {message}")
 
     def process(self, records: Iterable[Record]) -> Iterator[Record | Rejection]:
         batches = _batches(records, self.batch_size)
@@ -163,6 +189,24 @@ class Filter(Stage):
         _worker_filter = self  # forked workers inherit it
         for outcomes in ordered_map(_judge_batch, batches, self.context.workers):
             yield from outcomes
+
+
+def reject_problem(reason: Any, detail: Any, evidence: Any) -> str:
+    """What is wrong with a rejection's reason, detail and evidence, or "" when nothing is."""
+    if not isinstance(reason, str) or not reason:
+        return (f"reason is {reason!r}: give a short slug naming why (e.g. \"too-short\") and"
+                f" a detail a person can act on, both text")
+    if not isinstance(detail, str):
+        return f"detail is {type(detail).__name__}: give the evidence a person can act on as text"
+    if evidence is not None and not isinstance(evidence, dict):
+        return f"evidence is {type(evidence).__name__}: give a dict (or leave it out)"
+    return ""
+
+
+def _count_of(verdicts: Any) -> str:
+    if isinstance(verdicts, (list, tuple)):
+        return f"{len(verdicts)} verdicts"
+    return type(verdicts).__name__
 
 
 _worker_filter: Filter | None = None

@@ -41,6 +41,12 @@ class Trainer(Configurable):
         raise NotImplementedError
 
     @classmethod
+    def check_recipe(cls, options: Any, recipe: Any) -> None:
+        """Raise `curate.errors.RecipeError` for options that do not fit the rest of the recipe
+        (`curate.recipe.Recipe`: its [model], its stages). Called when the recipe loads, so
+        `curate validate` and `curate run` refuse it before any step runs."""
+
+    @classmethod
     def advice(cls, options: Any, recipe: Any) -> list[str]:
         """Warnings about these options for this recipe (`curate.recipe.Recipe`), printed by
         `curate validate`. Advice only: it must never change an option."""

@@ -5,6 +5,7 @@ starts, never when curate starts."""
 from __future__ import annotations
 
 from curate import hookimpl
+from curate.errors import RecipeError
 from curate.train.advisor import advise, facts_from_recipe
 from curate.train.options import QLoRAOptions, check_qlora_options
 from curate.training import TrainContext, Trainer
@@ -18,6 +19,13 @@ class QLoRATrainer(Trainer):
     @classmethod
     def check_options(cls, options: QLoRAOptions) -> None:
         check_qlora_options(options)
+
+    @classmethod
+    def check_recipe(cls, options: QLoRAOptions, recipe) -> None:
+        if not recipe.model.path:
+            raise RecipeError(str(recipe.file), "model.path", "[train] fine-tunes a base model"
+                              " and [model] names none: add [model] path = \"MODEL\" (a local"
+                              " folder or a hub id)")
 
     @classmethod
     def advice(cls, options: QLoRAOptions, recipe) -> list[str]:
