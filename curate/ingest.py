@@ -7,6 +7,7 @@ rows, or no row that became a record stops the run with one clear line.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -78,7 +79,15 @@ class RowConverter:
             return self.reject(item.location, error.reason, str(error), preview(row))
         self.settled = True
         return Record(messages, source=self.spec.name, origin=self.spec.source_options.origin,
-                      meta={"from": item.location})
+                      meta=self._meta(item))
+
+    def _meta(self, item: Row) -> dict:
+        """Where the row came from, and the data columns the source keeps (`meta_columns`)."""
+        meta = {"from": item.location}
+        for column in self.spec.source_options.meta_columns:
+            if column in item.data:
+                meta[column] = json_value(item.data[column])
+        return meta
 
     def finish(self, counts: SourceCounts) -> None:
         if not self.settled and self.misfits and self.misfits == counts.rows - counts.unreadable:
@@ -163,6 +172,13 @@ def _described(item: object) -> str:
     if not isinstance(item.data, dict):
         return f"a Row whose data is {type(item.data).__name__}"
     return f"a Row whose location is {type(item.location).__name__}"
+
+
+def json_value(value: object) -> object:
+    """A data value as JSON keeps it (a parquet date or decimal becomes its text)."""
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return json.loads(json.dumps(value, default=str))
 
 
 def map_columns(row: dict, columns: dict[str, str]) -> dict:

@@ -210,6 +210,9 @@ def _source(table: dict, key_path: str, where: str, host: PluginHost) -> PluginS
     spec = _plugin_spec(table, key_path, "source", where, host,
                         host_keys=SourceHostOptions.__dataclass_fields__)
     spec.source_options = parse_options(SourceHostOptions, host_keys, where, key_path)
+    if "from" in spec.source_options.meta_columns:
+        raise RecipeError(where, f"{key_path}.meta_columns", "'from' is where each record was"
+                          " read (file:line), which the host sets: rename the data column")
     context = SourceContext(Path(where), key_path)
     _run_check(lambda: spec.plugin().check(spec.options, context), where, key_path)
     _check_fingerprint(spec, where)

@@ -45,6 +45,9 @@ class SourceHostOptions:
     origin: Literal["human", "generated", "rehearsal"] = option("human", help="who wrote it")
     max_bad_fraction: float = option(0.1, min=0.0, max=1.0,
                                      help="fail the run when more rows than this are unreadable")
+    meta_columns: list[str] = option([], help="data columns kept in each record's meta, e.g."
+                                              " [\"quality_score\"] for dedupe's keep ="
+                                              " \"score\"")
 
 
 @dataclass

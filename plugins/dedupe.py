@@ -78,8 +78,8 @@ class DedupeStage(Stage):
         if self.options.keep == "score" and len(facts) and not facts.scored:
             self.context.log(f"warning: {self.context.name}: keep = \"score\", but no record has"
                              f" a numeric meta.{self.options.score_key}, so each cluster kept its"
-                             f" first copy: sources put no data column in meta; a stage plugin"
-                             f" before this one must set it")
+                             f" first copy: keep the data column with meta_columns ="
+                             f" [\"{self.options.score_key}\"] in its [[sources]] table")
 
     def cluster(self, batches, facts):
         """(duplicate_of, similarity) per record, duplicate_of -1 for a kept record."""

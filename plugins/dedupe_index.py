@@ -78,7 +78,13 @@ class PackedStrings:
 
 
 def _score(value: object) -> float:
-    """A missing, non-numeric or non-finite score ranks below every real one."""
+    """A missing, non-numeric or non-finite score ranks below every real one (a number
+    written as text, as a CSV column holds it, counts)."""
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return -math.inf
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return -math.inf
     try:

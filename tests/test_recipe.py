@@ -71,6 +71,8 @@ def test_run_dir_in_the_recipe_is_relative_to_the_recipe(tmp_path, host):
     (SOURCE + '[split]\neval_fraction = 0.95\n', "recipe.toml: split.eval_fraction: expected a value between 0.0 and 0.9"),
     (SOURCE + '[split]\neval_fraction = 0.2\neval_size = 50\n',
      "recipe.toml: split: eval_fraction and eval_size both set: keep one"),
+    (SOURCE + 'meta_columns = ["from"]\n',
+     "recipe.toml: sources[0].meta_columns: 'from' is where each record was read"),
     (SOURCE + '[train]\nuse = "qlora"\n',  # refused before any curation runs, not after
      "recipe.toml: model.path: [train] fine-tunes a base model and [model] names none"),
     (SOURCE + '[train]\nuse = "qlroa"\n', "recipe.toml: train.use: unknown trainer 'qlroa': did you mean 'qlora'?"),

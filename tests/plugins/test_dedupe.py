@@ -14,6 +14,7 @@ from curate.plugins.dedupe import NearDedupe, NearDedupeOptions
 from curate.plugins.dedupe_index import RecordFacts
 from curate.records import Record
 from curate.stages import Filter, StageContext
+from curate.testing import source_table
 from curate.testing import invoke_cli, jsonl
 from curate.testing import messages_row as row
 from support.dedupe_runs import (WORDS, changed, near_rows, recipe, rejected_lines, run_stage,
@@ -218,7 +219,25 @@ def test_keep_score_without_scores_says_it_kept_the_first(run_recipe, stage):
     assert rejected["location"] == "data.jsonl:2"
     assert rejected["detail"].endswith("kept the first: no copy has a numeric meta.quality_score")
     assert result.output.count(f'warning: {stage}: keep = "score", but no record has a numeric'
-                               f" meta.quality_score, so each cluster kept its first copy") == 1
+                               f" meta.quality_score, so each cluster kept its first copy: keep"
+                               f' the data column with meta_columns = ["quality_score"]') == 1
+
+
+@pytest.mark.parametrize("stage", ["exact-dedupe", "near-dedupe"])
+def test_keep_score_ranks_by_a_data_column_the_source_keeps(run_recipe, stage):
+    rows = [{**row("What is 2+2?", "four"), "quality_score": 0.1, "note": "x"},
+            {**row("What is 2+2?", "Four."), "quality_score": "0.9"},  # as a CSV writes it
+            {**row("What is 2+2?", "FOUR")}]
+    sources = source_table("data", "data.jsonl", format="messages",
+                           meta_columns=["quality_score"])
+    result = run_recipe(recipe(stage, 'keep = "score"', sources=sources),
+                        {"data.jsonl": jsonl(*rows)})
+    assert result.exit_code == 0, result.output
+    [kept] = result.kept(stage)
+    assert json.loads(kept["meta"]) == {"from": "data.jsonl:2", "quality_score": "0.9"}
+    assert {line: r["detail"].endswith("kept the highest meta.quality_score")
+            for line, r in rejected_lines(result, stage).items()} == {1: True, 3: True}
+    assert "warning" not in result.output
 
 
 def test_a_cluster_without_scores_among_scored_ones_says_so(run_recipe, curate_plugin):
@@ -246,12 +265,12 @@ def test_byte_equal_copies_name_where_the_survivor_was_read(run_recipe):
 
 def test_ranks_put_missing_and_odd_scores_last():
     facts = RecordFacts("quality_score")
-    scores = [0.5, None, float("nan"), "0.9", True, 0.7, 10**400, 0.7]
+    scores = [0.5, None, float("nan"), "high", True, 0.7, 10**400, 0.7, "0.9"]
     for score in scores:
         meta = {} if score is None else {"quality_score": score}
         facts.add(Record([{"role": "user", "content": "q"},
                           {"role": "assistant", "content": "a"}], "s", meta=meta))
-    assert np.argsort(facts.ranks("score")).tolist() == [6, 5, 7, 0, 1, 2, 3, 4]
+    assert np.argsort(facts.ranks("score")).tolist() == [6, 8, 5, 7, 0, 1, 2, 3, 4]
 
 
 # --- options --------------------------------------------------------------------------------
