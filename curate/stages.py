@@ -223,7 +223,7 @@ def ordered_map(function: Callable, jobs: Iterable, workers: int) -> Iterator:
     if workers <= 1:
         yield from map(function, jobs)
         return
-    with multiprocessing.get_context("fork").Pool(workers, _worker_signals) as pool:
+    with _worker_pool(workers) as pool:
         pending: deque = deque()
         for job in jobs:
             pending.append(pool.apply_async(function, (job,)))
@@ -233,11 +233,23 @@ def ordered_map(function: Callable, jobs: Iterable, workers: int) -> Iterator:
             yield pending.popleft().get()
 
 
+def _worker_pool(workers: int):
+    """A fork pool whose workers are born with SIGTERM blocked, until _worker_signals has
+    reset it: a SIGTERM from Pool.terminate arriving before that would run the parent's
+    handler in the worker instead of killing it."""
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        return multiprocessing.get_context("fork").Pool(workers, _worker_signals)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+
 def _worker_signals() -> None:
     """Pool.terminate stops workers with SIGTERM: they must die at once, not run the parent's
     handler (`curate run` turns SIGTERM into an interrupt), or a worker killed while holding
     the task queue's lock leaves the others waiting for it forever."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
 
 
 def _batches(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
