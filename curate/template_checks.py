@@ -5,14 +5,15 @@ Template-level findings (run once, by `curate validate` and by the chat-template
 the template has `{% generation %}` markers and compiles; it renders curate's probe
 conversations, and in them every assistant turn ends with a trained end-of-turn token; the
 registry template renders like the tokenizer's own (else a diff); a system prompt is not
-silently dropped. Per example (`ExampleJudge`): the template accepts the conversation, it keeps
-trainable tokens after truncation at `max_length`, and each of its assistant turns ends with a
-trained end-of-turn token.
+silently dropped. Per example (`ExampleJudge`): no message spells a control token as text, the
+template accepts the conversation, it keeps trainable tokens and its final answer after
+truncation at `max_length`, and each of its assistant turns ends with a trained end-of-turn token.
 """
 
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -207,10 +208,13 @@ class TokenStats:
     tokens_cut: int = 0
     most_cut: int = 0
     longest: int = 0
+    replies_lost: int = 0
+    """Examples of which max_length cuts off at least one whole reply."""
 
-    def add(self, total: int, max_length: int) -> None:
+    def add(self, total: int, max_length: int, replies_lost: int = 0) -> None:
         self.examples += 1
         self.longest = max(self.longest, total)
+        self.replies_lost += bool(replies_lost)
         if total > max_length:
             self.truncated += 1
             self.tokens_cut += total - max_length
@@ -220,9 +224,45 @@ class TokenStats:
         if not self.truncated:
             return (f"none of {self.examples:,} examples is longer than max_length"
                     f" {max_length:,} (longest {self.longest:,} tokens)")
+        lost = (f"; in {self.replies_lost:,} of them whole replies are cut off"
+                if self.replies_lost else "")
         return (f"{self.truncated:,} of {self.examples:,} examples are cut at max_length"
                 f" {max_length:,}, by {self.tokens_cut / self.truncated:,.0f} tokens on"
-                f" average, at most {self.most_cut:,}")
+                f" average, at most {self.most_cut:,}{lost}")
+
+
+class ControlTokenSpellings:
+    """Finds the text of a control token (a special token, or the template's end of turn) in a
+    message: the tokenizer reads it as that token, not as text, so an answer that mentions
+    `<|im_end|>` would train a real end of turn mid-answer and a prompt could open a fake turn."""
+
+    def __init__(self, tokenizer: Any, end_of_turn: tuple[str, ...]):
+        tokens = {*tokenizer.all_special_tokens, *end_of_turn,
+                  *(added.content for added in tokenizer.added_tokens_decoder.values()
+                    if added.special)}
+        # Longest first: the tokenizer reads the longest token that matches.
+        spellings = sorted((t for t in tokens if t), key=len, reverse=True)
+        self.pattern = re.compile("|".join(map(re.escape, spellings))) if spellings else None
+
+    def reject(self, messages: list[dict]) -> Reject | None:
+        if self.pattern is None:
+            return None
+        for number, message in enumerate(messages, start=1):
+            found = self.pattern.search(message["content"])
+            if found:
+                return Reject("special-token-in-text", self._detail(number, message, found),
+                              {"token": found.group(), "message": number})
+        return None
+
+    @staticmethod
+    def _detail(number: int, message: dict, found: re.Match) -> str:
+        text, (start, end) = message["content"], found.span()
+        excerpt = (("…" if start > 30 else "") + text[max(0, start - 30):end + 30]
+                   + ("…" if end + 30 < len(text) else ""))
+        return (f"message {number} ({message['role']}) spells the control token"
+                f" {found.group()!r} as text ({excerpt!r}): the tokenizer reads it as that token,"
+                f" so training would see a real one there (a stop mid-answer, a fake turn);"
+                f" remove it from the data or write it differently")
 
 
 class ExampleJudge:
@@ -231,6 +271,7 @@ class ExampleJudge:
     def __init__(self, tokenizer: Any, selection: Selection, max_length: int):
         self.tokenizer, self.selection, self.max_length = tokenizer, selection, max_length
         self.ends = end_token_ids(tokenizer, selection.end_of_turn, selection.label)
+        self.control_tokens = ControlTokenSpellings(tokenizer, selection.end_of_turn)
         self.stats = TokenStats()
 
     def judge(self, messages: list[dict]) -> tuple[Reject | None, dict]:
@@ -254,13 +295,19 @@ class ExampleJudge:
     def _assess(self, example: RenderedExample, messages: list[dict]) -> tuple[Reject | None,
                                                                                dict]:
         total = len(example.input_ids)
-        self.stats.add(total, self.max_length)
         counts = {"total": total, "trained": example.trained_count(self.max_length),
                   "truncated": max(0, total - self.max_length)}
+        lost = sum(1 for start, _ in example.trained_runs() if start >= self.max_length)
+        if lost:  # only ever on rejected records: a kept one keeps every reply
+            counts["replies_lost"] = lost
+        self.stats.add(total, self.max_length, lost)
         return self._verdict(example, messages, counts), counts
 
     def _verdict(self, example: RenderedExample, messages: list[dict],
                  counts: dict) -> Reject | None:
+        spelled = self.control_tokens.reject(messages)
+        if spelled:
+            return spelled
         if not messages[-1]["content"].strip():
             return Reject("empty-answer", "the final answer is empty: the example would only"
                                           " teach to stop at once (a generate stage with the"
@@ -272,6 +319,10 @@ class ExampleJudge:
         if problem:
             return Reject("untrained-end-of-turn", f"{problem} (chat template"
                                                    f" {self.selection.label})")
+        if counts.get("replies_lost"):
+            return Reject("final-answer-truncated", self._lost_detail(example, counts),
+                          {"tokens": counts["total"], "max_length": self.max_length,
+                           "replies_lost": counts["replies_lost"]})
         short = self._tokens_cut_before_end_of_turn(example)
         if short:
             return Reject("end-of-turn-truncated", self._cut_detail(example, short),
@@ -295,6 +346,14 @@ class ExampleJudge:
                 f" {self.max_length:,} cuts an answer {tokens} before the end of its turn (its"
                 f" end-of-turn token included): trained like that, the model learns not to"
                 f" stop; raise [model] max_length or shorten the answer")
+
+    def _lost_detail(self, example: RenderedExample, counts: dict) -> str:
+        runs, lost = example.trained_runs(), counts["replies_lost"]
+        replies = "its final reply" if lost == 1 else f"its last {lost} of {len(runs)} replies"
+        return (f"the example is {counts['total']:,} tokens and max_length {self.max_length:,}"
+                f" ends before its final answer (which starts at token {runs[-1][0]:,}):"
+                f" {replies} would not be trained; raise [model] max_length or shorten the"
+                f" conversation")
 
     def _no_trainable_detail(self, example: RenderedExample) -> str:
         total = len(example.input_ids)

@@ -3,9 +3,11 @@ has a [model]: renders every record with the training template and rejects the o
 cannot be trained on, instead of letting them train as silent zero-loss rows.
 
 Reasons: `template-error` (the template refuses the conversation, e.g. a system message for
-Gemma 2), `no-trainable-tokens` (nothing trained is left after truncation at max_length),
-`untrained-end-of-turn`. Kept records get `meta.tokens` = {total, trained, truncated}; the
-step's summary in manifest.json counts the truncated examples.
+Gemma 2), `special-token-in-text` (a message spells a control token such as `<|im_end|>`),
+`empty-answer`, `no-trainable-tokens` (nothing trained is left after truncation at max_length),
+`untrained-end-of-turn`, `final-answer-truncated` (max_length ends before the final answer),
+`end-of-turn-truncated`. Kept records get `meta.tokens` = {total, trained, truncated}; the
+step's summary in manifest.json counts the truncated examples and those losing whole replies.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ def register_stages(register):
 class ChatTemplateStep(Filter):
     name = TEMPLATE_STEP
     Options = TemplateStepOptions
-    version = "4"  # 4: empty answers and answers cut before their end of turn rejected
+    version = "5"  # 5: control tokens spelled in text, final answers cut off entirely rejected
     parallel = True
 
     @classmethod
@@ -64,7 +66,9 @@ class ChatTemplateStep(Filter):
         for outcome in super().process(records):
             record = outcome if isinstance(outcome, Record) else outcome.record
             if record is not None and "tokens" in record.meta:
-                self.stats.add(record.meta["tokens"]["total"], self.options.max_length)
+                tokens = record.meta["tokens"]
+                self.stats.add(tokens["total"], self.options.max_length,
+                               tokens.get("replies_lost", 0))
             yield outcome
         self.context.log(f"{'':<24} {self.stats.describe(self.options.max_length)}")
 

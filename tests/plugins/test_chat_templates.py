@@ -6,11 +6,13 @@ import hashlib
 
 import pytest
 
-from curate.chat_templates import ModelFacts, TemplateRefused, render, render_text, select_template
+from curate.chat_templates import (ModelFacts, Selection, TemplateRefused, render, render_text,
+                                   select_template)
 from curate.errors import CurateError
 from curate.pluginmanager import build_host
 from curate.plugins.chat_template_sources import HERE, patched, trl_file
 from curate.plugins.chat_templates import BUILTIN_TEMPLATES
+from curate.template_checks import ExampleJudge
 from support import tiny_tokenizers as tiny
 from support.conversations import CONVERSATIONS
 
@@ -159,6 +161,20 @@ def test_the_mask_covers_exactly_each_reply_and_its_end_of_turn(name, tokenizers
         assert pieces == expected_trained(name, messages), title
         checked += 1
     assert checked >= 15
+
+
+@pytest.mark.parametrize("name", sorted(TEMPLATES))
+def test_each_refuses_its_control_tokens_spelled_in_text(name, tokenizers):
+    """The tokenizer reads the spelling as the token: an end of turn mid-answer, a fake turn."""
+    template, tokenizer = TEMPLATES[name], tokenizer_for(name, tokenizers)
+    judge = ExampleJudge(tokenizer, Selection(template.text(), name, "named", template), 4_096)
+    plain = CONVERSATIONS["single turn"]
+    assert judge.judge(plain)[0] is None
+    for token in {*tiny.FAMILIES[tiny.TEMPLATE_FAMILY[name]].special, *template.end_of_turn}:
+        spelled = [plain[0], {"role": "assistant", "content": f"It ends with {token} here."}]
+        verdict, _ = judge.judge(spelled)
+        assert verdict.reason == "special-token-in-text", token
+        assert verdict.evidence == {"token": token, "message": 2}
 
 
 @pytest.mark.parametrize("name", sorted(TEMPLATES))
