@@ -44,9 +44,11 @@ class ChatTemplate:
     end_of_turn: tuple[str, ...]
     """The token(s) that end an assistant turn: each turn's trained tokens must end with one."""
     architectures: tuple[str, ...] = ()
-    """`architectures` entries of a model's config.json that mean this family."""
+    """`architectures` entries of a model's config.json that mean this family (asked only for a
+    tokenizer without a template of its own that could train)."""
     name_patterns: tuple[str, ...] = ()
-    """Regular expressions searched, ignoring case, in the recipe's model path and tokenizer."""
+    """Regular expressions searched, ignoring case, in the model's and tokenizer's names: a hub
+    id as written, a local folder's own name (not the folders around it)."""
     originals: tuple[Text, ...] = ()
     """The family's own template(s) as its tokenizers ship them: a tokenizer whose
     `chat_template` is identical to one is this family (the tokenizer fingerprint)."""
@@ -97,6 +99,10 @@ def has_generation_markers(text: str) -> bool:
     return GENERATION_MARKER.search(text) is not None
 
 
+GUESSES = ("name", "architecture")
+"""The evidence that only suggests a family: a name pattern or config.json's architecture."""
+
+
 @dataclass
 class Selection:
     """The template a recipe trains with, and why it was chosen."""
@@ -108,10 +114,44 @@ class Selection:
     template: ChatTemplate | None = None
     template_date: str = TEMPLATE_DATE
     """The `date_string` fixed in `text` (see `with_fixed_date`)."""
+    chosen_by: str = "recipe"
+    """"recipe", "fingerprint" (the tokenizer ships the family's original), "name",
+    "architecture" or "tokenizer" (its own template)."""
 
     @property
     def end_of_turn(self) -> tuple[str, ...]:
         return self.template.end_of_turn if self.template else ()
+
+    @property
+    def guessed(self) -> bool:
+        """Chosen by a name or an architecture, not by the recipe or the template's text."""
+        return self.chosen_by in GUESSES
+
+
+def guess_refused(selection: Selection, own_text: str, text: str) -> str:
+    """Why a guessed registered template is not used when it renders a conversation (as
+    `text`) unlike the tokenizer's own template (as `own_text`): one line with the fix."""
+    return (f"chat template {selection.label} was chosen because {selection.how}, but the"
+            f" tokenizer has its own template and they render curate's test conversations"
+            f" differently ({first_difference(own_text, text, selection.label)}): to train with"
+            f" the tokenizer's own template, save a copy with {{% generation %}} markers as a"
+            f" .jinja file and name it in [model] chat_template = \"FILE.jinja\"; to use"
+            f" {selection.label} anyway, [model] chat_template = \"{selection.label}\"")
+
+
+def first_difference(own_text: str, text: str, label: str) -> str:
+    own_lines, lines = own_text.splitlines() or [""], text.splitlines() or [""]
+    number = next((n for n, (a, b) in enumerate(zip(own_lines, lines)) if a != b),
+                  min(len(own_lines), len(lines)))
+    return (f"line {number + 1}: own {_excerpt(own_lines, number)}, {label}"
+            f" {_excerpt(lines, number)}")
+
+
+def _excerpt(lines: list[str], number: int) -> str:
+    if number >= len(lines):
+        return "ends"
+    line = lines[number]
+    return repr(line if len(line) <= 50 else line[:49] + "…")
 
 
 @dataclass
@@ -152,8 +192,11 @@ def check_choice(choice: str, recipe_dir: Path, registry: Registry) -> None:
 
 def select_template(facts: ModelFacts, registry: Registry) -> Selection:
     """The recipe's choice, else the registered template the model matches (tokenizer
-    fingerprint, then name, then architecture), else the tokenizer's own template; with its
-    date fixed to `facts.template_date`, so the same recipe renders the same text every day."""
+    fingerprint, then name, then architecture, the last only for a tokenizer without a template
+    of its own that could train), else the tokenizer's own template; with its date fixed to
+    `facts.template_date`, so the same recipe renders the same text every day. A name's guess
+    that renders unlike the tokenizer's own template is refused by the template checks
+    (`guess_refused`)."""
     selection = _select(facts, registry)
     selection.text = with_fixed_date(selection.text, facts.template_date)
     selection.template_date = facts.template_date
@@ -168,7 +211,8 @@ def _select(facts: ModelFacts, registry: Registry) -> Selection:
         return matched
     if facts.own_template:
         return Selection(facts.own_template, OWN, "no registered template matches the model,"
-                                                  " so its tokenizer's template is used")
+                                                  " so its tokenizer's template is used",
+                         chosen_by="tokenizer")
     raise CurateError(f"[model]: no chat template for '{facts.names[0]}': its tokenizer has none"
                       f" and no registered template matches it; name one with [model]"
                       f" chat_template = \"NAME\" (see curate templates) or a .jinja file")
@@ -184,19 +228,24 @@ def _chosen(choice: str, recipe_dir: Path, registry: Registry) -> Selection:
 
 
 def _match(facts: ModelFacts, templates: list[ChatTemplate]) -> Selection | None:
-    """The first kind of evidence that points to exactly one template decides."""
+    """The first kind of evidence that points to exactly one template decides. An
+    architecture is shared by models with other templates (DeepSeek-R1-Distill-Qwen is a
+    Qwen2ForCausalLM, Zephyr a MistralForCausalLM): it only decides for a tokenizer without a
+    template of its own that could train (none, or one without `{% generation %}` markers),
+    and then as a guess, refused when it renders unlike the tokenizer's own."""
     tests = [
-        ("its tokenizer's template is this family's original",
+        ("fingerprint", "its tokenizer's template is this family's original",
          lambda t: facts.own_template is not None and facts.own_template in t.original_texts()),
-        (f"the model name '{facts.names[0]}' matches",
+        ("name", f"the model name '{facts.names[0]}' matches",
          lambda t: any(t.matches_name(name) for name in facts.names)),
-        (f"config.json says {', '.join(facts.architectures)}",
-         lambda t: bool(set(t.architectures) & set(facts.architectures))),
     ]
-    for how, test in tests:
+    if not (facts.own_template and has_generation_markers(facts.own_template)):
+        tests.append(("architecture", f"config.json says {', '.join(facts.architectures)}",
+                      lambda t: bool(set(t.architectures) & set(facts.architectures))))
+    for evidence, how, test in tests:
         found = [template for template in templates if _fits(test, template)]
         if len(found) == 1:
-            return Selection(found[0].text(), found[0].name, how, found[0])
+            return Selection(found[0].text(), found[0].name, how, found[0], chosen_by=evidence)
     return None
 
 
@@ -210,11 +259,15 @@ def _fits(test: Callable[[ChatTemplate], bool], template: ChatTemplate) -> bool:
 
 
 def own_template(tokenizer: Any) -> str | None:
-    """The tokenizer's own chat template, if it has one."""
+    """The tokenizer's own chat template, if it has one: of named variants (Command-R's and
+    Hermes' "default" and "tool_use"), the "default" one."""
     template = getattr(tokenizer, "chat_template", None)
-    if isinstance(template, dict):  # named variants: "default" is the chat one
+    if isinstance(template, list):  # as tokenizer_config.json writes them
+        template = {item.get("name"): item.get("template") for item in template
+                    if isinstance(item, dict)}
+    if isinstance(template, dict):
         template = template.get("default")
-    return template or None
+    return template if isinstance(template, str) and template else None
 
 
 def read_architectures(location: str) -> list[str]:

@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from curate.chat_templates import (RenderedExample, Selection, TemplateRefused,
+from curate.chat_templates import (RenderedExample, Selection, TemplateRefused, guess_refused,
                                    has_generation_markers, own_template, render, render_many,
                                    render_text, with_fixed_date)
 from curate.errors import CurateError
@@ -146,11 +146,12 @@ def _agreement_findings(tokenizer: Any, selection: Selection,
             diff = difflib.unified_diff(expected.splitlines(keepends=True),
                                         got.splitlines(keepends=True),
                                         "tokenizer's own template", f"template {selection.label}")
+            detail = "".join(line if line.endswith("\n") else line + "\n" for line in diff)
+            if selection.guessed and conversation in PROBES:  # only a name suggested it
+                return [Finding("error", guess_refused(selection, expected, got), detail)]
             return [Finding("warning", f"template {selection.label} renders differently from"
                                        f" the tokenizer's own template: training text would"
-                                       f" not match what the model sees at inference",
-                            "".join(line if line.endswith("\n") else line + "\n"
-                                    for line in diff))]
+                                       f" not match what the model sees at inference", detail)]
     return [Finding("ok", f"renders like the tokenizer's own template on {len(conversations)}"
                           f" conversations")]
 

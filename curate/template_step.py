@@ -6,6 +6,8 @@ be trained on are rejected with a reason (a built-in stage, `chat-template`, doe
 from __future__ import annotations
 
 import hashlib
+import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,12 +51,57 @@ def load_template(model: ModelOptions, recipe_dir: Path, registry: Registry) -> 
     """The recipe's tokenizer and the template it trains with."""
     location = tokenizer_location(model, recipe_dir)
     tokenizer = load_chat_tokenizer(location, model.revision, model.trust_remote_code)
+    return tokenizer, model_template(model, recipe_dir, tokenizer, registry)
+
+
+def model_template(model: ModelOptions, recipe_dir: Path, tokenizer: Any,
+                   registry: Registry) -> Selection:
+    """The template the [model] trains with: the one choice validate, preview, the
+    chat-template step and the trainer all make."""
     model_folder = recipe_dir / model.path if model.path else None
-    facts = ModelFacts(model.chat_template, [n for n in (model.path, model.tokenizer) if n],
-                       recipe_dir,
+    facts = ModelFacts(model.chat_template, model_names(model, recipe_dir), recipe_dir,
                        read_architectures(str(model_folder)) if model_folder else [],
                        own_template(tokenizer), model.template_date)
-    return tokenizer, select_template(facts, registry)
+    return select_template(facts, registry)
+
+
+def model_names(model: ModelOptions, recipe_dir: Path) -> list[str]:
+    """The names template name patterns are matched on: a local folder's own name (never the
+    folders around it: a project called qwen2.5-experiments says nothing about its models),
+    the folder of a tokenizer.json named directly, a hub id as written."""
+    names = []
+    for name in (model.path, model.tokenizer):
+        local = recipe_dir / name if name else None
+        if local is not None and local.exists():
+            local = local.resolve()
+            names.append((local.parent if local.is_file() else local).name)
+        elif name:
+            names.append(name)
+    return names
+
+
+def template_record(label: str, text: str, tokenizer: Any) -> dict:
+    """What the chat-template step checked the data with, in its summary: the trainer refuses
+    to train with anything else."""
+    return {"label": label, "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
+            "tokenizer": type(tokenizer).__name__}
+
+
+def recorded_template(run_dir: Path) -> dict | None:
+    """The `template_record` of the run's chat-template step; None without one (no [model]
+    step ran into this run folder, or the stage is disabled)."""
+    steps = sorted((int(folder.name.split("-", 1)[0]), folder)
+                   for folder in Path(run_dir, "stages").glob(f"*-{TEMPLATE_STEP}")
+                   if re.fullmatch(rf"\d+-{TEMPLATE_STEP}", folder.name))
+    if not steps:
+        return None
+    try:
+        summary = json.loads((steps[-1][1] / "step.json").read_text(encoding="utf-8"))
+        stats = summary.get("stats") or {}
+    except (OSError, ValueError, AttributeError):
+        return None
+    record = stats.get("template") if isinstance(stats, dict) else None
+    return record if isinstance(record, dict) else None
 
 
 def is_local(model: ModelOptions, recipe_dir: Path) -> bool:

@@ -22,7 +22,7 @@ from curate.stages import Filter, Reject
 from curate.template_checks import (ExampleJudge, TokenStats, raise_errors,
                                    template_findings)
 from curate.template_step import (TEMPLATE_STEP, TemplateStepOptions, load_template,
-                                  template_fingerprint)
+                                  template_fingerprint, template_record)
 
 
 @hookimpl
@@ -33,7 +33,8 @@ def register_stages(register):
 class ChatTemplateStep(Filter):
     name = TEMPLATE_STEP
     Options = TemplateStepOptions
-    version = "5"  # 5: control tokens spelled in text, final answers cut off entirely rejected
+    version = "6"  # 6: records the template and tokenizer it used, which the trainer checks
+    # 5: control tokens spelled in text, final answers cut off entirely rejected
     parallel = True
 
     @classmethod
@@ -53,6 +54,7 @@ class ChatTemplateStep(Filter):
                 context.log(f"warning: {finding.message}\n{finding.detail}".rstrip())
         self.judge_example = ExampleJudge(tokenizer, selection, options.max_length)
         self.stats = TokenStats()
+        self.used = template_record(selection.label, selection.text, tokenizer)
 
     def check_batch(self, records: list[Record]) -> list[Reject | None]:
         judged = self.judge_example.judge_many([record.messages for record in records])
@@ -73,4 +75,5 @@ class ChatTemplateStep(Filter):
         self.context.log(f"{'':<24} {self.stats.describe(self.options.max_length)}")
 
     def summary(self) -> dict:
-        return {"max_length": self.options.max_length, **vars(self.stats)}
+        return {"max_length": self.options.max_length, **vars(self.stats),
+                "template": self.used}

@@ -6,6 +6,7 @@ in a model repository never runs unless the recipe says so.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -91,10 +92,37 @@ def quiet_progress_bars() -> None:
 
 
 def load_tokenizer(source: ModelSource):
+    """The tokenizer, loaded the way the checks before training load it
+    (`curate.tokenizer.load_chat_tokenizer`), so training counts the tokens they counted."""
+    from curate.tokenizer import load_chat_tokenizer
+
+    return load_chat_tokenizer(source.tokenizer, source.revision, source.trust_remote_code)
+
+
+def check_tokenizer_as_auto(tokenizer, source: ModelSource, texts: Iterable[str]) -> None:
+    """The tokenizer splits `texts` (training text) as transformers' AutoTokenizer does, which
+    inference loads: a folder's tokenizer_config.json can name a class AutoTokenizer
+    overrides for that model type, which the checks cannot ask without importing torch."""
     from transformers import AutoTokenizer
 
-    return _loading(source.tokenizer, lambda: AutoTokenizer.from_pretrained(
+    auto = _loading(source.tokenizer, lambda: AutoTokenizer.from_pretrained(
         source.tokenizer, revision=source.revision, trust_remote_code=source.trust_remote_code))
+    if type(auto) is type(tokenizer):
+        return
+    for number, text in enumerate(texts, start=1):
+        ours, theirs = _token_ids(tokenizer, text), _token_ids(auto, text)
+        if ours != theirs:
+            raise CurateError(
+                f"[model] '{source.tokenizer}': its tokenizer_config.json names"
+                f" {type(tokenizer).__name__}, which the checks and training use, but"
+                f" AutoTokenizer (what inference uses) loads {type(auto).__name__} and splits"
+                f" training text {number} into {len(theirs):,} tokens instead of {len(ours):,}:"
+                f" write \"tokenizer_class\": \"{type(auto).__name__}\" in its"
+                f" tokenizer_config.json so that all of them use the same")
+
+
+def _token_ids(tokenizer, text: str) -> list[int]:
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
 def load_base_model(source: ModelSource, options: QLoRAOptions, compute_dtype: str):

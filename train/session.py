@@ -13,13 +13,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from curate.chat_templates import render_text
 from curate.runstore import fingerprint, write_text_atomic
 from curate.train import card, data, sft
 from curate.train.advisor import TrainingFacts, advise, world_size
-from curate.train.model import INITIAL_ADAPTER, ModelSource, quiet_progress_bars
+from curate.train.model import (INITIAL_ADAPTER, ModelSource, check_tokenizer_as_auto,
+                                quiet_progress_bars)
 from curate.train.options import QLoRAOptions, effective_compute_dtype, effective_optimizer
-from curate.train.template import (TrainingTemplate, check_stop_token_trained,
-                                   training_template)
+from curate.train.template import (TrainingTemplate, check_as_checked,
+                                   check_stop_token_trained, training_template)
 from curate.training import TrainContext
 
 DEFAULT_MAX_LENGTH = 2048
@@ -44,7 +46,7 @@ def run_training(trainer_name: str, options: QLoRAOptions, context: TrainContext
     context.log(f"training {source.path} ({options.quantization}, {hardware.compute_dtype}"
                 f" compute, {'GPU' if hardware.cuda else 'CPU'}) on {len(train):,} examples")
     model, tokenizer = load(source, options, hardware.compute_dtype, max_length, context.seed)
-    template = _use_training_template(context, tokenizer, source, train[0]["messages"])
+    template = _use_training_template(context, tokenizer, source, train)
     if options.packing:
         from curate.train.packing import require_isolated_packing
 
@@ -78,13 +80,21 @@ def _read_dataset(context: TrainContext, options: QLoRAOptions):
     return train, held_out, facts
 
 
-def _use_training_template(context, tokenizer, source, messages) -> TrainingTemplate:
-    """Select the training template, make it the tokenizer's (trl's assistant-only loss reads
-    it from there) and check it trains the end-of-turn token."""
-    template = training_template(context.model, context.recipe_dir, tokenizer,
-                                 [source.path, source.tokenizer])
+TOKENIZER_SAMPLE = 256
+"""Training examples the tokenizer is compared with AutoTokenizer's on (when they differ)."""
+
+
+def _use_training_template(context, tokenizer, source, train) -> TrainingTemplate:
+    """Select the training template as the checks did, refuse one (or a tokenizer) other than
+    the chat-template step checked the data with, make it the tokenizer's (trl's
+    assistant-only loss reads it from there) and check it trains the end-of-turn token."""
+    template = training_template(context.model, context.recipe_dir, tokenizer)
+    check_as_checked(template, tokenizer, context.run_dir)
+    check_tokenizer_as_auto(tokenizer, source, (  # rendered only when the classes differ
+        render_text(tokenizer, template.text, example["messages"])
+        for example in train[:TOKENIZER_SAMPLE]))
     tokenizer.chat_template = template.text
-    check_stop_token_trained(tokenizer, template, messages)
+    check_stop_token_trained(tokenizer, template, train[0]["messages"])
     return template
 
 

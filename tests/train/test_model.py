@@ -1,6 +1,8 @@
-"""Where the base model comes from, and code in a model folder never running unasked."""
+"""Where the base model comes from, code in a model folder never running unasked, and a
+tokenizer that trains as inference will load it."""
 
 import json
+import re
 
 import pytest
 
@@ -86,3 +88,24 @@ def test_module_names_match_as_peft_matches_them(tiny_model):
     assert adapted == {"base_model.model.model.layers.0.self_attn.q_proj",
                        "base_model.model.model.layers.1.self_attn.q_proj",
                        "base_model.model.model.layers.1.mlp.down_proj"}
+
+
+def test_a_tokenizer_class_autotokenizer_overrides_is_refused_with_the_fix(tmp_path):
+    """transformers loads a Qwen2 model's tokenizer as Qwen2Tokenizer whatever class its
+    tokenizer_config.json names; the checks cannot ask AutoTokenizer without importing torch."""
+    from curate.train.model import check_tokenizer_as_auto, load_tokenizer
+    from support.qwen2_tokenizer import DIGITS, qwen2_folder
+
+    folder = qwen2_folder(tmp_path / "model", "TokenizersBackend")
+    source = ModelSource(str(folder), str(folder))
+    with pytest.raises(CurateError) as error:
+        check_tokenizer_as_auto(load_tokenizer(source), source, ["Hello.", DIGITS])
+    message = re.sub(r"\d+ tokens instead of \d+", "N tokens instead of M", str(error.value))
+    assert message == (
+        f"[model] '{folder}': its tokenizer_config.json names TokenizersBackend, which the"
+        f" checks and training use, but AutoTokenizer (what inference uses) loads"
+        f" Qwen2Tokenizer and splits training text 2 into N tokens instead of M: write"
+        f" \"tokenizer_class\": \"Qwen2Tokenizer\" in its tokenizer_config.json so that all of"
+        f" them use the same")
+    qwen2_folder(folder, "Qwen2Tokenizer")
+    check_tokenizer_as_auto(load_tokenizer(source), source, ["Hello.", DIGITS])

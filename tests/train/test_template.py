@@ -1,15 +1,24 @@
-"""The trainer's end-of-turn check is the one `curate validate` and the chat-template step make:
-a template passes or fails both, with the same message (on the tiny model's tokenizer)."""
+"""The trainer's template is the one `curate validate` and the chat-template step chose, checked
+the same way: chosen by the same names, refused when it is not what the step checked the data
+with, and an end-of-turn check that passes or fails both with the same message (on the tiny
+model's tokenizer)."""
 
+import json
+import shutil
 import types
+from pathlib import Path
 
 import pytest
 
 from curate import hookimpl
 from curate.chat_templates import ChatTemplate, Selection
 from curate.errors import CurateError
+from curate.recipe import ModelOptions
 from curate.template_checks import PROBES, template_findings
-from curate.train.template import TrainingTemplate, check_stop_token_trained
+from curate.template_step import template_record
+from curate.train.model import ModelSource, load_tokenizer
+from curate.train.template import (TrainingTemplate, check_as_checked, check_stop_token_trained,
+                                   training_template)
 from curate.train.tiny_model import CHATML_TRAINING_TEMPLATE
 
 from .conftest import memorisation_rows, run_in, training_recipe
@@ -74,4 +83,51 @@ def test_a_run_trains_with_a_template_that_trains_the_newline(curate_plugin, tin
         "max_length = 64\n", "max_length = 64\nchat_template = \"chatml-newline\"\n")
     code, output, run_dir = run_in(tmp_path, recipe, memorisation_rows(8))
     assert code == 0, output
-    assert (run_dir / "adapter" / "chat_template.jinja").read_text() == NEWLINE_TRAINED
+    assert (run_dir / "adapter" / "chat_template.training.jinja").read_text() == NEWLINE_TRAINED
+
+
+def test_the_trainer_chooses_the_template_the_checks_chose(tiny_model, tmp_path):
+    """A project folder named after a family says nothing about the model inside it."""
+    project = tmp_path / "qwen2.5-experiments"
+    shutil.copytree(tiny_model, project / "models" / "tiny")
+    recipe = training_recipe(Path("../models/tiny"), max_steps=1, eval_steps=1)
+    code, output, run_dir = run_in(project / "recipes", recipe, memorisation_rows(4))
+    assert code == 0, output
+    trained = json.loads((run_dir / "adapter" / "training.json").read_text())["template"]
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    checked = manifest["steps"][-1]["stats"]["template"]
+    assert trained["label"] == checked["label"] == "of the tokenizer"
+
+
+def test_the_trainer_refuses_a_template_the_step_did_not_check_with(tokenizer, tmp_path):
+    template = TrainingTemplate(CHATML_TRAINING_TEMPLATE, "of the tokenizer", "test", ())
+    check_as_checked(template, tokenizer, tmp_path)  # no chat-template step: nothing to compare
+    step = tmp_path / "stages" / "01-chat-template"
+    step.mkdir(parents=True)
+    for label, text in [("of the tokenizer", CHATML_TRAINING_TEMPLATE), ("qwen2.5", "{{ x }}")]:
+        record = template_record(label, text, tokenizer)
+        (step / "step.json").write_text(json.dumps({"stats": {"template": record}}))
+    with pytest.raises(CurateError) as error:
+        check_as_checked(template, tokenizer, tmp_path)
+    mine = template_record(template.label, template.text, tokenizer)["sha256"][:12]
+    assert str(error.value) == (
+        f"[model]: training would use chat template of the tokenizer (sha256 {mine}, tokenizer"
+        f" TokenizersBackend), but the chat-template step checked the data with chat template"
+        f" qwen2.5 (sha256 {record['sha256'][:12]}, tokenizer TokenizersBackend): run again"
+        f" with curate run --force, so that what trains is what was checked")
+    (step / "step.json").write_text(json.dumps({"stats": {"template": template_record(
+        template.label, template.text, tokenizer)}}))
+    check_as_checked(template, tokenizer, tmp_path)
+
+
+def test_a_tokenizer_with_named_templates_trains_with_its_default_one(tiny_model, tmp_path):
+    """Command-R and Hermes ship "default" and "tool_use" templates, as a list."""
+    folder = shutil.copytree(tiny_model, tmp_path / "model")
+    (folder / "chat_template.jinja").unlink(missing_ok=True)
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    config["chat_template"] = [{"name": "default", "template": CHATML_TRAINING_TEMPLATE},
+                               {"name": "tool_use", "template": "{{ tools }}"}]
+    (folder / "tokenizer_config.json").write_text(json.dumps(config))
+    tokenizer = load_tokenizer(ModelSource(str(folder), str(folder)))
+    template = training_template(ModelOptions(path="model"), tmp_path, tokenizer)
+    assert (template.label, template.text) == ("of the tokenizer", CHATML_TRAINING_TEMPLATE)
