@@ -1,9 +1,9 @@
 """After curation: hand the final dataset to the trainer, then to the evaluations.
 
 Both are cached like curation steps: training reruns only when its options, its plugin's
-version, the dataset or the seed changed, and an evaluation only when it, the trained adapter
-(a hash of `adapter/`) or the data it reads did. `curate eval` runs the same evaluations on a
-trained run folder.
+version, the dataset, the seed, [model], the chat template or the local model folder's files
+changed, and an evaluation only when it, the trained adapter (a hash of `adapter/`), the base
+model or the data it reads did. `curate eval` runs the same evaluations on a trained run folder.
 """
 
 from __future__ import annotations
@@ -18,10 +18,12 @@ from pathlib import Path
 from curate.console import Console
 from curate.errors import CurateError
 from curate.options import options_to_dict
+from curate.pluginmanager import get_host
 from curate.recipe import PluginSpec, Recipe
 from curate.records import plugin_code, plugin_label
 from curate.runstore import (RunFolder, fingerprint, read_json, write_json_atomic,
                              write_text_atomic)
+from curate.template_step import TemplateStepOptions, has_model, template_fingerprint
 from curate.training import TrainContext
 
 
@@ -36,9 +38,47 @@ def train_context(recipe: Recipe, folder: RunFolder, console: Console) -> TrainC
 
 
 def train_fingerprint(recipe: Recipe, split: dict) -> str:
-    """What training depends on: the trainer and its options, the dataset, seed and [model]."""
+    """What training depends on: the trainer and its options, the dataset, seed and [model],
+    the chat template and the model's files."""
     return plugin_fingerprint(recipe.train, split["train_sha256"], split["eval_sha256"],
-                              recipe.run.seed, options_to_dict(recipe.model))
+                              recipe.run.seed, options_to_dict(recipe.model),
+                              chat_template_inputs(recipe), model_files_digest(recipe))
+
+
+def chat_template_inputs(recipe: Recipe) -> list:
+    """What the chat-template step's output depends on (the tokenizer's files, a .jinja named
+    in [model], every registered template), which the template trained with depends on too."""
+    if not has_model(recipe.model):
+        return []
+    options = TemplateStepOptions(**vars(recipe.model), recipe_dir=str(recipe.file.parent))
+    return template_fingerprint(options, get_host().registry("chat template"))
+
+
+def model_files_digest(recipe: Recipe) -> str:
+    """A digest of the local model and tokenizer folders' files by relative name, size and
+    modification time ("" for a hub id, which [model]'s name and revision stand for): weights
+    replaced in place retrain, without hashing gigabytes on every run. A copied folder counts
+    as changed (new times): a retrain too many, never a stale adapter."""
+    lines = []
+    for name in sorted({recipe.model.path, recipe.model.tokenizer} - {None, ""}):
+        location = recipe.file.parent / name
+        for path in _model_files(location):
+            stat = path.stat()
+            lines.append(f"{name}:{path.relative_to(location).as_posix()}:{stat.st_size}:"
+                         f"{stat.st_mtime_ns}")
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest() if lines else ""
+
+
+def _model_files(location: Path) -> list[Path]:
+    """The files of a local model folder (or the file itself), without hidden ones such as a
+    hub download's `.cache/`, whose times change on every re-download."""
+    if location.is_file():
+        return [location]
+    if not location.is_dir():
+        return []
+    return sorted(path for path in location.rglob("*") if path.is_file()
+                  and not any(part.startswith(".")
+                              for part in path.relative_to(location).parts))
 
 
 def train_and_evaluate(recipe: Recipe, folder: RunFolder, split: dict, console: Console,
@@ -112,11 +152,11 @@ def write_results(path: Path, results: dict) -> None:
 
 def evaluation_inputs(recipe: Recipe, run_dir: Path) -> list:
     """What every evaluation's result depends on besides its own options and code: the
-    trained adapter, the held-out data, [model] and the seed."""
+    trained adapter, the held-out data, [model], the base model's files and the seed."""
     dataset = run_dir / "dataset"
     return [folder_digest(run_dir / "adapter"),
             [file_digest(dataset / name) for name in ("eval.jsonl", "general_eval.jsonl")],
-            options_to_dict(recipe.model), recipe.run.seed]
+            options_to_dict(recipe.model), recipe.run.seed, model_files_digest(recipe)]
 
 
 def folder_digest(folder: Path) -> str:

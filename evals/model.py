@@ -1,7 +1,8 @@
 """The trained run as the evaluations see it: the base model loaded exactly as it was trained
-(the quantisation and compute dtype in `adapter/training.json`), the adapter on top, and the
-tokenizer and chat template saved with the adapter. One load serves both sides: the base is
-the same model with its adapter switched off.
+(the quantisation and compute dtype in `adapter/training.json`), the adapter on top, the
+tokenizer and training chat template saved with the adapter, and the stop tokens of its
+`generation_config.json`. One load serves both sides: the base is the same model with its
+adapter switched off.
 
 The last model loaded is kept for the next evaluation of the same adapter, so a recipe's
 several evaluations load it once.
@@ -16,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from curate.errors import CurateError
+from curate.train.inference_template import saved_training_template
 
 SIDES = ("base", "tuned")
-TEMPLATE_FILE = "chat_template.jinja"
 RECORD_FILE = "training.json"
 
 
@@ -30,7 +31,8 @@ class TunedModel:
     template: str
     """The chat template it was trained with."""
     stop_ids: list[int]
-    """The end-of-turn token ids (and the tokenizer's end-of-sequence id): generation stops there."""
+    """The end-of-turn token ids trained (and the tokenizer's end-of-sequence id): generation
+    stops there, as the adapter's generation_config.json says."""
     max_length: int
     digest: str
     """A hash of the adapter folder: what the answers of the tuned side depend on."""
@@ -70,6 +72,7 @@ def _load(adapter: Path, digest: str) -> TunedModel:
         from curate.train.model import (ModelSource, load_adapter, load_base_model,
                                         load_tokenizer, quiet_progress_bars)
         from curate.train.options import QLoRAOptions
+        from curate.train.stop_tokens import saved_stop_ids
     except ImportError as error:
         raise CurateError(f"the evaluations need the training libraries ({error}): install"
                           f" them with pip install 'curate[train]'") from None
@@ -81,21 +84,24 @@ def _load(adapter: Path, digest: str) -> TunedModel:
     base = load_base_model(ModelSource(**record["base"]), QLoRAOptions(**record["options"]),
                            record["compute_dtype"])
     model = load_adapter(base, adapter).eval()
-    template = (adapter / TEMPLATE_FILE).read_text(encoding="utf-8")
-    return TunedModel(model, tokenizer, template, stop_ids(tokenizer, record), record["max_length"],
-                      digest)
+    template = saved_training_template(adapter)
+    stops = saved_stop_ids(adapter) or stop_ids(tokenizer, record, template)
+    return TunedModel(model, tokenizer, template, stops, record["max_length"], digest)
 
 
-def stop_ids(tokenizer: Any, record: dict) -> list[int]:
-    """The end-of-turn tokens of the template trained with (registered templates name them),
-    and the tokenizer's end-of-sequence token."""
+def stop_ids(tokenizer: Any, record: dict, template: str = "") -> list[int]:
+    """For an adapter saved without its stop tokens: the end-of-turn tokens of the template
+    trained with (a registered template names them; else those found ending its trained
+    turns), and the tokenizer's end-of-sequence token."""
     from curate.pluginmanager import get_host
+    from curate.train.stop_tokens import trained_end_ids
 
-    entry = get_host().registry("chat template").entries.get(record["template"]["label"])
-    tokens = list(entry.obj.end_of_turn) if entry else []
-    ids = {tokenizer.convert_tokens_to_ids(token) for token in tokens}
-    if tokenizer.eos_token_id is not None:
-        ids.add(tokenizer.eos_token_id)
+    label = record["template"]["label"]
+    entry = get_host().registry("chat template").entries.get(label)
+    end_of_turn = tuple(entry.obj.end_of_turn) if entry else ()
+    ends = trained_end_ids(tokenizer, template, end_of_turn, label) if (
+        end_of_turn or template) else []
+    ids = {*ends, tokenizer.eos_token_id}
     return sorted(i for i in ids if i is not None and i != tokenizer.unk_token_id)
 
 

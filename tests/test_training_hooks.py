@@ -1,8 +1,12 @@
 """[train] and [[evals]] hand the final dataset to trainer and evaluation plugins."""
 
 import json
+import os
+import shutil
 import types
 from dataclasses import dataclass
+
+import pytest
 
 from curate import hookimpl
 from curate.errors import CurateError
@@ -136,3 +140,58 @@ def test_results_and_report_keep_the_recipes_order_of_evaluations(curate_plugin,
     assert list(results) == ["zeta", "alpha"]
     verdicts = gather_evaluation(result.run_dir).verdicts
     assert [line.split(":")[0] for line in verdicts] == ["zeta", "alpha"]
+
+
+MODEL_RECIPE = RECIPE.replace("[[sources]]", '[model]\npath = "model"\n\n[[sources]]')
+
+
+@pytest.fixture(scope="module")
+def built_model(tmp_path_factory):
+    from curate.train.tiny_model import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
+
+
+@pytest.fixture
+def model_run(curate_plugin, run_recipe, built_model, tmp_path):
+    """The counting recipe with [model] = a copy of the tiny model in the recipe's folder, run
+    once: (run the recipe again, the model folder)."""
+    curate_plugin(training_plugin(), name="counting")
+    shutil.copytree(built_model, tmp_path / "model")
+    first = run_recipe(MODEL_RECIPE, files={"d.jsonl": DATA})
+    assert first.exit_code == 0 and first.manifest["train"]["cached"] is False, first.output
+    return lambda: run_recipe(MODEL_RECIPE), tmp_path / "model"
+
+
+def test_training_with_an_unchanged_model_folder_is_cached(model_run):
+    again, _ = model_run
+    assert again().manifest["train"]["cached"] is True
+
+
+def test_training_reruns_when_the_tokenizers_chat_template_changes(model_run):
+    again, model = model_run
+    template = model / "chat_template.jinja"
+    template.write_text("{# fixed #}" + template.read_text())
+    train = again().manifest["train"]
+    assert train["cached"] is False
+    assert train["evals"]["eval-count"]["cached"] is False
+
+
+def test_training_and_evals_rerun_when_the_weights_are_replaced_in_place(model_run):
+    again, model = model_run
+    weights = model / "model.safetensors"
+    written = weights.stat().st_mtime_ns
+    changed = bytearray(weights.read_bytes())
+    changed[-1] ^= 1  # other weights, the same size
+    weights.write_bytes(bytes(changed))
+    os.utime(weights, ns=(written + 10**9, written + 10**9))  # a coarse clock may not tick
+    train = again().manifest["train"]
+    assert train["cached"] is False
+    assert train["evals"]["eval-count"]["cached"] is False
+
+
+def test_the_model_digest_leaves_out_hidden_files(model_run):
+    again, model = model_run
+    (model / ".cache").mkdir()
+    (model / ".cache" / "download.lock").write_text("")
+    assert again().manifest["train"]["cached"] is True

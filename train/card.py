@@ -1,23 +1,28 @@
 """What a finished run leaves in `<run dir>/adapter/`: the adapter, the tokenizer, the chat
-template it was trained with, `training.json` (what `curate merge` needs to rebuild the exact
-base) and a model card with the recipe, the dataset's hashes and the metrics."""
+template for inference and the one it was trained with, a generation config that stops at the
+end-of-turn token trained, `training.json` (what `curate merge` needs to rebuild the exact base)
+and a model card with the recipe, the dataset's hashes and the metrics."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from curate.runstore import write_json_atomic, write_text_atomic
+from curate.train import stop_tokens
 from curate.train.data import DatasetFacts
+from curate.train.inference_template import (TEMPLATE_FILE, TRAINING_TEMPLATE_FILE,
+                                             inference_template)
 from curate.train.model import INITIAL_ADAPTER, changes_base
 from curate.train.template import TrainingTemplate
 
-TEMPLATE_FILE = "chat_template.jinja"
 RECORD_FILE = "training.json"
 WEIGHTS_FILE = "adapter_model.safetensors"
 
 
-def save_adapter(trainer, tokenizer, folder: Path, template: TrainingTemplate) -> None:
+def save_adapter(trainer, tokenizer, folder: Path, template: TrainingTemplate,
+                 log: Callable[[str], None]) -> None:
     """Run on the main process only (it alone writes the adapter)."""
     trainer.save_model(str(folder))
     model = trainer.accelerator.unwrap_model(trainer.model)
@@ -25,10 +30,33 @@ def save_adapter(trainer, tokenizer, folder: Path, template: TrainingTemplate) -
     if initial is not None:
         save_as_plain_lora(model, initial, folder)
     tokenizer.save_pretrained(folder)
-    write_text_atomic(folder / TEMPLATE_FILE, template.text)
+    save_templates(folder, template)
+    save_generation_config(model.get_base_model().generation_config, tokenizer, folder,
+                           template, log)
     # save_model adds the TrainingArguments as a pickle: unsafe to load from a shared adapter,
     # and training.json holds the options anyway.
     (folder / "training_args.bin").unlink(missing_ok=True)
+
+
+def save_templates(folder: Path, template: TrainingTemplate) -> None:
+    """The template for inference as the model's chat template, and the training one beside
+    it (with its `{% generation %}` markers, to train on)."""
+    write_text_atomic(folder / TEMPLATE_FILE, inference_template(template.text, template.label))
+    write_text_atomic(folder / TRAINING_TEMPLATE_FILE, template.text)
+
+
+def save_generation_config(base_config, tokenizer, folder: Path, template: TrainingTemplate,
+                           log: Callable[[str], None]) -> None:
+    """The base model's generation config, stopping at the end-of-turn tokens trained too;
+    one line in the log when the base did not stop at all of them."""
+    before = stop_tokens.eos_ids(base_config)
+    trained = stop_tokens.trained_end_ids(tokenizer, template.text, template.end_of_turn,
+                                          template.label)
+    after = stop_tokens.stop_ids(trained, tokenizer, before)
+    stop_tokens.save_with_stop_ids(base_config, after, folder)
+    note = stop_tokens.added_note(tokenizer, before, after)
+    if note:
+        log(note)
 
 
 def save_as_plain_lora(model, initial: dict, folder: Path) -> None:
@@ -83,8 +111,10 @@ library_name: peft
 
 Trained by curate's `{record["trainer"]}` trainer with trl's SFTTrainer, assistant-only loss,
 on a {record["options"]["quantization"]} base with {record["compute_dtype"]} compute. The chat
-template it was trained with is `{TEMPLATE_FILE}` ({record["template"]["label"]}: \
-{record["template"]["how"]}); use the same one at inference.{_conversion_note(record["options"])}
+template it was trained with is `{TRAINING_TEMPLATE_FILE}` ({record["template"]["label"]}: \
+{record["template"]["how"]}); `{TEMPLATE_FILE}` is the same template for inference, without the
+training markers. `generation_config.json` stops generation at the end-of-turn token trained.\
+{_conversion_note(record["options"])}
 
 ## Dataset
 

@@ -9,6 +9,7 @@ with a warning, and the comparison shows by how much.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,9 +17,11 @@ from curate.errors import CurateError
 from curate.runstore import write_json_atomic
 from curate.train.card import RECORD_FILE, read_record
 from curate.train.data import read_examples
+from curate.train.inference_template import TRAINING_TEMPLATE_FILE, saved_training_template
 from curate.train.model import (ModelSource, load_adapter, load_base_model, load_tokenizer,
                                 quiet_progress_bars, torch_dtype)
 from curate.train.options import QLoRAOptions
+from curate.train.stop_tokens import GENERATION_CONFIG_FILE
 
 SAVED_DTYPE = "bfloat16"
 EXPECTED_AGREEMENT = 0.99
@@ -45,7 +48,8 @@ def merge_run(run_dir: Path, output: Path, into_quantized: bool, examples: int,
     source = ModelSource(**record["base"])
     into_quantized = _into_quantized(into_quantized, options, log)
     tokenizer = load_tokenizer(ModelSource(str(adapter), str(adapter)))
-    batch = held_out_batch(run_dir, tokenizer, examples, record["max_length"])
+    batch = held_out_batch(run_dir, tokenizer, saved_training_template(adapter), examples,
+                           record["max_length"])
     reference = adapter_logits(source, options, record["compute_dtype"], adapter, batch)
     merged = merged_model(source, options, record["compute_dtype"], adapter, into_quantized)
     with torch.no_grad():
@@ -53,13 +57,25 @@ def merge_run(run_dir: Path, output: Path, into_quantized: bool, examples: int,
     report = fidelity(reference, logits, batch["attention_mask"])
     check_fidelity(report, run_dir, into_quantized, log)
     output.mkdir(parents=True, exist_ok=True)
+    use_adapter_generation_config(merged, adapter)
     merged.save_pretrained(output)
     tokenizer.save_pretrained(output)
+    if (adapter / TRAINING_TEMPLATE_FILE).is_file():
+        shutil.copyfile(adapter / TRAINING_TEMPLATE_FILE, output / TRAINING_TEMPLATE_FILE)
     report.update(output=str(output), base=source.path, examples=int(batch["input_ids"].shape[0]),
                   into_quantized=into_quantized,
                   dtype=str(next(merged.parameters()).dtype).removeprefix("torch."))
     write_json_atomic(output / "merge_report.json", report)
     return report
+
+
+def use_adapter_generation_config(model, adapter: Path) -> None:
+    """The generation config training saved with the adapter, which stops at the end-of-turn
+    token trained; an adapter saved before curate wrote one leaves the base's."""
+    from transformers import GenerationConfig
+
+    if (adapter / GENERATION_CONFIG_FILE).is_file():
+        model.generation_config = GenerationConfig.from_pretrained(adapter)
 
 
 def _into_quantized(requested: bool, options: QLoRAOptions, log) -> bool:
@@ -76,14 +92,16 @@ def _into_quantized(requested: bool, options: QLoRAOptions, log) -> bool:
     return requested
 
 
-def held_out_batch(run_dir: Path, tokenizer, count: int, max_length: int) -> dict:
+def held_out_batch(run_dir: Path, tokenizer, template: str, count: int,
+                   max_length: int) -> dict:
     """The first `count` eval examples (train ones when there is no eval split), rendered
-    with the adapter's template, padded into one batch."""
+    with the template trained with, padded into one batch."""
     rows = read_examples(run_dir / "dataset" / "eval.jsonl") or read_examples(
         run_dir / "dataset" / "train.jsonl")
     if not rows:
         raise CurateError(f"{run_dir / 'dataset'}: no examples to compare the merged model on")
-    texts = [tokenizer.apply_chat_template(row["messages"], tokenize=False)
+    texts = [tokenizer.apply_chat_template(row["messages"], chat_template=template,
+                                           tokenize=False)
              for row in rows[:count]]
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token

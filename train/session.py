@@ -299,7 +299,7 @@ def whole_run_loss(history: list[dict], call: TrainCall) -> tuple[float | None, 
 
 
 def _save(trainer, tokenizer, paths, template, context, facts, record) -> None:
-    card.save_adapter(trainer, tokenizer, paths.adapter, template)
+    card.save_adapter(trainer, tokenizer, paths.adapter, template, context.log)
     card.write_record(paths.adapter, record)
     recipe_text = context.recipe_file.read_text(encoding="utf-8") if context.recipe_file else ""
     card.write_model_card(paths.adapter, record, recipe_text, facts)

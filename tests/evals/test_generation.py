@@ -39,6 +39,12 @@ def test_stop_ids_hold_the_templates_end_of_turn_and_the_eos(tokenizer, curate_p
     assert ids == sorted({tokenizer.convert_tokens_to_ids("<|im_end|>"), tokenizer.eos_token_id})
 
 
+def test_an_adapter_saved_without_stop_ids_stops_where_its_own_template_ends_turns(tokenizer):
+    ids = stop_ids(tokenizer, {"template": {"label": "of the tokenizer"}},
+                   CHATML_TRAINING_TEMPLATE)
+    assert ids == sorted({tokenizer.convert_tokens_to_ids("<|im_end|>"), tokenizer.eos_token_id})
+
+
 def test_decoding_stops_at_the_end_of_turn_token(tokenizer):
     answer = tokenizer.encode("The code word 3", add_special_tokens=False)
     more = tokenizer.encode(" is stone.", add_special_tokens=False)

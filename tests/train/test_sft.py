@@ -60,14 +60,14 @@ def test_the_saved_adapter_reloads_to_the_same_logits(tiny_model, tmp_path):
     trainer.train()
     expected = logits_of(model, tokenizer)
     template = TrainingTemplate(tokenizer.chat_template, "own", "test", ("<|im_end|>",))
-    save_adapter(trainer, tokenizer, tmp_path / "adapter", template)
+    save_adapter(trainer, tokenizer, tmp_path / "adapter", template, print)
     base = load_base_model(ModelSource(str(tiny_model), str(tiny_model)), QLoRAOptions(),
                            "float32")
     untrained = logits_of(base, tokenizer)
     reloaded = PeftModel.from_pretrained(base, tmp_path / "adapter")
     assert (untrained - expected).abs().max() > 1e-3  # training moved the logits
     torch.testing.assert_close(logits_of(reloaded, tokenizer), expected, rtol=0, atol=1e-5)
-    assert (tmp_path / "adapter" / "chat_template.jinja").read_text() == template.text
+    assert (tmp_path / "adapter" / "chat_template.training.jinja").read_text() == template.text
 
 
 @pytest.mark.parametrize("quantization,layer", [("nf4", "Linear4bit"), ("fp4", "Linear4bit"),

@@ -37,9 +37,10 @@ def test_the_adapter_folder_holds_everything_to_use_and_trace_it(trained_run):
     _, run_dir = trained_run
     adapter = run_dir / "adapter"
     for name in ("adapter_model.safetensors", "adapter_config.json", "tokenizer.json",
-                 "chat_template.jinja", "training.json", "README.md"):
+                 "chat_template.jinja", "chat_template.training.jinja", "generation_config.json",
+                 "training.json", "README.md"):
         assert (adapter / name).is_file(), name
-    assert (adapter / "chat_template.jinja").read_text() == CHATML_TRAINING_TEMPLATE
+    assert (adapter / "chat_template.training.jinja").read_text() == CHATML_TRAINING_TEMPLATE
     config = json.loads((adapter / "adapter_config.json").read_text())
     assert config["r"] == 8 and config["lora_alpha"] == 16
     record = json.loads((adapter / "training.json").read_text())
@@ -111,4 +112,6 @@ def test_a_recipe_without_a_model_is_one_clear_line(tmp_path):
     recipe = training_recipe(tmp_path / "nowhere").replace(
         f'path = "{tmp_path / "nowhere"}"\n', "")
     code, output, _ = run_in(tmp_path, recipe, memorisation_rows(6), "-q")
-    assert code == 2 and output.startswith("error: [model] path is missing"), output
+    assert code == 2 and output.count("\n") == 1, output
+    assert "model.path: [train] fine-tunes a base model and [model] names none" in output
+    assert not (tmp_path / "run").exists()  # refused before any step ran
