@@ -23,7 +23,8 @@ from curate.recipe import PluginSpec, Recipe
 from curate.records import plugin_code, plugin_label
 from curate.runstore import (RunFolder, fingerprint, read_json, write_json_atomic,
                              write_text_atomic)
-from curate.template_step import TemplateStepOptions, has_model, template_fingerprint
+from curate.template_step import (TemplateStepOptions, has_model, recorded_template,
+                                  template_fingerprint)
 from curate.training import TrainContext
 
 
@@ -37,17 +38,24 @@ def train_context(recipe: Recipe, folder: RunFolder, console: Console) -> TrainC
                         recipe.model, recipe.file, folder.dataset / "general_eval.jsonl")
 
 
-def train_fingerprint(recipe: Recipe, split: dict) -> str:
+def train_fingerprint(recipe: Recipe, split: dict, run_dir: Path) -> str:
     """What training depends on: the trainer and its options, the dataset, seed and [model],
     the chat template and the model's files."""
     return plugin_fingerprint(recipe.train, split["train_sha256"], split["eval_sha256"],
                               recipe.run.seed, options_to_dict(recipe.model),
-                              chat_template_inputs(recipe), model_files_digest(recipe))
+                              chat_template_used(recipe, run_dir), model_files_digest(recipe))
+
+
+def chat_template_used(recipe: Recipe, run_dir: Path) -> object:
+    """The template the chat-template step chose (its text's digest and the tokenizer class,
+    which the trainer checks it trains with): another plugin's template changing retrains
+    nothing. Without a recorded step, everything the choice depends on."""
+    return recorded_template(run_dir) or chat_template_inputs(recipe)
 
 
 def chat_template_inputs(recipe: Recipe) -> list:
     """What the chat-template step's output depends on (the tokenizer's files, a .jinja named
-    in [model], every registered template), which the template trained with depends on too."""
+    in [model], every registered template)."""
     if not has_model(recipe.model):
         return []
     options = TemplateStepOptions(**vars(recipe.model), recipe_dir=str(recipe.file.parent))
@@ -85,7 +93,7 @@ def train_and_evaluate(recipe: Recipe, folder: RunFolder, split: dict, console: 
                        force: bool, evals_console: Console | None = None) -> dict:
     context = train_context(recipe, folder, console)
     spec = recipe.train
-    train_print = train_fingerprint(recipe, split)
+    train_print = train_fingerprint(recipe, split, folder.path)
     result = cached_call(folder.path / "train.json", train_print, force, console, "train",
                          lambda: {"use": spec.use, "metrics": run_trainer(spec, context)})
     if recipe.evals:

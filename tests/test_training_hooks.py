@@ -195,3 +195,14 @@ def test_the_model_digest_leaves_out_hidden_files(model_run):
     (model / ".cache").mkdir()
     (model / ".cache" / "download.lock").write_text("")
     assert again().manifest["train"]["cached"] is True
+
+
+def test_a_template_the_run_does_not_use_retrains_nothing(model_run, curate_plugin):
+    from curate.chat_templates import ChatTemplate
+
+    again, _ = model_run
+    unused = ChatTemplate("unused-family", "{% for m in messages %}{{ m.content }}{% endfor %}",
+                          ("</s>",), name_patterns=("no-model-is-called-this",))
+    curate_plugin(types.SimpleNamespace(register_chat_templates=hookimpl(
+        lambda register: register(unused))), name="unused_templates")
+    assert again().manifest["train"]["cached"] is True

@@ -61,7 +61,7 @@ def _train_together(recipe, run_dir: Path, force: bool, console, state) -> None:
     if manifest.get("status") != "complete":
         raise CurateError(f"{run_dir}: curation did not complete (status"
                           f" {manifest.get('status')!r}): see `curate run {recipe.file}`")
-    train_print = train_fingerprint(recipe, manifest["split"])
+    train_print = train_fingerprint(recipe, manifest["split"], run_dir)
     record = run_dir / TRAIN_RECORD
     if not force and record.exists() and read_json(record).get("fingerprint") == train_print:
         console.info("train                    cached")
