@@ -77,6 +77,8 @@ class ChatTemplate:
 
 
 def _as_tuple(value: Any) -> tuple:
+    if value is None:
+        return ()
     return (value,) if isinstance(value, str) or callable(value) else tuple(value)
 
 

@@ -8,6 +8,7 @@ rows, or no row that became a record stops the run with one clear line.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -175,7 +176,10 @@ def _described(item: object) -> str:
 
 
 def json_value(value: object) -> object:
-    """A data value as JSON keeps it (a parquet date or decimal becomes its text)."""
+    """A data value as JSON keeps it (a parquet date or decimal becomes its text, a NaN or
+    infinite number null: JSON has neither)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
     return json.loads(json.dumps(value, default=str))

@@ -22,6 +22,9 @@ from curate.sources import Source, SourceContext, SourceHostOptions
 
 SECTIONS = ("run", "model", "sources", "stages", "split", "train", "evals")
 RESERVED_STEP_NAMES = ("read", "chat-template")
+HOST_META_KEYS = ("from", "revised_from", "generation", "review", "language", "tokens",
+                  "consistency", "rehearsal")
+"""Record meta keys the host and built-in stages write, which meta_columns must not take."""
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -210,9 +213,10 @@ def _source(table: dict, key_path: str, where: str, host: PluginHost) -> PluginS
     spec = _plugin_spec(table, key_path, "source", where, host,
                         host_keys=SourceHostOptions.__dataclass_fields__)
     spec.source_options = parse_options(SourceHostOptions, host_keys, where, key_path)
-    if "from" in spec.source_options.meta_columns:
-        raise RecipeError(where, f"{key_path}.meta_columns", "'from' is where each record was"
-                          " read (file:line), which the host sets: rename the data column")
+    taken = [c for c in spec.source_options.meta_columns if c in HOST_META_KEYS]
+    if taken:
+        raise RecipeError(where, f"{key_path}.meta_columns", f"'{taken[0]}' is a meta key curate"
+                          f" sets itself ({', '.join(HOST_META_KEYS)}): rename the data column")
     context = SourceContext(Path(where), key_path)
     _run_check(lambda: spec.plugin().check(spec.options, context), where, key_path)
     _check_fingerprint(spec, where)

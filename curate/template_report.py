@@ -45,7 +45,7 @@ def check_template_before_run(recipe: Recipe, host: PluginHost) -> None:
     """What `curate run` checks before its first step: that the chat template compiles and
     ends curate's test conversations with a trained end-of-turn token (local tokenizers only),
     so a broken template stops the run now, not when the chat-template step comes."""
-    if has_model(recipe.model) and is_local(recipe.model, recipe.file.parent):
+    if template_steps(recipe, host) and is_local(recipe.model, recipe.file.parent):
         raise_errors(template_findings(*recipe_template(recipe, host), []))
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,7 +74,7 @@ def model_names(model: ModelOptions, recipe_dir: Path) -> list[str]:
     for name in (model.path, model.tokenizer):
         local = recipe_dir / name if name else None
         if local is not None and local.exists():
-            local = local.resolve()
+            local = Path(os.path.abspath(local))  # "." and ".." resolved, symlinks kept
             names.append((local.parent if local.is_file() else local).name)
         elif name:
             names.append(name)

@@ -363,3 +363,20 @@ def test_a_template_file_that_does_not_compile_stops_the_run(run_recipe, tmp_pat
     assert_clear_error(result, "error: chat template typo.jinja does not compile: ",
                        "(Jinja line 2: ")
     assert not (result.run_dir / "stages").exists()  # refused before the first step
+
+
+def test_the_check_before_a_run_is_skipped_when_the_template_stage_is_disabled(tmp_path,
+                                                                              monkeypatch):
+    from curate.recipe import load_recipe
+    from curate.template_report import check_template_before_run
+
+    tiny.build_tokenizer(tmp_path / "model", "chatml")
+    (tmp_path / "typo.jinja").write_text(CHATML_LINES.replace("m.role ==", "m.role = "))
+    (tmp_path / "recipe.toml").write_text(recipe('chat_template = "typo.jinja"'))
+    (tmp_path / "d.jsonl").write_text(jsonl(qa("Hi", "Hello there")))
+    with pytest.raises(CurateError, match="does not compile"):
+        host = build_host()
+        check_template_before_run(load_recipe(tmp_path / "recipe.toml", host), host)
+    monkeypatch.setenv("CURATE_DISABLE_PLUGINS", "chat_template_step")
+    host = build_host()
+    check_template_before_run(load_recipe(tmp_path / "recipe.toml", host), host)

@@ -303,3 +303,15 @@ def test_every_row_is_accounted_for_across_sources_and_stages(run_recipe):
     assert manifest["final"] == {"input": 10, "added": 0, "rejected": 3, "train": 7, "eval": 0,
                                  "accounted": 10}
     assert [s["rows"] for s in manifest["sources"]] == [8, 2]
+
+
+def test_kept_data_columns_are_values_json_can_hold():
+    import datetime
+    import decimal
+
+    from curate.ingest import json_value
+
+    assert [json_value(v) for v in (0.9, "0.9", None, float("nan"), float("inf"), True)] == [
+        0.9, "0.9", None, None, None, True]
+    assert json_value(decimal.Decimal("0.5")) == "0.5"
+    assert json_value([datetime.date(2026, 1, 2), 1]) == ["2026-01-02", 1]

@@ -71,6 +71,7 @@ def test_a_lone_string_is_a_one_item_tuple():
     assert template.architectures == ("AcmeForCausalLM",)
     assert template.original_texts() == [TEMPLATE]
     assert not template.matches_name("qwen2.5")
+    assert ChatTemplate("acme", TEMPLATE, end_of_turn=None).end_of_turn == ()
 
 
 def test_a_registry_hook_that_returns_instead_of_registering_is_warned_about():

@@ -72,7 +72,7 @@ def test_run_dir_in_the_recipe_is_relative_to_the_recipe(tmp_path, host):
     (SOURCE + '[split]\neval_fraction = 0.2\neval_size = 50\n',
      "recipe.toml: split: eval_fraction and eval_size both set: keep one"),
     (SOURCE + 'meta_columns = ["from"]\n',
-     "recipe.toml: sources[0].meta_columns: 'from' is where each record was read"),
+     "recipe.toml: sources[0].meta_columns: 'from' is a meta key curate sets itself"),
     (SOURCE + '[train]\nuse = "qlora"\n',  # refused before any curation runs, not after
      "recipe.toml: model.path: [train] fine-tunes a base model and [model] names none"),
     (SOURCE + '[train]\nuse = "qlroa"\n', "recipe.toml: train.use: unknown trainer 'qlroa': did you mean 'qlora'?"),

@@ -44,6 +44,10 @@ def test_patterns_match_a_local_folder_s_own_name_and_a_hub_id(tmp_path):
                        tmp_path) == ["tiny", "tok"]
     assert model_names(ModelOptions(path="Qwen/Qwen2.5-7B-Instruct"), tmp_path) == [
         "Qwen/Qwen2.5-7B-Instruct"]
+    (tmp_path / "Llama-3.1-8B").symlink_to(model)  # a link into a cache keeps its own name
+    assert model_names(ModelOptions(path="Llama-3.1-8B"), tmp_path) == ["Llama-3.1-8B"]
+    assert model_names(ModelOptions(path="qwen2.5-experiments/models/../models/tiny"),
+                       tmp_path) == ["tiny"]
 
 
 def test_a_family_name_in_the_folders_around_the_model_chooses_nothing(tmp_path):
