@@ -211,11 +211,11 @@ class InputLedger:
 
     def _settle(self, record: Record | None, key: str) -> None:
         waiting = self.waiting
-        if self.remaining is None and waiting:
-            oldest = waiting[0]
-            if key == oldest or (record is not None and record.meta.get("revised_from") == oldest):
-                waiting.popleft()
-                return
+        if self.remaining is None and waiting and key == waiting[0]:
+            waiting.popleft()
+            return
+        # Anything else is settled by count, the record's own id before its revised_from: a
+        # record kept by this step may carry the revised_from of an earlier one.
         if self.remaining is None:
             self.remaining = Counter(waiting)
             waiting.clear()

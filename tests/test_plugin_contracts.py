@@ -176,6 +176,28 @@ def test_copies_of_one_record_each_come_out_in_any_order(run_stage, mode):
     assert manifest["steps"][1]["kept"] == 8
 
 
+def test_a_record_revised_by_an_earlier_step_is_kept_in_any_order():
+    """Its meta.revised_from names a record of an earlier step, which may be waiting here too
+    (an unedited copy of the original): keeping both, in any order, is no revision."""
+    from curate.step_execution import InputLedger
+
+    def messages(text):
+        return [{"role": "user", "content": text}, {"role": "assistant", "content": "a"}]
+
+    original = Record(messages("original"), "s")
+    edited = Record(messages("original"), "s").revised(messages("edited by a reviewer"))
+    records = [original, edited]
+    ledger = InputLedger(iter(records), "stage 'sorter'", lambda: (r.id for r in records))
+
+    class LaterFirst:
+        def process(self, inputs):
+            first, second = list(inputs)
+            yield from (second, first)
+
+    assert list(ledger.outcomes(LaterFirst())) == [edited, original]
+    ledger.check_complete(2)
+
+
 @pytest.mark.parametrize("mode, message", [
     ("none", "process() yielded NoneType: a stage yields each input record exactly once"),
     ("detail-none", "process() yielded a Rejection whose detail is NoneType"),
