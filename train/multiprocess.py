@@ -53,7 +53,7 @@ def train_on_every_process(recipe_path: Path, run_dir: Path | None,
 
 
 def _train_together(recipe, run_dir: Path, force: bool, console, state) -> None:
-    from curate.finishing import train_context, train_fingerprint
+    from curate.finishing import run_trainer, train_context, train_fingerprint
     from curate.runstore import RunFolder, read_json, write_json_atomic
 
     folder = RunFolder(run_dir)
@@ -67,11 +67,10 @@ def _train_together(recipe, run_dir: Path, force: bool, console, state) -> None:
         console.info("train                    cached")
         return
     started = time.monotonic()
-    metrics = recipe.train.plugin().train(recipe.train.options,
-                                          train_context(recipe, folder, console))
+    metrics = run_trainer(recipe.train, train_context(recipe, folder, console))
     seconds = round(time.monotonic() - started, 3)
     if state.is_main_process:
         write_json_atomic(record, {"fingerprint": train_print,
-                                   "result": {"use": recipe.train.use, "metrics": metrics or {}},
+                                   "result": {"use": recipe.train.use, "metrics": metrics},
                                    "seconds": seconds})
     console.info(f"{'train':<24} ran      {seconds:.1f}s")
