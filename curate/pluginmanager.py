@@ -271,10 +271,25 @@ def _required_arguments(function: Any) -> list[str]:
 
 
 def _collect_registrations(host: PluginHost) -> None:
+    """Every plugin's registrations, all or nothing: when a plugin's registry hook fails, the
+    registrations are collected again without it, so nothing it registered before failing
+    (nor a built-in it replaced) is left half-changed."""
+    failed = set(host.failed)
+    _register_everything(host)
+    if set(host.failed) != failed:
+        warnings = list(host.warnings)
+        _register_everything(host)
+        host.warnings = warnings
+
+
+def _register_everything(host: PluginHost) -> None:
     host.registries = _registries()
+    for info in host.plugins.values():
+        info.registered.clear()
     for hook_name, kind in REGISTRY_HOOKS.items():
         for impl in getattr(host.pm.hook, hook_name).get_hookimpls():
-            if impl.plugin_name in host.plugins:  # else it failed to load, and says why
+            # a plugin that failed to load, or to register, says why in host.failed
+            if impl.plugin_name in host.plugins and impl.plugin_name not in host.failed:
                 _call_registry_hook(host, impl, hook_name, host.registries[kind])
 
 

@@ -63,6 +63,23 @@ def test_a_template_whose_name_pattern_is_no_regex_fails_its_plugin():
     assert "acme" not in host.registry("chat template").names()
 
 
+def test_a_plugin_whose_registration_fails_registers_nothing():
+    from curate.plugins.length import LengthFilter
+
+    class Replacement(LengthFilter):
+        name = "length"  # replaces the built-in, then the plugin's next registration fails
+
+    def register_stages(register):
+        register(Replacement)
+        raise RuntimeError("half done")
+
+    module = plugin_module("half", register_stages=hookimpl(register_stages))
+    host = build_host(extra_plugins=(("half", module),))
+    assert host.failed["half"] == "register_stages: RuntimeError: half done"
+    assert host.get("stage", "length") is LengthFilter  # the built-in again
+    assert host.plugins["half"].registered == []
+
+
 def test_a_lone_string_is_a_one_item_tuple():
     template = ChatTemplate("acme", TEMPLATE, end_of_turn="<|im_end|>", name_patterns="acme",
                             architectures="AcmeForCausalLM", originals=TEMPLATE)
