@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from curate.errors import CurateError
 from curate.formats import Format, RowError
 from curate.recipe import PluginSpec
-from curate.records import Record, Rejection, plugin_code, plugin_label
+from curate.records import Record, Rejection, message_problem, plugin_code, plugin_label
 from curate.registry import Registry
 from curate.sources import BadRow, Row, SourceContext, file_errors
 
@@ -23,7 +23,7 @@ FORMAT_CHECK_ROWS = 10
 """When none of the first rows fits the format, the recipe is wrong, not the rows."""
 
 READ_STEP = "read"
-READ_RULES = 2
+READ_RULES = 3  # 3: messages of plugin formats checked for shape and roles
 """Bumped when what the host accepts from a converted row changes: part of the read step's
 fingerprint, so cached reads are redone."""
 
@@ -72,7 +72,7 @@ class RowConverter:
             return self._misfit(item, row, "unknown-format", "fits no format (keys: "
                                 + ", ".join(sorted(map(str, row))) + ")")
         try:
-            messages = check_turns_have_text(check_unicode(fmt.to_messages(row)))
+            messages = check_turns_have_text(check_unicode(check_shape(fmt.to_messages(row))))
         except RowError as error:
             if error.reason == "missing-field" and not fmt.matches(row):
                 return self._misfit(item, row, error.reason, str(error))
@@ -203,6 +203,15 @@ def check_unicode(messages: list[dict]) -> list[dict]:
             raise RowError("invalid-unicode", f"message {index} contains"
                            f" {error.object[error.start]!r} at character {error.start}, which"
                            f" is not valid Unicode text") from None
+    return messages
+
+
+def check_shape(messages: object) -> list[dict]:
+    """The messages, or RowError when a format (a plugin's too) made no list of known-role
+    text turns."""
+    problem = message_problem(messages)
+    if problem:
+        raise RowError(*problem)
     return messages
 
 

@@ -32,6 +32,26 @@ NEEDS_REVIEW = "needs_review"
 texts saying why. A `review` stage later in the recipe queues every such record."""
 
 
+def message_problem(messages: object) -> tuple[str, str] | None:
+    """(reason, detail) when `messages` is not a list of {"role", "content"} turns with known
+    roles and text; None when it is. The host checks what formats and stages hand it."""
+    if not isinstance(messages, list) or not messages:
+        return "empty-conversation", "the conversation has no messages"
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict) or set(message) != {"role", "content"}:
+            keys = sorted(map(str, message)) if isinstance(message, dict) else []
+            return "bad-field", (f"message {index} is not {{\"role\": ..., \"content\": ...}}"
+                                 f" (found {type(message).__name__}"
+                                 f"{' with keys ' + ', '.join(keys) if keys else ''})")
+        if message["role"] not in ROLES:
+            return "unsupported-role", (f"message {index} has role {message['role']!r};"
+                                        f" expected one of {', '.join(ROLES)}")
+        if not isinstance(message["content"], str):
+            return "bad-field", (f"message {index} content should be text, found"
+                                 f" {type(message['content']).__name__}")
+    return None
+
+
 def normalise_text(text: str) -> str:
     """NFKC, trimmed, with runs of whitespace collapsed: the form ids are computed from."""
     return " ".join(unicodedata.normalize("NFKC", text).split())

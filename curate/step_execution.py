@@ -18,7 +18,7 @@ from curate.errors import CurateError
 from curate.ingest import SourceCounts, read_source
 from curate.pluginmanager import PluginHost
 from curate.recipe import PluginSpec, Recipe
-from curate.records import Added, Pending, Record, Rejection, plugin_code
+from curate.records import Added, Pending, Record, Rejection, message_problem, plugin_code
 from curate.runstore import RunFolder, StepWriter, count_rows, read_records, write_json_atomic
 from curate.sources import file_errors
 from curate.stages import Stage, StageContext, default_workers, reject_problem
@@ -254,6 +254,10 @@ def outcome_record(outcome: object, label: str, holding: str) -> Record | None:
     """The record of a stage's outcome (None for a Rejection of a raw row), once the outcome
     is one the host can write."""
     if isinstance(outcome, Record):
+        problem = message_problem(outcome.messages)
+        if problem:
+            raise CurateError(f"{label}: process() yielded {holding}record {outcome.id} whose"
+                              f" {problem[1]}")
         return outcome
     if isinstance(outcome, Rejection):
         problem = reject_problem(outcome.reason, outcome.detail, outcome.evidence)

@@ -315,3 +315,28 @@ def test_kept_data_columns_are_values_json_can_hold():
         0.9, "0.9", None, None, None, True]
     assert json_value(decimal.Decimal("0.5")) == "0.5"
     assert json_value([datetime.date(2026, 1, 2), 1]) == ["2026-01-02", 1]
+
+
+def test_a_plugin_format_s_messages_are_checked_like_the_built_ins(run_recipe, curate_plugin):
+    import types
+
+    from curate import hookimpl
+    from curate.formats import Format
+
+    class Speakers(Format):
+        name = "speakers"
+        required = ("q", "a")
+
+        def to_messages(self, row):
+            return [{"role": "user", "content": row["q"]}, {"role": row["who"], "content": row["a"]}]
+
+    curate_plugin(types.SimpleNamespace(register_formats=hookimpl(
+        lambda register: register(Speakers))), name="speakers")
+    rows = [{"q": f"Question {i}?", "a": f"Answer number {i}.", "who": "assistant"}
+            for i in range(9)] + [{"q": "Who?", "a": "Me.", "who": "bot"}]
+    result = run_recipe(source_table("s", "s.jsonl", format="speakers"),
+                        files={"s.jsonl": jsonl(*rows)})
+    assert_complete(result)
+    assert result.rejections("read") == [
+        ("unsupported-role", "s.jsonl:10: message 1 has role 'bot'; expected one of system,"
+                             " user, assistant")]

@@ -61,7 +61,12 @@ class Misbehaving(Stage):
                 "none": [None], "detail-none": [Rejection(second, "bad", None)],
                 "revised": [better], "revised-and-kept": [second, better],
                 "added": [second, Added(made_up)],
-                "added-twice": [second, Added(Added(made_up))]}[self.options.mode]
+                "added-twice": [second, Added(Added(made_up))],
+                "bad-role": [second.revised([*second.messages[:-1],
+                                             {"role": "bot", "content": "hi"}])],
+                "extra-key": [second, Added(Record([{"role": "user", "content": "q",
+                                                     "weight": 0}], "x"))],
+                }[self.options.mode]
 
 
 @dataclass
@@ -153,6 +158,16 @@ def test_a_stage_that_loses_repeats_or_invents_a_record_fails_in_one_line(run_st
                                                                           message):
     assert_clear_error(run_stage("misbehaving", mode=mode),
                        "error: stage 'judge' (plugin acme): record ", message)
+
+
+@pytest.mark.parametrize("mode, message", [
+    ("bad-role", "whose message 1 has role 'bot'; expected one of system, user, assistant"),
+    ("extra-key", "an Added holding record cc9128cdc2caed28 whose message 0 is not {\"role\":"
+                  " ..., \"content\": ...} (found dict with keys content, role, weight)"),
+])
+def test_records_a_stage_makes_are_checked_like_those_read(run_stage, mode, message):
+    assert_clear_error(run_stage("misbehaving", mode=mode),
+                       "error: stage 'judge' (plugin acme): process() yielded ", message)
 
 
 def test_a_record_yielded_twice_is_named_by_its_id(run_stage):
