@@ -52,9 +52,12 @@ def load_with_unsloth(source, options: QLoRAOptions, compute_dtype: str, max_len
                       seed: int):
     from unsloth import FastLanguageModel
 
-    from curate.train.model import torch_dtype
+    from curate.train.model import load_tokenizer, torch_dtype
 
-    model, tokenizer = FastLanguageModel.from_pretrained(
+    # The tokenizer the checks counted with ([model] tokenizer included), not unsloth's copy:
+    # the trainer refuses one the chat-template step did not check the data with.
+    tokenizer = load_tokenizer(source)
+    model, _ = FastLanguageModel.from_pretrained(
         model_name=source.path, max_seq_length=max_length, dtype=torch_dtype(compute_dtype),
         load_in_4bit=options.quantization == "nf4", load_in_8bit=options.quantization == "8bit",
         revision=source.revision, trust_remote_code=source.trust_remote_code)
