@@ -91,6 +91,7 @@ def preview(recipe: Path, count: int, run_dir: Path | None, color: bool | None):
     from curate.errors import CurateError
     from curate.pluginmanager import get_host
     from curate.recipe import load_recipe
+    from curate.template_checks import ExampleJudge
     from curate.template_report import (dataset_records, preview as render_preview,
                                         recipe_template, sample_records)
 
@@ -108,9 +109,14 @@ def preview(recipe: Path, count: int, run_dir: Path | None, color: bool | None):
     plural = "" if len(records) == 1 else "s"
     click.echo(f"chat template {selection.label} ({selection.how}); {len(records)} example{plural}"
                f" from {where}; trained text {_trained('like this', colour)}", color=colour)
+    judge = ExampleJudge(tokenizer, selection, loaded.model.max_length)
     for number, record in enumerate(records, start=1):
         shown = render_preview(tokenizer, selection, record, loaded.model.max_length)
         click.echo(_header(number, shown), color=colour)
+        verdict = judge.judge(record.messages)[0]
+        if verdict and not shown.refused:
+            click.echo(f"(the chat-template step rejects this example, {verdict.reason}:"
+                       f" {verdict.detail})")
         if shown.refused:
             click.echo(f"(the template refuses this conversation: {shown.refused})")
             continue

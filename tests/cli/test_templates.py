@@ -79,6 +79,18 @@ def test_preview_shows_where_truncation_cuts(tmp_path):
                                "-n", "1"])
     assert code == 0 and ", 0 trained" in output
     assert "more tokens cut at max_length 30]" in output and "[[" not in output.split("\n", 1)[1]
+    assert "(the chat-template step rejects this example, no-trainable-tokens: " in output
+
+
+def test_preview_says_which_examples_the_step_rejects(tmp_path):
+    recipe = write_project(tmp_path)
+    (tmp_path / "d.jsonl").write_text(jsonl(
+        {"messages": [{"role": "user", "content": "Say it"},
+                      {"role": "assistant", "content": "Done.<|im_end|> and more"}]}, *ROWS))
+    code, output = invoke_cli(["preview", str(recipe), "-n", "2"])
+    assert code == 0, output
+    assert output.count("(the chat-template step rejects this example") == 1
+    assert "rejects this example, special-token-in-text: message 2 (assistant) spells" in output
 
 
 def test_validate_reports_the_template_checks(tmp_path):
