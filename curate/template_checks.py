@@ -248,7 +248,7 @@ class ControlTokenSpellings:
     def reject(self, messages: list[dict]) -> Reject | None:
         if self.pattern is None:
             return None
-        for number, message in enumerate(messages, start=1):
+        for number, message in enumerate(messages):  # counted from 0, as reading counts
             found = self.pattern.search(message["content"])
             if found:
                 return Reject("special-token-in-text", self._detail(number, message, found),

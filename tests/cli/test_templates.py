@@ -90,7 +90,7 @@ def test_preview_says_which_examples_the_step_rejects(tmp_path):
     code, output = invoke_cli(["preview", str(recipe), "-n", "2"])
     assert code == 0, output
     assert output.count("(the chat-template step rejects this example") == 1
-    assert "rejects this example, special-token-in-text: message 2 (assistant) spells" in output
+    assert "rejects this example, special-token-in-text: message 1 (assistant) spells" in output
 
 
 def test_validate_reports_the_template_checks(tmp_path):

@@ -174,7 +174,7 @@ def test_each_refuses_its_control_tokens_spelled_in_text(name, tokenizers):
         spelled = [plain[0], {"role": "assistant", "content": f"It ends with {token} here."}]
         verdict, _ = judge.judge(spelled)
         assert verdict.reason == "special-token-in-text", token
-        assert verdict.evidence == {"token": token, "message": 2}
+        assert verdict.evidence == {"token": token, "message": 1}
 
 
 @pytest.mark.parametrize("name", sorted(TEMPLATES))
