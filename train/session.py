@@ -56,7 +56,11 @@ def run_training(trainer_name: str, options: QLoRAOptions, context: TrainContext
     run_print = fingerprint(trainer_name, options.__dict__, source.as_dict(), facts.sha256,
                             context.seed, template.text, max_length)
     resume = prepare_checkpoints(trainer, paths, run_print, context.log)
-    metrics = _metrics(trainer, _train(trainer, resume, context.log), resume, model)
+    elapsed = next(c for c in trainer.callback_handler.callbacks
+                   if isinstance(c, sft.ElapsedTime))
+    elapsed.before = sft.elapsed_before(resume)
+    metrics = _metrics(trainer, _train(trainer, resume, context.log), resume, model,
+                       elapsed.so_far())
     if trainer.is_world_process_zero():
         _save(trainer, tokenizer, paths, template, context, facts, {
             "trainer": trainer_name, "base": source.as_dict(), "options": dict(options.__dict__),
@@ -216,10 +220,9 @@ def _train(trainer, resume: str | None, log: Callable[[str], None]) -> TrainCall
     if resume and _training_ended(checkpoint_state(Path(resume))):
         log(f"{Path(resume).name} is the end of training: nothing left to train")
         _load_final_checkpoint(trainer, resume)
-        return TrainCall(start, steps=0, loss=None, seconds=None)
+        return TrainCall(start, steps=0, loss=None)
     result = trainer.train(resume_from_checkpoint=resume)
-    return TrainCall(start, trainer.state.global_step - start, result.training_loss,
-                     result.metrics.get("train_runtime"))
+    return TrainCall(start, trainer.state.global_step - start, result.training_loss)
 
 
 def _training_ended(state: dict) -> bool:
@@ -258,17 +261,16 @@ class TrainCall:
     start: int
     steps: int
     loss: float | None
-    seconds: float | None
 
 
-def _metrics(trainer, call: TrainCall, resume: str | None, model) -> dict:
+def _metrics(trainer, call: TrainCall, resume: str | None, model, seconds: float) -> dict:
     history = trainer.state.log_history
     evals = [entry["eval_loss"] for entry in history if "eval_loss" in entry]
     trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
     loss, loss_steps = whole_run_loss(history, call)
     metrics = {"train_loss": loss, "steps": trainer.state.global_step,
                "epochs": trainer.state.epoch, "trained_parameters": trained,
-               "train_seconds": call.seconds}
+               "train_seconds": round(seconds, 3)}
     if loss_steps != trainer.state.global_step:
         metrics["train_loss_steps"] = loss_steps  # the steps train_loss averages
     if evals:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -107,6 +108,37 @@ class LogLines:
             self.say(f"{where}  eval loss {logs['eval_loss']:.4f}")
 
 
+ELAPSED_FILE = "curate_elapsed.json"
+
+
+class ElapsedTime:
+    """Training seconds so far, written into each checkpoint: a resumed run's time adds the
+    killed runs' (`before`, read from the checkpoint it resumes) to its own."""
+
+    before = 0.0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.started = time.monotonic()
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if folder.is_dir():
+                write_text_atomic(folder / ELAPSED_FILE,
+                                  json.dumps({"seconds": round(self.so_far(), 3)}))
+
+    def so_far(self) -> float:
+        return self.before + time.monotonic() - getattr(self, "started", time.monotonic())
+
+
+def elapsed_before(checkpoint: str | None) -> float:
+    """The training seconds a checkpoint was saved after (0 when it did not record them)."""
+    try:
+        return float(json.loads((Path(checkpoint) / ELAPSED_FILE).read_text())["seconds"])
+    except (TypeError, OSError, ValueError, KeyError):
+        return 0.0
+
+
 def keep_log_up_to(file: Path, step: int) -> None:
     """Drop the log lines of the steps after `step`: a resumed run logs them again, and a fresh
     start (step 0) shows its own run only."""
@@ -132,7 +164,10 @@ def callbacks(options: QLoRAOptions, paths: RunPaths, has_eval: bool,
     class CurateLog(LogLines, TrainerCallback):
         """LogLines, as the transformers callback it must be."""
 
-    result: list[Any] = [CurateLog(paths.log, log)]
+    class CurateElapsed(ElapsedTime, TrainerCallback):
+        """ElapsedTime, as the transformers callback it must be."""
+
+    result: list[Any] = [CurateLog(paths.log, log), CurateElapsed()]
     if has_eval and options.early_stopping_patience:
         result.append(EarlyStoppingCallback(options.early_stopping_patience))
     if importlib.util.find_spec("tensorboard") is not None:

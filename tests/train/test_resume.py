@@ -117,11 +117,17 @@ def test_a_train_loss_missing_some_steps_says_which_it_covers(tiny_model, tmp_pa
                                                               monkeypatch):
     recipe = training_recipe(tiny_model, max_steps=8, eval_steps=3, logging_steps=2)
     run_killed_at_step(monkeypatch, tmp_path, recipe, memorisation_rows(), 5)
+    checkpoint = tmp_path / "run" / "train" / "checkpoints" / "checkpoint-3"
+    killed_seconds = json.loads((checkpoint / "curate_elapsed.json").read_text())["seconds"]
     code, output, run_dir = run_in(tmp_path, recipe, memorisation_rows())
     assert code == 0, output
     metrics = metrics_of(run_dir)
     # checkpoint-3 logged the loss up to step 2 only; steps 4-8 are this run's
     assert metrics["resumed_from"] == "checkpoint-3" and metrics["train_loss_steps"] == 7
+    # the time covers the killed run's 3 steps too, not this process's 5 alone
+    runtime = [json.loads(line) for line in (run_dir / "train" / "log.jsonl").read_text()
+               .splitlines() if "train_runtime" in line][-1]["train_runtime"]  # this process
+    assert killed_seconds > 0 and metrics["train_seconds"] >= killed_seconds + 0.9 * runtime
 
 
 def test_train_tokens_count_every_step_not_only_the_logged_ones(tiny_model, tmp_path):
@@ -138,12 +144,12 @@ def test_train_tokens_count_every_step_not_only_the_logged_ones(tiny_model, tmp_
 def test_the_whole_run_loss_weighs_each_logged_loss_by_its_steps():
     history = [{"step": 2, "loss": 4.0}, {"step": 4, "eval_loss": 9.0},
                {"step": 4, "loss": 2.0}, {"step": 6, "loss": 7.0}]
-    resumed = session.TrainCall(start=4, steps=4, loss=1.0, seconds=1.0)
+    resumed = session.TrainCall(start=4, steps=4, loss=1.0)
     assert session.whole_run_loss(history, resumed) == (pytest.approx(2.0), 8)
-    fresh = session.TrainCall(start=0, steps=6, loss=3.0, seconds=1.0)
+    fresh = session.TrainCall(start=0, steps=6, loss=3.0)
     assert session.whole_run_loss(history, fresh) == (3.0, 6)
     # resumed at step 5: step 5 has no loss on record, so the loss covers 4 + 3 steps
-    assert session.whole_run_loss(history, session.TrainCall(5, 3, 1.0, 1.0)) == (
+    assert session.whole_run_loss(history, session.TrainCall(5, 3, 1.0)) == (
         pytest.approx((4 * 3 + 3) / 7), 7)
 
 
