@@ -285,6 +285,16 @@ class RunFolder:
         self.log(f"step {folder.name}: its output is damaged ({damage}), running it again")
         return None
 
+    def check_training_finished(self, rerun: str) -> None:
+        """CurateError when a training started in this folder did not finish (it leaves its
+        checkpoints until it saves the adapter): the adapter here is then an earlier one."""
+        checkpoints = self.path / "train" / "checkpoints"
+        if checkpoints.is_dir():
+            raise CurateError(f"{self.path}: a training started here did not finish (its"
+                              f" checkpoints are in {checkpoints}), so {self.path / 'adapter'}"
+                              f" is not the last training's: run `{rerun}` to finish it (it"
+                              f" resumes from the last checkpoint)")
+
     def in_use(self) -> bool:
         """True while a curate process holds the folder's lock (a run, an evaluation)."""
         try:

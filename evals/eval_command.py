@@ -51,6 +51,8 @@ def evaluate(recipe: Path, run_dir: Path | None, force: bool):
                           f"{f' --run-dir {run_dir}' if run_dir else ''}`")
     folder.check_compatible()
     with folder.lock():
+        folder.check_training_finished(f"curate run {recipe}"
+                                       f"{f' --run-dir {run_dir}' if run_dir else ''}")
         results = run_evaluations(loaded, folder, Console(), force)
         manifest = _with_results(folder, results)
     if manifest.get("status") == "complete":

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from curate import hookimpl
+from curate.errors import CurateError
 
 DEFAULT_MAX_LENGTH = 2048
 
@@ -96,10 +97,16 @@ def merge(run_dir: Path, output: Path | None, into_quantized: bool, examples: in
       curate merge runs/train-quickstart
       curate merge runs/train-quickstart --output /models/support-8b
     """
+    from curate.runstore import RunFolder
     from curate.train.merge import merge_run
 
-    report = merge_run(run_dir, output or run_dir / "merged", into_quantized, examples,
-                       log=click.echo)
+    if not run_dir.is_dir():
+        raise CurateError(f"{run_dir}: no such run folder")
+    folder = RunFolder(run_dir)
+    with folder.lock():  # not while a run trains or evaluates in the folder
+        folder.check_training_finished("curate run RECIPE")
+        report = merge_run(run_dir, output or run_dir / "merged", into_quantized, examples,
+                           log=click.echo)
     click.echo(f"merged model: {report['output']}")
     click.echo(f"fidelity on {report['examples']} held-out examples ({report['tokens']} tokens):"
                f" max logit difference {report['max_logit_difference']:.4g}, top-1 agreement"

@@ -92,6 +92,20 @@ def test_the_eval_command_refuses_a_run_without_an_adapter(tiny_model, tmp_path)
     assert "Traceback" not in output
 
 
+def test_the_eval_command_refuses_an_adapter_a_later_training_did_not_replace(
+        evaluated_run, tmp_path):
+    import shutil
+
+    _, run_dir, recipe = evaluated_run
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    (copy / "train" / "checkpoints" / "checkpoint-3").mkdir(parents=True)  # a killed retrain
+    code, output = invoke_cli(["eval", str(recipe), "--run-dir", str(copy)])
+    assert code == 2 and output.count("\n") == 1, output
+    assert "a training started here did not finish" in output
+    assert f"run `curate run {recipe} --run-dir {copy}` to finish it" in output
+
+
 def test_the_eval_command_refuses_a_recipe_without_evals(tiny_model, tmp_path):
     from .conftest import evals_recipe, write_inputs
 

@@ -97,3 +97,22 @@ def test_a_merge_that_is_not_the_trained_model_fails_unless_asked_into_the_quant
     slightly_off = fidelity(*comparison(rows, rows[:98] + [[0.0, 3.0, 0.0]] * 2))
     check_fidelity(slightly_off, Path("run"), False, said.append)  # 98%: saved, with a warning
     assert len(said) == 2 and "more than the 1% a faithful merge shows" in said[1]
+
+
+def test_merge_refuses_a_folder_whose_training_did_not_finish_or_is_busy(trained_run, tmp_path):
+    import shutil
+
+    from curate.runstore import RunFolder
+
+    _, run_dir = trained_run
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    (copy / "train" / "checkpoints" / "checkpoint-3").mkdir(parents=True)  # a killed retrain
+    code, output = invoke_cli(["merge", str(copy), "--examples", "1"])
+    assert code == 2 and output.count("\n") == 1, output
+    assert "a training started here did not finish" in output and "resumes from" in output
+    shutil.rmtree(copy / "train" / "checkpoints")
+    with RunFolder(copy).lock():  # a run training or evaluating in the folder
+        code, output = invoke_cli(["merge", str(copy), "--examples", "1"])
+    assert code == 2 and "another curate process is using this run folder" in output
+    assert not (copy / "merged").exists()
