@@ -133,6 +133,7 @@ def load_recipe(path: str | Path, host: PluginHost) -> Recipe:
     evals = [_plugin_spec(t, f"evals[{i}]", "evaluation", where, host)
              for i, t in enumerate(_tables(raw, "evals", where))]
     _check_unique(evals, "evals", where)
+    _check_held_out_for(evals, split, where)
     if evals and train is None:
         raise RecipeError(where, "evals", "evaluations need a model: add a [train] section")
     digest = hashlib.sha256(file.read_bytes()).hexdigest()
@@ -140,6 +141,15 @@ def load_recipe(path: str | Path, host: PluginHost) -> Recipe:
     if train is not None:
         train.plugin.check_recipe(train.options, recipe)
     return recipe
+
+
+def _check_held_out_for(evals: list[PluginSpec], split: SplitOptions, where: str) -> None:
+    holds_none = split.eval_size == 0 or (split.eval_size is None and split.eval_fraction == 0)
+    for spec in evals:
+        if holds_none and spec.plugin.uses_eval_split:
+            raise RecipeError(where, spec.key_path, f"evaluation '{spec.name}' scores held-out"
+                              f" examples and [split] holds none out: set [split]"
+                              f" eval_fraction (e.g. 0.1) or eval_size")
 
 
 def _split(table: dict, where: str) -> SplitOptions:

@@ -56,6 +56,10 @@ class Trainer(Configurable):
 class Evaluation(Configurable):
     """What `[[evals]] use = "..."` runs once training is done."""
 
+    uses_eval_split: bool = False
+    """True for an evaluation of the held-out task examples (`context.eval_file`): a recipe
+    whose [split] holds none out is refused at validate, not after training."""
+
     def evaluate(self, options: Any, context: TrainContext) -> dict:
         """Evaluate the trained model (under `context.run_dir`, e.g. `adapter/`); return
         JSON-serialisable results, written by name to `eval/results.json`."""

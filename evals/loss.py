@@ -24,6 +24,7 @@ class LossEval(Evaluation):
     name = "loss"
     Options = LossOptions
     version = "1"
+    uses_eval_split = True
 
     def evaluate(self, options: LossOptions, context: TrainContext) -> dict:
         from curate.evals.model import load_tuned

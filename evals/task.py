@@ -36,6 +36,7 @@ class TaskMetricsEval(Evaluation):
     name = "task-metrics"
     Options = TaskMetricsOptions
     version = "1"
+    uses_eval_split = True
 
     @classmethod
     def check_options(cls, options: TaskMetricsOptions) -> None:

@@ -75,6 +75,9 @@ def test_run_dir_in_the_recipe_is_relative_to_the_recipe(tmp_path, host):
      "recipe.toml: sources[0].meta_columns: 'from' is a meta key curate sets itself"),
     (SOURCE + '[train]\nuse = "qlora"\n',  # refused before any curation runs, not after
      "recipe.toml: model.path: [train] fine-tunes a base model and [model] names none"),
+    ('[model]\npath = "org/name"\n' + SOURCE + '[split]\neval_fraction = 0\n[train]\nuse = "qlora"\n'
+     '[[evals]]\nuse = "forgetting"\n[[evals]]\nuse = "loss"\n',
+     "recipe.toml: evals[1]: evaluation 'loss' scores held-out examples and [split] holds none out"),
     (SOURCE + '[train]\nuse = "qlroa"\n', "recipe.toml: train.use: unknown trainer 'qlroa': did you mean 'qlora'?"),
     (SOURCE + '[[evals]]\nuse = "x"\n', "recipe.toml: evals[0].use: unknown evaluation 'x'"),
     (SOURCE + 'stages = 3\n', "recipe.toml: sources[0].stages: unknown key 'stages' for source 'jsonl'"),
