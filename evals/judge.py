@@ -4,8 +4,9 @@ OpenAI-compatible endpoint (the generate stage's client: retries, backoff, the r
 Judges favour whichever answer they read first or second. So each pair is judged twice, the
 answers swapped: a pair counts as won only when both orders name the same answer; when they
 disagree, it is `inconsistent` and counts as a tie. Identical answers are a tie without asking.
-A malformed answer from the judge is counted, never fatal. Answers are cached in
-`<run dir>/cache/judge.sqlite`, so a rerun pays for nothing twice.
+A malformed answer from the judge is counted, never fatal. Valid answers are cached in
+`<run dir>/cache/judge.sqlite`, so a rerun pays for nothing twice; a malformed one is not kept,
+so the next run (`--force` included) asks again.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from curate.errors import CurateError
 from curate.evals.examples import EvalExample, read_examples, record_samples, require_examples
 from curate.generation import object_schema
 from curate.options import option
+from curate.plugins.generate.batch import read_answer
+from curate.plugins.generate.cache import Answer, ResponseCache
 from curate.plugins.generate.endpoint import EndpointOptions
 from curate.training import Evaluation, TrainContext
 
@@ -42,6 +45,7 @@ class JudgeEval(Evaluation):
     name = "judge"
     Options = JudgeOptions
     version = "1"
+    uses_eval_split = True
 
     @classmethod
     def check_options(cls, options: JudgeOptions) -> None:
@@ -64,6 +68,8 @@ class JudgeEval(Evaluation):
              "reference": p.example.reference, "base": p.base, "tuned": p.tuned,
              "verdicts": outcome} for p, outcome in zip(pairs, outcomes)])
         context.log(summary_line(result))
+        if result["win_rate"] is None:
+            context.log(unjudged_warning(result))
         return result
 
 
@@ -116,12 +122,11 @@ def judge_prompt(pair: Pair, order: tuple[str, str], options: JudgeOptions) -> s
 
 def send(planned: list, options: JudgeOptions, context: TrainContext) -> list:
     from curate.plugins.generate.batch import Budget, RequestBatch
-    from curate.plugins.generate.cache import ResponseCache
 
     if not planned:
         return []
     endpoint = options.endpoint()
-    cache = ResponseCache(context.run_dir / "cache" / "judge.sqlite")
+    cache = JudgementCache(context.run_dir / "cache" / "judge.sqlite")
     try:
         return RequestBatch(endpoint, cache, Budget(None, None), options.concurrency, 1).run(
             planned)
@@ -130,6 +135,30 @@ def send(planned: list, options: JudgeOptions, context: TrainContext) -> list:
             from None
     finally:
         cache.close()
+
+
+class JudgementCache(ResponseCache):
+    """The response cache, holding only judgements that fit SCHEMA: a malformed one is a
+    passing failure of the judge, asked again by the next run, never a final answer."""
+
+    def get(self, key: str) -> Answer | None:
+        answer = super().get(key)
+        if answer is not None and not fits(answer):
+            self.forget(key)  # stored before malformed judgements were refused
+            return None
+        return answer
+
+    def put(self, key: str, request: str, answer: Answer) -> None:
+        if fits(answer):
+            super().put(key, request, answer)
+
+    def forget(self, key: str) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM answers WHERE key = ?", (key,))
+
+
+def fits(answer: Answer) -> bool:
+    return read_answer(answer, SCHEMA)[1] is None
 
 
 def winner(exchange, order: tuple[str, str]) -> str | None:
@@ -148,17 +177,24 @@ def outcome(winners: list[str | None]) -> str:
 
 def tally(outcomes: list[dict]) -> dict:
     """Counts per outcome, the tuned model's win, loss and tie rates over the judged pairs
-    (inconsistent ones count as ties), and how often both orders agreed."""
+    (inconsistent ones count as ties; None when no pair was judged), and how often both orders
+    agreed."""
     counts = {name: sum(o["outcome"] == name for o in outcomes) for name in OUTCOMES}
     judged = len(outcomes) - counts["malformed"]
     asked = sum(not o.get("identical") for o in outcomes) - counts["malformed"]
     ties = counts["tie"] + counts["inconsistent"]
-    rate = (lambda n: n / judged) if judged else (lambda n: 0.0)
+    rate = (lambda n: n / judged) if judged else (lambda n: None)
     return {"pairs": len(outcomes), **counts,
             "identical": sum(bool(o.get("identical")) for o in outcomes),
             "win_rate": rate(counts["tuned"]), "loss_rate": rate(counts["base"]),
             "tie_rate": rate(ties),
             "position_consistency": (asked - counts["inconsistent"]) / asked if asked else None}
+
+
+def unjudged_warning(result: dict) -> str:
+    return (f"warning: judge: all {result['pairs']} pairs got a malformed judgement, so the win,"
+            f" loss and tie rates are null: check that the judge answers the JSON asked for,"
+            f" then rerun with --force")
 
 
 def summary_line(result: dict) -> str:

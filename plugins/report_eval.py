@@ -58,7 +58,7 @@ def comparisons_of(name: str, result: dict) -> list[Comparison]:
     if isinstance(result.get("metrics"), dict):
         return [Comparison(name, metric, shares["base"], shares["tuned"])
                 for metric, shares in result["metrics"].items()]
-    if "win_rate" in result:
+    if result.get("win_rate") is not None:
         return [Comparison(name, "pairwise wins", result["loss_rate"], result["win_rate"])]
     return []
 
@@ -83,10 +83,11 @@ def verdict_of(name: str, result: dict) -> str:
     if "win_rate" in result:
         consistency = result.get("position_consistency")
         agreed = "" if consistency is None else f"; both orders agreed on {consistency:.0%}"
+        unjudged = "; no pair judged, so no win rate" if result["win_rate"] is None else ""
         return (f"{name}: tuned won {result['tuned']}, lost {result['base']}, tied"
                 f" {result['tie']} and {result['inconsistent']} inconsistent (the two orders"
                 f" disagreed) of {result['pairs']} pairs; {result['malformed']} malformed"
-                f" judgements{agreed}")
+                f" judgements{agreed}{unjudged}")
     return ""
 
 

@@ -98,7 +98,7 @@ def merge(run_dir: Path, output: Path | None, into_quantized: bool, examples: in
       curate merge runs/train-quickstart --output /models/support-8b
     """
     from curate.runstore import RunFolder
-    from curate.train.merge import merge_run
+    from curate.train.merge import merge_run, summary_lines
 
     if not run_dir.is_dir():
         raise CurateError(f"{run_dir}: no such run folder")
@@ -107,10 +107,8 @@ def merge(run_dir: Path, output: Path | None, into_quantized: bool, examples: in
         folder.check_training_finished("curate run RECIPE")
         report = merge_run(run_dir, output or run_dir / "merged", into_quantized, examples,
                            log=click.echo)
-    click.echo(f"merged model: {report['output']}")
-    click.echo(f"fidelity on {report['examples']} held-out examples ({report['tokens']} tokens):"
-               f" max logit difference {report['max_logit_difference']:.4g}, top-1 agreement"
-               f" {report['top1_agreement']:.2%}")
+    for line in summary_lines(report):
+        click.echo(line)
 
 
 @click.command()

@@ -123,14 +123,30 @@ def trained_parameters(shape: ModelShape, options: QLoRAOptions) -> tuple[int, l
     """LoRA parameters (plus DoRA magnitudes and modules_to_save), and target names this
     estimate does not know."""
     linears = shape.linear_shapes()
-    names = list(linears) if options.target_modules == "all-linear" else options.target_modules
-    unknown = [name for name in names if name not in linears]
+    targeted, unknown = targeted_linears(shape, options)
     per_layer = sum(options.lora_r * (linears[n][0] + linears[n][1]) +
-                    (linears[n][1] if options.use_dora else 0) for n in names if n in linears)
+                    (linears[n][1] if options.use_dora else 0) for n in targeted)
     full = {"lm_head": shape.vocab * shape.hidden, "embed_tokens": shape.vocab * shape.hidden}
-    saved = sum(full.get(name, 0) for name in options.modules_to_save)
-    unknown += [name for name in options.modules_to_save if name not in full]
+    saved = sum(full.get(name, 0) for name in {module_name(n) for n in options.modules_to_save})
+    unknown += [name for name in options.modules_to_save if module_name(name) not in full]
     return shape.layers * per_layer + saved, unknown
+
+
+def targeted_linears(shape: ModelShape, options: QLoRAOptions) -> tuple[list[str], list[str]]:
+    """The linear layers of a decoder layer that target_modules picks, and the targets that
+    name none of them."""
+    linears = shape.linear_shapes()
+    if options.target_modules == "all-linear":
+        return list(linears), []
+    names = {module_name(target) for target in options.target_modules}
+    return ([name for name in linears if name in names],
+            [target for target in options.target_modules if module_name(target) not in linears])
+
+
+def module_name(target: str) -> str:
+    """The short name of the module a peft target picks: peft matches a module whose full name
+    is the target or ends with "." + target, so "self_attn.q_proj" picks the q_proj layers."""
+    return target.rsplit(".", 1)[-1]
 
 
 def _training_state(params: int, options: QLoRAOptions) -> list[tuple[str, float, str]]:
@@ -155,11 +171,17 @@ def activation_bytes(shape: ModelShape, options: QLoRAOptions, tokens: int,
     q = shape.heads * shape.head_dim
     attention = 2 * h + 3 * q + 3 * kv  # norm in/out, q, k, v, rotated q and k, attention out
     mlp = 2 * h + 4 * i  # norm in/out, gate, up, act(gate), act(gate) * up
-    dropout = (3 * h + q + 2 * h + i) if options.lora_dropout > 0 else 0  # one copy per LoRA input
+    dropout = lora_inputs(shape, options) if options.lora_dropout > 0 else 0  # a copy of each
     per_layer = (attention + mlp + dropout) * ACTIVATION_BYTES * tokens
     if checkpointing:
         return shape.layers * h * ACTIVATION_BYTES * tokens + per_layer
     return shape.layers * per_layer
+
+
+def lora_inputs(shape: ModelShape, options: QLoRAOptions) -> int:
+    """Features into the targeted linear layers of one decoder layer."""
+    linears = shape.linear_shapes()
+    return sum(linears[name][0] for name in targeted_linears(shape, options)[0])
 
 
 def _loss_bytes(shape: ModelShape, tokens: int) -> float:

@@ -32,6 +32,10 @@ MIN_AGREEMENT = 0.95
 ~92%): the merge fails. The margin is for bf16 rounding on large models, unmeasured here."""
 NEAR_TIE = 0.1
 """Logits this close are a near-tie: which of the two is picked is a coin toss."""
+HELD_OUT, TRAINING = "held-out examples", "training examples (no eval split)"
+"""What the merged model is compared on: eval examples, or training ones without an eval split."""
+QUANTISED = {"nf4": "4-bit NF4", "fp4": "4-bit FP4", "8bit": "8-bit"}
+"""How the linear layers of a merge into the re-quantised model are stored."""
 
 
 def merge_run(run_dir: Path, output: Path, into_quantized: bool, examples: int,
@@ -48,8 +52,8 @@ def merge_run(run_dir: Path, output: Path, into_quantized: bool, examples: int,
     source = ModelSource(**record["base"])
     into_quantized = _into_quantized(into_quantized, options, log)
     tokenizer = load_tokenizer(ModelSource(str(adapter), str(adapter)))
-    batch = held_out_batch(run_dir, tokenizer, saved_training_template(adapter), examples,
-                           record["max_length"])
+    batch, compared_on = held_out_batch(run_dir, tokenizer, saved_training_template(adapter),
+                                        examples, record["max_length"])
     reference = adapter_logits(source, options, record["compute_dtype"], adapter, batch)
     merged = merged_model(source, options, record["compute_dtype"], adapter, into_quantized)
     with torch.no_grad():
@@ -63,8 +67,9 @@ def merge_run(run_dir: Path, output: Path, into_quantized: bool, examples: int,
     if (adapter / TRAINING_TEMPLATE_FILE).is_file():
         shutil.copyfile(adapter / TRAINING_TEMPLATE_FILE, output / TRAINING_TEMPLATE_FILE)
     report.update(output=str(output), base=source.path, examples=int(batch["input_ids"].shape[0]),
-                  into_quantized=into_quantized,
-                  dtype=str(next(merged.parameters()).dtype).removeprefix("torch."))
+                  compared_on=compared_on, into_quantized=into_quantized,
+                  quantization=options.quantization if into_quantized else "none",
+                  dtype=unquantised_dtype(merged))
     write_json_atomic(output / "merge_report.json", report)
     return report
 
@@ -93,11 +98,12 @@ def _into_quantized(requested: bool, options: QLoRAOptions, log) -> bool:
 
 
 def held_out_batch(run_dir: Path, tokenizer, template: str, count: int,
-                   max_length: int) -> dict:
+                   max_length: int) -> tuple[dict, str]:
     """The first `count` eval examples (train ones when there is no eval split), rendered
-    with the template trained with, padded into one batch."""
-    rows = read_examples(run_dir / "dataset" / "eval.jsonl") or read_examples(
-        run_dir / "dataset" / "train.jsonl")
+    with the template trained with, padded into one batch; and which examples they are."""
+    rows, compared_on = read_examples(run_dir / "dataset" / "eval.jsonl"), HELD_OUT
+    if not rows:
+        rows, compared_on = read_examples(run_dir / "dataset" / "train.jsonl"), TRAINING
     if not rows:
         raise CurateError(f"{run_dir / 'dataset'}: no examples to compare the merged model on")
     texts = [tokenizer.apply_chat_template(row["messages"], chat_template=template,
@@ -106,7 +112,24 @@ def held_out_batch(run_dir: Path, tokenizer, template: str, count: int,
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return dict(tokenizer(texts, return_tensors="pt", padding=True, truncation=True,
-                          max_length=max_length, add_special_tokens=False))
+                          max_length=max_length, add_special_tokens=False)), compared_on
+
+
+def unquantised_dtype(model) -> str:
+    """The dtype of the weights not quantised: all of them in a 16-bit merge; the embeddings,
+    norms and lm_head in one into the re-quantised model."""
+    dtype = next(p.dtype for p in model.parameters() if p.dtype.is_floating_point)
+    return str(dtype).removeprefix("torch.")
+
+
+def summary_lines(report: dict) -> list[str]:
+    """What `curate merge` prints when done: where the merged model is, in which precision,
+    and how faithful it is to the adapter model."""
+    precision = QUANTISED.get(report["quantization"], report["dtype"])
+    return [f"merged model ({precision}): {report['output']}",
+            f"fidelity on {report['examples']} {report['compared_on']}, {report['tokens']}"
+            f" tokens: max logit difference {report['max_logit_difference']:.4g}, top-1"
+            f" agreement {report['top1_agreement']:.2%}"]
 
 
 def adapter_logits(source, options, compute_dtype, adapter: Path, batch: dict):

@@ -112,3 +112,50 @@ def test_the_judge_checks_its_endpoint_like_the_generate_stage(change, key):
     with pytest.raises(OptionError) as raised:
         JudgeEval.check_options(options)
     assert raised.value.key == key
+
+
+def test_a_malformed_judgement_is_not_cached_so_a_forced_rerun_asks_again(judged, server):
+    run, _ = judged
+    server.answer = lambda body: "I think A is better"
+    code, output, results = run(server, "fair")
+    asked = results["judge"]["pairs"]
+    assert code == 0 and results["judge"]["malformed"] == asked, output
+    assert results["judge"]["win_rate"] is None and results["judge"]["identical"] == 0
+    assert f"warning: judge: all {asked} pairs got a malformed judgement" in output
+    sent = server.count
+    server.answer = None  # now valid JSON, always "A": every pair inconsistent
+    code, output, results = run(server, "fair", "--force")
+    assert code == 0, output
+    assert server.count == sent + 2 * asked
+    assert results["judge"]["malformed"] == 0 and results["judge"]["inconsistent"] == asked
+
+
+def test_a_cached_malformed_judgement_from_an_older_run_is_dropped(tmp_path):
+    from curate.evals.judge import JudgementCache
+    from curate.plugins.generate.cache import Answer, ResponseCache
+
+    path = tmp_path / "judge.sqlite"
+    older = ResponseCache(path)
+    older.put("k", "{}", Answer("I think A is better", "stop", 1, 1, "judge", "t"))
+    older.close()
+    cache = JudgementCache(path)
+    assert cache.get("k") is None and len(cache) == 0
+    valid = Answer('{"reason": "r", "winner": "tie"}', "stop", 1, 1, "judge", "t")
+    cache.put("k", "{}", valid)
+    assert cache.get("k") == valid
+    cache.close()
+
+
+def test_when_every_judgement_is_malformed_the_rates_are_null_and_the_report_says_so(
+        tmp_path):
+    from curate.evals.judge import tally
+    from curate.plugins.report_eval import gather_evaluation, html_section, markdown_section
+
+    result = tally([{"outcome": "malformed", "orders": [None, "base"]}] * 3)
+    assert result["win_rate"] is result["loss_rate"] is result["tie_rate"] is None
+    (tmp_path / "eval").mkdir()
+    (tmp_path / "eval" / "results.json").write_text(json.dumps({"judge": result}))
+    evaluation = gather_evaluation(tmp_path)
+    assert evaluation.comparisons == []
+    assert "3 malformed judgements; no pair judged, so no win rate" in html_section(evaluation)[2]
+    assert "no pair judged" in markdown_section(evaluation)

@@ -29,6 +29,32 @@ def test_lora_parameters_match_peft_for_llama_8b_rank_8_on_all_linear_layers():
     assert trained_parameters(LLAMA_8B, only_qv) == (32 * 8 * (8192 + 5120), ["lm_head_typo"])
 
 
+def test_dotted_target_modules_and_modules_to_save_count_as_peft_matches_them():
+    dotted = QLoRAOptions(target_modules=["self_attn.q_proj", "mlp.down_proj"],
+                          modules_to_save=["model.embed_tokens"])
+    short = QLoRAOptions(target_modules=["q_proj", "down_proj"], modules_to_save=["embed_tokens"])
+    expected = 32 * 8 * (4096 + 4096 + 14336 + 4096) + 128256 * 4096
+    assert trained_parameters(LLAMA_8B, dotted) == trained_parameters(LLAMA_8B, short) \
+        == (expected, [])
+
+
+@pytest.mark.parametrize("options", [
+    {"target_modules": ["self_attn.q_proj", "mlp.down_proj"]},
+    {"target_modules": ["q_proj", "self_attn.q_proj", "v_proj"], "use_dora": True},
+    {"modules_to_save": ["model.embed_tokens"]}])
+def test_trained_parameters_agree_with_peft_on_the_tiny_model(tiny_model, options):
+    from peft import get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from curate.train.model import lora_config
+
+    options = QLoRAOptions(quantization="none", **options)
+    shape = ModelShape.from_config(json.loads((tiny_model / "config.json").read_text()))
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model), lora_config(options))
+    trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert trained_parameters(shape, options) == (trained, [])
+
+
 def test_weights_by_quantisation_with_the_double_quantisation_saving():
     nf4, single = QLoRAOptions(), QLoRAOptions(double_quantization=False)
     assert weight_bits(single) == 4.5 and weight_bits(nf4) == pytest.approx(4.127, abs=1e-3)
@@ -47,6 +73,17 @@ def test_gradient_checkpointing_keeps_a_fraction_of_the_activations():
     assert 0.5 * GIB < kept < 2 * GIB and full > 10 * kept
     no_dropout = activation_bytes(LLAMA_8B, QLoRAOptions(lora_dropout=0.0), 2048, False)
     assert no_dropout < full
+
+
+def test_lora_dropout_copies_only_the_inputs_of_the_targeted_layers():
+    def dropout_bytes(**options):
+        with_dropout = activation_bytes(LLAMA_8B, QLoRAOptions(**options), 1, False)
+        return with_dropout - activation_bytes(LLAMA_8B, QLoRAOptions(lora_dropout=0.0,
+                                                                      **options), 1, False)
+
+    inputs = 5 * 4096 + 4096 + 14336  # q, k, v, gate, up take hidden; o takes q; down takes mlp
+    assert dropout_bytes() == 32 * inputs * 2
+    assert dropout_bytes(target_modules=["self_attn.q_proj", "v_proj"]) == 32 * 2 * 4096 * 2
 
 
 def test_model_names_find_their_bundled_shape():

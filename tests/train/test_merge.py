@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from curate.testing import invoke_cli
-from curate.train.merge import merge_run
+from curate.train.merge import merge_run, summary_lines
 
 
 def test_merge_onto_the_dequantised_base_is_16_bit_and_reports_its_fidelity(trained_run,
@@ -34,8 +34,29 @@ def test_merging_into_the_requantised_model_warns_and_strays_further(trained_run
     into_quantised = merge_run(run_dir, tmp_path / "b", True, 2, log=said.append)
     assert len(said) == 1 and said[0].startswith("warning: merging into the re-quantised nf4")
     assert into_quantised["into_quantized"] is True
+    saved = json.loads((tmp_path / "b" / "merge_report.json").read_text())
+    assert saved["quantization"] == "nf4" and saved["dtype"] == "float32"  # the unquantised ones
+    assert summary_lines(saved)[0] == f"merged model (4-bit NF4): {tmp_path / 'b'}"
+    assert onto_dequantised["quantization"] == "none"
+    assert summary_lines(onto_dequantised)[0].startswith("merged model (bfloat16): ")
     assert (into_quantised["max_logit_difference"]
             > 2 * onto_dequantised["max_logit_difference"])
+
+
+def test_without_an_eval_split_the_merge_says_it_compared_on_training_examples(trained_run,
+                                                                             tmp_path):
+    import shutil
+
+    _, run_dir = trained_run
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    (copy / "dataset" / "eval.jsonl").write_text("")
+    report = merge_run(copy, tmp_path / "merged", False, 2, log=print)
+    assert report["compared_on"] == "training examples (no eval split)"
+    assert summary_lines(report)[1].startswith(
+        "fidelity on 2 training examples (no eval split), ")
+    held_out = merge_run(run_dir, tmp_path / "merged-held-out", False, 1, log=print)
+    assert summary_lines(held_out)[1].startswith("fidelity on 1 held-out examples, ")
 
 
 def test_merge_prints_the_fidelity(trained_run, tmp_path):
