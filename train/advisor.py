@@ -49,7 +49,7 @@ def facts_from_recipe(recipe) -> TrainingFacts:
 
 
 def has_rehearsal(recipe) -> bool:
-    return (any(stage.use == "rehearsal" for stage in recipe.stages)
+    return (any(stage.use == "rehearsal" and stage.options.ratio > 0 for stage in recipe.stages)
             or any(getattr(spec.source_options, "origin", None) == "rehearsal"
                    for spec in recipe.sources))
 

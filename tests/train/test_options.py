@@ -186,3 +186,7 @@ def test_validate_judges_epochs_and_rehearsal_from_the_sources_rows(tmp_path):
     (tmp_path / "r.toml").write_text(recipe.replace("[train]", REHEARSAL_STAGE + "\n[train]"))
     code, output = invoke_cli(["validate", str(tmp_path / "r.toml")])
     assert code == 0 and "rehearsal data" not in output and "epochs 1" in output, output
+    mixes_nothing = REHEARSAL_STAGE.replace("ratio = 0.15", "ratio = 0.0\nheld_out = 10")
+    (tmp_path / "r.toml").write_text(recipe.replace("[train]", mixes_nothing + "\n[train]"))
+    code, output = invoke_cli(["validate", str(tmp_path / "r.toml")])
+    assert code == 0 and "advice: no rehearsal data among" in output, output
