@@ -181,16 +181,21 @@ def untrained_turn_end(example: RenderedExample, messages: list[dict], tokenizer
     trained token that is not whitespace is an end-of-turn token (a newline trained after it is
     harmless: generation stops at the end-of-turn token). The one rule for validate, the
     chat-template step and the trainer."""
-    runs = example.trained_runs()
+    lasts = trained_turn_ends(example, tokenizer)
     turns = sum(1 for message in messages if message["role"] == "assistant")
-    if len(runs) < turns:
-        return f"{turns - len(runs)} of {turns} assistant turns have no trained token"
-    for number, (start, end) in enumerate(runs, start=1):
-        last = _last_visible(example.input_ids[start:end], tokenizer)
+    if len(lasts) < turns:
+        return f"{turns - len(lasts)} of {turns} assistant turns have no trained token"
+    for number, last in enumerate(lasts, start=1):
         if last not in ends:
             return (f"assistant turn {number} ends with {tokenizer.decode([last])!r}, not with"
                     f" a trained end-of-turn token")
     return ""
+
+
+def trained_turn_ends(example: RenderedExample, tokenizer: Any) -> list[int]:
+    """The token each trained stretch ends with, whitespace after it aside."""
+    return [_last_visible(example.input_ids[start:end], tokenizer)
+            for start, end in example.trained_runs()]
 
 
 def _last_visible(ids: list[int], tokenizer: Any) -> int:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from curate.chat_templates import TemplateRefused, render
-from curate.template_checks import PROBES, end_token_ids
+from curate.template_checks import PROBES, end_token_ids, trained_turn_ends
 
 GENERATION_CONFIG_FILE = "generation_config.json"
 
@@ -34,10 +34,8 @@ def trained_end_ids(tokenizer: Any, text: str, end_of_turn: tuple[str, ...],
             example = render(tokenizer, text, probe)
         except TemplateRefused:  # e.g. no system role: the other probe finds the ends
             continue
-        for start, end in example.trained_runs():
-            last = next((t for t in reversed(example.input_ids[start:end]) if t in specials),
-                        None)
-            if last is not None and last not in found:
+        for last in trained_turn_ends(example, tokenizer):
+            if last in specials and last not in found:
                 found.append(last)
     return found
 
