@@ -101,11 +101,10 @@ def train_and_evaluate(recipe: Recipe, folder: RunFolder, split: dict, console: 
     return result
 
 
-def evaluate(recipe: Recipe, folder: RunFolder, console: Console, force: bool,
-             context: TrainContext | None = None) -> dict:
+def evaluate(recipe: Recipe, folder: RunFolder, console: Console, force: bool) -> dict:
     """Run the recipe's evaluations on the trained run folder, each cached by its options,
     its plugin and what it reads; write every result, by name, to `eval/results.json`."""
-    context = context or train_context(recipe, folder, console)
+    context = train_context(recipe, folder, console)
     inputs = evaluation_inputs(recipe, folder.path)
     # A failing evaluation must not leave an earlier run's results looking current.
     (folder.path / "eval" / "results.json").unlink(missing_ok=True)
