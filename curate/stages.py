@@ -158,11 +158,19 @@ class Filter(Stage):
         return [self.check(record) for record in records]
 
     def judge_batch(self, records: list[Record]) -> list[Record | Rejection]:
+        judged = [_messages_as_judged(record) for record in records]
         verdicts = self.check_batch(records)
         if not isinstance(verdicts, (list, tuple)) or len(verdicts) != len(records):
             raise self._contract_error(f"returned {_count_of(verdicts)} for a batch of"
                                        f" {len(records)} records; return a list of one verdict"
                                        f" per record, in order")
+        for record, messages in zip(records, judged):
+            if not _unchanged(record, messages):
+                raise self._contract_error(
+                    f"changed the messages of record {record.id}"
+                    f"{_where(record)}: a filter only judges (it may add to record.meta); a"
+                    f" stage that rewrites records subclasses Stage and yields"
+                    f" record.revised(messages)")
         return [record if verdict is None else self._rejection(record, verdict)
                 for record, verdict in zip(records, verdicts)]
 
@@ -189,6 +197,25 @@ class Filter(Stage):
         _worker_filter = self  # forked workers inherit it
         for outcomes in ordered_map(_judge_batch, batches, self.context.workers):
             yield from outcomes
+
+
+def _messages_as_judged(record: Record) -> tuple[list, list[tuple]]:
+    return record.messages, [(m.get("role"), m.get("content")) for m in record.messages]
+
+
+def _unchanged(record: Record, judged: tuple[list, list[tuple]]) -> bool:
+    """Whether the messages still say what the check was handed. An edit made in place would
+    reach the dataset under the record's old id, which `curate why` and a reviewer's decision
+    follow. Unchanged texts are the same objects, so comparing them costs next to nothing."""
+    messages, turns = judged
+    return (record.messages is messages and len(messages) == len(turns)
+            and all(isinstance(m, dict) and (m.get("role"), m.get("content")) == turn
+                    for m, turn in zip(messages, turns)))
+
+
+def _where(record: Record) -> str:
+    location = record.meta.get("from") if isinstance(record.meta, dict) else None
+    return f" ({location})" if location else ""
 
 
 def reject_problem(reason: Any, detail: Any, evidence: Any) -> str:

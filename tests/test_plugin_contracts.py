@@ -92,6 +92,17 @@ class ParallelVerdicts(Verdicts):
     batch_size = 2
 
 
+class Redacting(Filter):
+    """Edits in place what it should yield as a revision."""
+    name = "redacting"
+    parallel = True
+    batch_size = 2
+
+    def check(self, record):
+        record.messages[-1]["content"] = record.messages[-1]["content"].replace("a", "*")
+        record.meta["redacted"] = True
+
+
 class ShortBatches(Filter):
     name = "short-batches"
 
@@ -112,7 +123,7 @@ def stage_plugin():
     module = types.ModuleType("contracts")
     module.register_stages = hookimpl(lambda register: [
         register(stage) for stage in (Misbehaving, Verdicts, ParallelVerdicts, ShortBatches,
-                                      Raising)])
+                                      Raising, Redacting)])
     return module
 
 
@@ -242,6 +253,14 @@ def test_a_filter_verdict_that_is_not_none_or_a_reject_fails_in_one_line(run_sta
 def test_a_check_batch_with_a_verdict_missing_fails_in_one_line(run_stage):
     assert_clear_error(run_stage("short-batches"), "stage 'judge' (plugin acme): check_batch()"
                                                    " returned 5 verdicts for a batch of 6")
+
+
+def test_a_filter_that_edits_messages_in_place_fails_in_one_line(run_stage):
+    # Kept under its old id, the edited text would inherit the unedited one's explanations
+    # and review decisions.
+    assert_clear_error(run_stage("redacting"), "stage 'judge' (plugin acme): check() changed"
+                       " the messages of record ", "(qa.jsonl:1): a filter only judges",
+                       "yields record.revised(messages)")
 
 
 def test_filters_that_keep_the_contract_still_run(run_stage):
