@@ -6,6 +6,7 @@ Pure arithmetic on the options and what is known of the data: no torch here.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 
@@ -27,7 +28,10 @@ class TrainingFacts:
     has_eval: bool | None = None
     devices: int = 1
     examples_before_curation: bool = False
-    """`examples` counts the sources' input rows (what validate knows): an upper bound."""
+    """`examples` counts the sources' input rows (what validate knows), with what a rehearsal
+    stage adds at most: an upper bound."""
+    rehearsal_share: str = ""
+    """How `examples` counts the rehearsal stage's rows before curation, when there is one."""
     has_rehearsal: bool | None = None
     """Whether rehearsal data is coming, when `rehearsal_examples` is not known yet."""
 
@@ -43,9 +47,23 @@ def facts_from_recipe(recipe) -> TrainingFacts:
     split = recipe.split
     has_eval = split.eval_size != 0 if split.eval_size is not None else split.eval_fraction > 0
     rows = input_rows(recipe)
-    return TrainingFacts(examples=rows, has_eval=has_eval, devices=world_size(),
-                         examples_before_curation=rows is not None,
-                         has_rehearsal=has_rehearsal(recipe))
+    added, share = rehearsal_rows(recipe, rows)
+    return TrainingFacts(examples=rows + added if rows is not None else None, has_eval=has_eval,
+                         devices=world_size(), examples_before_curation=rows is not None,
+                         has_rehearsal=has_rehearsal(recipe), rehearsal_share=share)
+
+
+def rehearsal_rows(recipe, rows: int | None) -> tuple[int, str]:
+    """The most rows rehearsal stages add to `rows` task rows, and how the count says so. A
+    stage measuring its ratio in tokens adds an unknown number of examples."""
+    stages = [stage.options for stage in recipe.stages
+              if stage.use == "rehearsal" and stage.options.ratio > 0]
+    if rows is None or not stages:
+        return 0, ""
+    if any(options.count != "examples" for options in stages):
+        return 0, ", without the general rows the rehearsal stage adds"
+    ratio = max(options.ratio for options in stages)
+    return math.ceil(ratio / (1 - ratio) * rows), f", with {ratio:.0%} rehearsal data on top"
 
 
 def has_rehearsal(recipe) -> bool:
@@ -118,7 +136,8 @@ def _epochs(options: QLoRAOptions, facts: TrainingFacts) -> str | None:
 
 def _examples(facts: TrainingFacts) -> str:
     if facts.examples_before_curation:
-        return f"at most {facts.examples:,} examples (the sources' rows, before curation)"
+        return (f"at most {facts.examples:,} examples (the sources' rows, before curation"
+                f"{facts.rehearsal_share})")
     return f"{facts.examples:,} examples"
 
 

@@ -185,7 +185,14 @@ def test_validate_judges_epochs_and_rehearsal_from_the_sources_rows(tmp_path):
         ' [[stages]] use = "rehearsal" with ratio = 0.15 and a [stages.source] of general data)']
     (tmp_path / "r.toml").write_text(recipe.replace("[train]", REHEARSAL_STAGE + "\n[train]"))
     code, output = invoke_cli(["validate", str(tmp_path / "r.toml")])
-    assert code == 0 and "rehearsal data" not in output and "epochs 1" in output, output
+    assert code == 0 and "advice: no rehearsal data" not in output, output
+    assert ("advice: epochs 1 with at most 236 examples (the sources' rows, before curation, with"
+            " 15% rehearsal data on top)") in output  # 200 task rows are 85% of 236
+    by_tokens = REHEARSAL_STAGE.replace("ratio = 0.15", "ratio = 0.15\ncount = \"tokens\"")
+    (tmp_path / "r.toml").write_text(recipe.replace("[train]", by_tokens + "\n[train]"))
+    code, output = invoke_cli(["validate", str(tmp_path / "r.toml")])
+    assert ("advice: epochs 1 with at most 200 examples (the sources' rows, before curation,"
+            " without the general rows the rehearsal stage adds)") in output, output
     mixes_nothing = REHEARSAL_STAGE.replace("ratio = 0.15", "ratio = 0.0\nheld_out = 10")
     (tmp_path / "r.toml").write_text(recipe.replace("[train]", mixes_nothing + "\n[train]"))
     code, output = invoke_cli(["validate", str(tmp_path / "r.toml")])
