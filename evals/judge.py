@@ -152,10 +152,6 @@ class JudgementCache(ResponseCache):
         if fits(answer):
             super().put(key, request, answer)
 
-    def forget(self, key: str) -> None:
-        with self._lock:
-            self._db.execute("DELETE FROM answers WHERE key = ?", (key,))
-
 
 def fits(answer: Answer) -> bool:
     return read_answer(answer, SCHEMA)[1] is None

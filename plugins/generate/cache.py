@@ -74,6 +74,11 @@ class ResponseCache:
                 f" VALUES (?, ?, {', '.join('?' for _ in _FIELDS)})",
                 (key, request, *(values[name] for name in _FIELDS)))
 
+    def forget(self, key: str) -> None:
+        """Drop the answer to a key, so that the next request asks again."""
+        with self._lock:
+            self._db.execute("DELETE FROM answers WHERE key = ?", (key,))
+
     def __len__(self) -> int:
         with self._lock:
             return self._db.execute("SELECT COUNT(*) FROM answers").fetchone()[0]
