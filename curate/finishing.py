@@ -186,11 +186,13 @@ def file_digest(path: Path) -> str:
 
 def cached_call(path: Path, fingerprint: str, force: bool, console: Console, label: str,
                 compute: Callable[[], dict]) -> dict:
-    """compute()'s result, saved with its fingerprint; reused while the fingerprint holds."""
+    """compute()'s result, saved with its fingerprint; reused while the fingerprint holds,
+    unless the result says it is incomplete."""
     if not force and path.exists():
         saved = read_json(path)
         # An older curate saved whatever a plugin returned: only a dict can be reused.
-        if saved.get("fingerprint") == fingerprint and isinstance(saved.get("result"), dict):
+        if (saved.get("fingerprint") == fingerprint and isinstance(saved.get("result"), dict)
+                and not saved["result"].get("incomplete")):
             console.info(f"{label:<24} cached")
             return {**saved["result"], "cached": True}
     started = time.monotonic()

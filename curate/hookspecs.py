@@ -131,7 +131,9 @@ def register_evals(register: Callable[[type], None]) -> None:
     recipe's `[model]`), `seed` and `log` (print a line). Return a JSON-serialisable dict: the
     host writes it under the evaluation's name to `eval/results.json` and the manifest's
     `train.evals`, and caches it until the evaluation's options or version, the adapter
-    folder, the held-out files, `[model]` or the seed change. Raise `curate.errors.CurateError`
+    folder, the held-out files, `[model]` or the seed change; a result holding `"incomplete":
+    "why"` (some answers could not be judged, say) is written but not reused, so the next run
+    evaluates again. Raise `curate.errors.CurateError`
     for a user's mistake. They run after `curate run` trains, and on demand with `curate
     eval`. Import heavy libraries inside `evaluate`. Built-ins: `loss`, `task-metrics`,
     `forgetting`, `judge` (docs/evals.md).

@@ -62,5 +62,6 @@ class Evaluation(Configurable):
 
     def evaluate(self, options: Any, context: TrainContext) -> dict:
         """Evaluate the trained model (under `context.run_dir`, e.g. `adapter/`); return
-        JSON-serialisable results, written by name to `eval/results.json`."""
+        JSON-serialisable results, written by name to `eval/results.json`. Results holding
+        `"incomplete": "why"` are not reused by the next run."""
         raise NotImplementedError

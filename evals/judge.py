@@ -184,13 +184,15 @@ def tally(outcomes: list[dict]) -> dict:
             "identical": sum(bool(o.get("identical")) for o in outcomes),
             "win_rate": rate(counts["tuned"]), "loss_rate": rate(counts["base"]),
             "tie_rate": rate(ties),
-            "position_consistency": (asked - counts["inconsistent"]) / asked if asked else None}
+            "position_consistency": (asked - counts["inconsistent"]) / asked if asked else None,
+            **({"incomplete": f"{counts['malformed']} malformed judgements, asked again by the"
+                              f" next run"} if counts["malformed"] else {})}
 
 
 def unjudged_warning(result: dict) -> str:
     return (f"warning: judge: all {result['pairs']} pairs got a malformed judgement, so the win,"
             f" loss and tie rates are null: check that the judge answers the JSON asked for,"
-            f" then rerun with --force")
+            f" then rerun")
 
 
 def summary_line(result: dict) -> str:

@@ -98,6 +98,14 @@ def test_a_consistent_judge_decides_and_a_malformed_judgement_is_only_counted(ju
     assert judge["inconsistent"] == 0 and judge["position_consistency"] == 1.0
     assert judge["win_rate"] == pytest.approx(judge["tuned"] / (judge["pairs"] - 1))
     assert "1 malformed judgements" in output
+    assert judge["incomplete"] == "1 malformed judgements, asked again by the next run"
+    sent, server.rules = server.count, {}
+    code, output, results = run(server, "fair")  # not forced: an incomplete result is redone
+    assert code == 0 and "eval judge               ran" in output, output
+    assert server.count - sent in (1, 2)  # only the malformed pair's orders are asked again
+    assert results["judge"]["tuned"] == len(differing) and "incomplete" not in results["judge"]
+    code, output, _ = run(server, "fair")
+    assert "eval judge               cached" in output, output
 
 
 @pytest.mark.parametrize("change, key", [({"model": " "}, "model"),
@@ -114,7 +122,7 @@ def test_the_judge_checks_its_endpoint_like_the_generate_stage(change, key):
     assert raised.value.key == key
 
 
-def test_a_malformed_judgement_is_not_cached_so_a_forced_rerun_asks_again(judged, server):
+def test_a_malformed_judgement_is_not_cached_so_the_next_run_asks_again(judged, server):
     run, _ = judged
     server.answer = lambda body: "I think A is better"
     code, output, results = run(server, "fair")
@@ -124,7 +132,7 @@ def test_a_malformed_judgement_is_not_cached_so_a_forced_rerun_asks_again(judged
     assert f"warning: judge: all {asked} pairs got a malformed judgement" in output
     sent = server.count
     server.answer = None  # now valid JSON, always "A": every pair inconsistent
-    code, output, results = run(server, "fair", "--force")
+    code, output, results = run(server, "fair")
     assert code == 0, output
     assert server.count == sent + 2 * asked
     assert results["judge"]["malformed"] == 0 and results["judge"]["inconsistent"] == asked
