@@ -18,7 +18,8 @@ from curate.pluginmanager import PluginHost
 from curate.recipe import Recipe
 from curate.records import Record
 from curate.sources import SourceContext
-from curate.template_checks import ExampleJudge, raise_errors, template_findings
+from curate.example_checks import ExampleJudge
+from curate.template_checks import raise_errors, template_findings
 from curate.template_step import has_model, is_local, load_template, template_steps
 
 VALIDATE_SAMPLE = 200

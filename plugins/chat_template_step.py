@@ -19,8 +19,8 @@ from curate import hookimpl
 from curate.pluginmanager import get_host
 from curate.records import Record
 from curate.stages import Filter, Reject
-from curate.template_checks import (ExampleJudge, TokenStats, raise_errors,
-                                   template_findings)
+from curate.example_checks import ExampleJudge, TokenStats
+from curate.template_checks import raise_errors, template_findings
 from curate.template_step import (TEMPLATE_STEP, TemplateStepOptions, load_template,
                                   template_fingerprint, template_record)
 

@@ -13,7 +13,8 @@ from curate.chat_templates import (ChatTemplate, ModelFacts, Selection, render_t
 from curate.errors import CurateError
 from curate.pluginmanager import build_host
 from curate.plugins.chat_templates import BUILTIN_TEMPLATES
-from curate.template_checks import ExampleJudge, template_findings
+from curate.example_checks import ExampleJudge
+from curate.template_checks import template_findings
 from curate.testing import assert_clear_error, assert_complete, invoke_cli, jsonl
 from support import tiny_tokenizers as tiny
 

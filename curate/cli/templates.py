@@ -91,7 +91,7 @@ def preview(recipe: Path, count: int, run_dir: Path | None, color: bool | None):
     from curate.errors import CurateError
     from curate.pluginmanager import get_host
     from curate.recipe import load_recipe
-    from curate.template_checks import ExampleJudge
+    from curate.example_checks import ExampleJudge
     from curate.template_report import (dataset_records, preview as render_preview,
                                         recipe_template, sample_records)
 

@@ -12,7 +12,7 @@ from curate.errors import CurateError
 from curate.pluginmanager import build_host
 from curate.plugins.chat_template_sources import HERE, patched, trl_file
 from curate.plugins.chat_templates import BUILTIN_TEMPLATES
-from curate.template_checks import ExampleJudge
+from curate.example_checks import ExampleJudge
 from support import tiny_tokenizers as tiny
 from support.conversations import CONVERSATIONS
 
