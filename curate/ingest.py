@@ -12,7 +12,7 @@ import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from curate.errors import CurateError
+from curate.errors import CurateError, did_you_mean
 from curate.formats import Format, RowError
 from curate.recipe import PluginSpec
 from curate.records import Record, Rejection, message_problem, plugin_code, plugin_label
@@ -64,8 +64,13 @@ class RowConverter:
         self.first_misfit: tuple[str, list[str]] = ("", [])
         self.settled = False
         """True once a row converted or failed for another reason than its shape."""
+        self.unseen_columns = set(spec.source_options.columns.values())
+        """Columns that `columns` maps and no row has had yet."""
+        self.keys_seen: set[str] = set()
 
     def convert(self, item: Row) -> Record | Rejection:
+        if self.unseen_columns:
+            self._look_for_columns(item.data)
         row = map_columns(item.data, self.spec.source_options.columns)
         fmt = self.format or self._detect(row)
         if fmt is None:
@@ -90,9 +95,26 @@ class RowConverter:
                 meta[column] = json_value(item.data[column])
         return meta
 
+    def _look_for_columns(self, data: dict) -> None:
+        self.unseen_columns.difference_update(data)
+        if len(self.keys_seen) < 1000:  # enough for a hint; a row of a thousand keys is odd
+            self.keys_seen.update(map(str, data))
+
     def finish(self, counts: SourceCounts) -> None:
+        if self.unseen_columns and counts.rows > counts.unreadable:
+            self._fail_missing_column()
         if not self.settled and self.misfits and self.misfits == counts.rows - counts.unreadable:
             self._fail_format()
+
+    def _fail_missing_column(self) -> None:
+        columns = self.spec.source_options.columns
+        field, column = next((f, c) for f, c in sorted(columns.items())
+                             if c in self.unseen_columns)
+        raise CurateError(f"{self.context.recipe_file}: {self.spec.key_path}.columns.{field}:"
+                          f" no row of source '{self.spec.name}' has a column"
+                          f" '{printable(column)}' (its columns:"
+                          f" {', '.join(sorted(map(printable, self.keys_seen))[:12])})"
+                          f"{did_you_mean(column, self.keys_seen)}")
 
     def _detect(self, row: dict) -> Format | None:
         for name in self.formats.names():
@@ -106,6 +128,8 @@ class RowConverter:
         if not self.first_misfit[0]:
             self.first_misfit = (item.location, sorted(map(str, row)))
         if not self.settled and self.misfits >= FORMAT_CHECK_ROWS:
+            if self.unseen_columns:
+                self._fail_missing_column()
             self._fail_format()
         return self.reject(item.location, reason, message, preview(row))
 

@@ -47,6 +47,32 @@ def test_a_mapped_column_replaces_a_data_column_of_the_field_name(run_recipe):
     assert result.dataset()[0]["messages"][0]["content"] == "New question?"
 
 
+def test_a_mapped_column_no_row_has_is_named_with_the_closest_one(run_recipe):
+    data = '{"question": "What is 2+2?", "answer": "Four, of course."}\n' * 12
+    columns = {"instruction": "questoin", "output": "answer"}
+    result = run_recipe(recipe(source_table("qa", "qa.jsonl", format="alpaca", columns=columns)),
+                        files={"qa.jsonl": data}, args=["-q"])
+    assert_clear_error(result, "recipe.toml: sources[0].columns.instruction: no row of source"
+                       " 'qa' has a column 'questoin' (its columns: answer, question): did you"
+                       " mean 'question'?")
+
+
+def test_a_mapped_column_no_row_has_stops_the_run_even_when_rows_fit_without_it(run_recipe):
+    # Silently reading the data's own `output` instead would train on the wrong column.
+    result = run_recipe(recipe(source_table("qa", "qa.jsonl", columns={"output": "answer"})),
+                        files={"qa.jsonl": alpaca_lines(3)}, args=["-q"])
+    assert_clear_error(result, "sources[0].columns.output: no row of source 'qa' has a column"
+                       " 'answer' (its columns: instruction, output)")
+
+
+def test_a_mapped_column_some_rows_lack_is_fine(run_recipe):
+    data = (alpaca_lines(11) + '{"instruction": "Hi?", "output": "Hello there.",'
+            ' "sys": "Be brief."}\n')
+    result = run_recipe(recipe(source_table("qa", "qa.jsonl", columns={"system": "sys"})),
+                        files={"qa.jsonl": data})
+    assert_complete(result)
+
+
 def test_columns_naming_no_field_of_the_format_is_a_recipe_error(run_recipe):
     result = run_recipe(recipe(source_table("qa", "qa.jsonl", format="alpaca",
                                             columns={"question": "instruction"})),
