@@ -328,13 +328,20 @@ def _check_model_for(stages: list[PluginSpec], model: ModelOptions, where: str) 
 
 
 def _check_model_folders(model: ModelOptions, recipe_dir: Path, where: str) -> None:
-    """A [model] path or tokenizer written as a path (./, ../, /, ~, or more than one "/")
-    cannot be a hub id ("org/name"): it must be a folder, or it is a typo."""
+    """A [model] path or tokenizer written as a path (./, ../, /, ~, more than one "/", or
+    under a folder beside the recipe) cannot be a hub id ("org/name"): it must be a folder, or
+    it is a typo, found now rather than after curation and the hub's retries."""
     for key in ("path", "tokenizer"):
         name = getattr(model, key)
-        if not name or (recipe_dir / name).exists():
+        if not name:
             continue
-        if name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name:
+        if (recipe_dir / name).is_file():
+            raise RecipeError(where, f"model.{key}", f"'{name}' is a file: name the model's"
+                              f" folder (the one holding config.json and the tokenizer files)")
+        if (recipe_dir / name).exists():
+            continue
+        if (name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name
+                or (recipe_dir / name.split("/")[0]).is_dir()):
             raise RecipeError(where, f"model.{key}", f"no folder '{name}' (relative to the"
                               f" recipe's folder, {recipe_dir}); a hub id is written org/name")
 

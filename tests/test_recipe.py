@@ -16,6 +16,8 @@ def host():
 
 def load(tmp_path, host, text):
     (tmp_path / "data.jsonl").touch()
+    (tmp_path / "data").mkdir(exist_ok=True)
+    (tmp_path / "data" / "d.jsonl").touch()
     path = tmp_path / "recipe.toml"
     path.write_text(text, encoding="utf-8")
     return load_recipe(path, host)
@@ -87,6 +89,11 @@ def test_run_dir_in_the_recipe_is_relative_to_the_recipe(tmp_path, host):
      "recipe.toml: model.path: no folder '../models/nope' (relative to the recipe's folder, "),
     ('[model]\npath = "org/name"\ntokenizer = "models/tiny/tok"\n' + SOURCE,
      "recipe.toml: model.tokenizer: no folder 'models/tiny/tok' (relative to the recipe's"),
+    # "data/" is a folder beside the recipe: "data/model" is a path, not a hub id
+    ('[model]\npath = "data/model"\n' + SOURCE,
+     "recipe.toml: model.path: no folder 'data/model' (relative to the recipe's folder, "),
+    ('[model]\npath = "data/d.jsonl"\n' + SOURCE,
+     "recipe.toml: model.path: 'data/d.jsonl' is a file: name the model's folder"),
 ])
 def test_mistakes_name_the_file_and_key(tmp_path, host, text, expected):
     message = error_of(tmp_path, host, text)
