@@ -19,6 +19,7 @@ fingerprint.
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
 import signal
@@ -237,6 +238,7 @@ def _count_of(verdicts: Any) -> str:
 
 
 _worker_filter: Filter | None = None
+PR_SET_PDEATHSIG = 1
 
 
 def _judge_batch(records: list[Record]) -> list[Record | Rejection]:
@@ -266,17 +268,30 @@ def _worker_pool(workers: int):
     handler in the worker instead of killing it."""
     blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
     try:
-        return multiprocessing.get_context("fork").Pool(workers, _worker_signals)
+        return multiprocessing.get_context("fork").Pool(workers, _worker_signals, (os.getpid(),))
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
 
-def _worker_signals() -> None:
+def _worker_signals(parent: int) -> None:
     """Pool.terminate stops workers with SIGTERM: they must die at once, not run the parent's
     handler (`curate run` turns SIGTERM into an interrupt), or a worker killed while holding
-    the task queue's lock leaves the others waiting for it forever."""
+    the task queue's lock leaves the others waiting for it forever. A parent killed outright
+    (SIGKILL) takes its workers with it, instead of leaving them to finish their batch and
+    print a BrokenPipeError each."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _die_with(parent)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+
+
+def _die_with(parent: int) -> None:
+    """Linux's PR_SET_PDEATHSIG: SIGTERM when the parent dies (nothing elsewhere)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # it died before prctl took effect
+        os._exit(1)
 
 
 def _batches(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
