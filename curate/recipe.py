@@ -62,6 +62,11 @@ class SplitOptions:
                                                   " eval_fraction")
 
 
+HOST_SECTIONS = {"run": RunOptions, "model": ModelOptions, "split": SplitOptions}
+SHARED_KEYS = ("path", "name")
+"""Keys too common to point at the host section that happens to have them."""
+
+
 @dataclass
 class PluginSpec:
     """One `use = "..."` table of a recipe: which plugin, under what name, with what options."""
@@ -112,8 +117,8 @@ def load_recipe(path: str | Path, host: PluginHost) -> Recipe:
         if key not in SECTIONS:
             raise RecipeError(where, key, f"unknown section '{key}'{did_you_mean(key, SECTIONS)}"
                               f" (sections: {', '.join(SECTIONS)})")
-    run = parse_options(RunOptions, _table(raw, "run", where), where, "run")
-    model = parse_options(ModelOptions, _table(raw, "model", where), where, "model")
+    run = _section(raw, "run", where)
+    model = _section(raw, "model", where)
     sources = [_source(t, f"sources[{i}]", where, host)
                for i, t in enumerate(_tables(raw, "sources", where))]
     if not sources:
@@ -156,6 +161,7 @@ def _split(table: dict, where: str) -> SplitOptions:
     if "eval_fraction" in table and "eval_size" in table:
         raise RecipeError(where, "split", "eval_fraction and eval_size both set: keep one"
                                           " (eval_size is an exact number of records)")
+    _check_placed(table, set(SplitOptions.__dataclass_fields__), where, "split")
     return parse_options(SplitOptions, table, where, "split")
 
 
@@ -199,6 +205,36 @@ def _repeated_key(text: str, message: str) -> tuple[str, int] | None:
                 return match.group(1), number
             seen.add(match.group(1))
     return None
+
+
+def _section(raw: dict, key: str, where: str) -> Any:
+    table = _table(raw, key, where)
+    schema = HOST_SECTIONS[key]
+    _check_placed(table, set(schema.__dataclass_fields__), where, key)
+    return parse_options(schema, table, where, key)
+
+
+def _check_placed(table: dict, known: set[str], where: str, key_path: str) -> None:
+    """An unknown key that another host section has: say where it belongs."""
+    for key in table:
+        if key in known or key in SHARED_KEYS:
+            continue
+        owner = next((name for name, schema in HOST_SECTIONS.items()
+                      if key in schema.__dataclass_fields__), None)
+        if owner:
+            raise RecipeError(where, f"{key_path}.{key}", f"'{key}' belongs in [{owner}], not"
+                              f" here: move it there")
+
+
+def _check_stage_table_keys(spec: PluginSpec, key: str, table: dict, known: set[str],
+                            where: str) -> None:
+    """TOML puts every key after a [stages.source] header into that table: a key of the stage
+    written below it lands there."""
+    for name in table:
+        if name not in known and name in spec.plugin.Options.__dataclass_fields__:
+            raise RecipeError(where, f"{spec.key_path}.{key}.{name}", f"'{name}' is an option"
+                              f" of stage '{spec.name}', but it comes after [stages.{key}], so"
+                              f" TOML puts it in that table: move it above [stages.{key}]")
 
 
 def _table(raw: dict, key: str, where: str) -> dict:
@@ -252,6 +288,13 @@ def _stage_sources(spec: PluginSpec, where: str, host: PluginHost) -> None:
     """Parse the source tables a stage's options hold; `name` defaults to the stage's name."""
     for key in spec.plugin.source_keys:
         table = getattr(spec.options, key)
+        if isinstance(table, dict) and isinstance(table.get("use"), str):
+            source = host.get("source", table["use"]) if table["use"] in host.registry(
+                "source").entries else None
+            if source is not None:
+                _check_stage_table_keys(spec, key, table, {
+                    *source.Options.__dataclass_fields__,
+                    *SourceHostOptions.__dataclass_fields__, "use", "name"}, where)
         if table is not None:
             spec.sources[key] = _source({"name": spec.name, **table}, f"{spec.key_path}.{key}",
                                         where, host)
@@ -286,6 +329,7 @@ def _plugin_spec(table: Any, key_path: str, kind: str, where: str, host: PluginH
     plugin = _lookup(host, kind, use, where, f"{key_path}.use")
     own = {k: v for k, v in table.items() if k not in host_keys}
     known = set(plugin.Options.__dataclass_fields__) | set(host_keys)
+    _check_placed(own, known, where, key_path)
     for key in own:
         if key not in known:
             raise RecipeError(where, f"{key_path}.{key}", f"unknown key '{key}' for {kind} '{use}'"

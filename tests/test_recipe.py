@@ -92,6 +92,15 @@ def test_run_dir_in_the_recipe_is_relative_to_the_recipe(tmp_path, host):
     # "data/" is a folder beside the recipe: "data/model" is a path, not a hub id
     ('[model]\npath = "data/model"\n' + SOURCE,
      "recipe.toml: model.path: no folder 'data/model' (relative to the recipe's folder, "),
+    ('[run]\neval_fraction = 0.2\n' + SOURCE,
+     "recipe.toml: run.eval_fraction: 'eval_fraction' belongs in [split], not here: move it there"),
+    (SOURCE + '[split]\nworkers = 2\n', "recipe.toml: split.workers: 'workers' belongs in [run]"),
+    (SOURCE + '[[stages]]\nuse = "length"\neval_size = 3\n',
+     "recipe.toml: stages[0].eval_size: 'eval_size' belongs in [split], not here"),
+    (SOURCE + '[[stages]]\nuse = "rehearsal"\n[stages.source]\nuse = "jsonl"\npath = "data.jsonl"\n'
+     'held_out = 5\n', "recipe.toml: stages[0].source.held_out: 'held_out' is an option of stage"
+     " 'rehearsal', but it comes after [stages.source], so TOML puts it in that table: move it"
+     " above [stages.source]"),
     ('[model]\npath = "data/d.jsonl"\n' + SOURCE,
      "recipe.toml: model.path: 'data/d.jsonl' is a file: name the model's folder"),
 ])
