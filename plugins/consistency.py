@@ -23,7 +23,8 @@ from curate.options import OptionError, option
 from curate.records import NEEDS_REVIEW, Record, Rejection
 from curate.stages import Stage
 
-from curate.plugins.consistency_conflicts import CONFLICT_RULE, conflict_findings
+from curate.plugins.consistency_conflicts import (CONFLICT_RULE, UNLABELLED_RULE,
+                                                  conflict_findings)
 from curate.plugins.consistency_drift import length_findings, system_findings
 from curate.plugins.consistency_formats import check_json_schema, compile_pattern
 from curate.plugins.consistency_ledger import Finding, Ledger
@@ -47,14 +48,20 @@ class ConsistencyOptions:
                      " the review queue (a later `review` stage)")
     prompt_similarity: float = option(1.0, min=0.5, max=1.0, help="1.0 groups exactly equal"
                                       " normalised prompts; lower also groups prompts whose word"
-                                      " 3-shingle Jaccard similarity reaches it")
+                                      " 3-shingle Jaccard similarity reaches it, with the same"
+                                      " numbers and few changed words")
+    max_prompt_word_changes: int = option(2, min=0, help="with prompt_similarity below 1.0:"
+                                          " at most this many words may differ between two"
+                                          " grouped prompts (one word replaced is 2)")
     prompt_includes_system: bool = option(True, help="prompts under different system prompts are"
                                                      " different questions")
     answer_pattern: str | None = option(None, help="regex whose first group is the answer's"
                                                    " label; answers are compared by label")
-    max_zscore: float | None = option(4.0, min=0.0, help="reject responses whose log-length"
+    max_zscore: float | None = option(4.0, min=0.0, help="find responses whose log-length"
                                                          " z-score within their source exceeds"
                                                          " this; 0 or unset disables")
+    on_outlier: Literal["flag", "reject"] = option("flag", help="what to do with such records:"
+                                                   " keep them with a note, or reject them")
     min_source_records: int = option(20, min=2, help="sources with fewer records are not judged"
                                                      " for length outliers")
     response_format: Literal["json", "regex", "labels"] | None = option(
@@ -75,7 +82,7 @@ class ConsistencyOptions:
 class ConsistencyStage(Stage):
     name = "consistency"
     Options = ConsistencyOptions
-    version = "3"
+    version = "4"
 
     @classmethod
     def check_options(cls, options: ConsistencyOptions) -> None:
@@ -116,7 +123,7 @@ class ConsistencyStage(Stage):
         from curate.plugins.consistency_near_prompts import NearPrompts
 
         return NearPrompts(self.options.prompt_similarity, self.context.work_dir,
-                           self.context.workers)
+                           self.context.workers, self.options.max_prompt_word_changes)
 
     def _first_pass(self, records: Iterable[Record], ledger: Ledger,
                     held: list[Record] | None) -> Iterator[bytes]:
@@ -171,7 +178,8 @@ class ConsistencyStage(Stage):
         notes = [*(earlier if isinstance(earlier, list) else []), *(f.note() for f in found)]
         meta = {**record.meta, "consistency": notes}
         if self.options.on_conflict == "review":
-            asks = [f"consistency {f.rule}: {f.detail}" for f in found if f.rule == CONFLICT_RULE]
+            asks = [f"consistency {f.rule}: {f.detail}" for f in found
+                    if f.rule in (CONFLICT_RULE, UNLABELLED_RULE)]
             if asks:
                 earlier = record.meta.get(NEEDS_REVIEW)
                 meta[NEEDS_REVIEW] = [*(earlier if isinstance(earlier, list) else []), *asks]

@@ -1,6 +1,8 @@
 """The `conflicting-answer` rule of the `consistency` stage: records that ask one prompt (equal
 after normalisation, or near-identical with `prompt_similarity` below 1.0) but answer it
-differently, and the `on_conflict` policies: flag, majority, first, reject-all."""
+differently, and the `on_conflict` policies: flag, majority (a tie is flagged), first,
+reject-all, review. With `answer_pattern`, an answer it finds no label in is not compared with
+labelled answers to its prompt but noted (`unlabelled-answer`)."""
 
 from __future__ import annotations
 
@@ -15,9 +17,14 @@ if TYPE_CHECKING:
     from curate.plugins.consistency_near_prompts import NearPrompts
 
 CONFLICT_RULE = "conflicting-answer"
-CONSEQUENCES = {"flag": "", "review": "; on_conflict = 'review' sends the group to the review queue", "majority": "; on_conflict = 'majority' keeps the other answer",
+UNLABELLED_RULE = "unlabelled-answer"
+CONSEQUENCES = {"flag": "",
+                "review": "; on_conflict = 'review' sends the group to the review queue",
+                "majority": "; on_conflict = 'majority' keeps the other answer",
                 "first": "; on_conflict = 'first' keeps the answer seen first",
                 "reject-all": "; on_conflict = 'reject-all' rejects the whole group"}
+TIE = ("; a tie: no answer has a majority, so on_conflict = 'majority' keeps the whole group"
+       " (flagged)")
 
 
 @dataclass
@@ -35,11 +42,13 @@ class Answer:
 class Group:
     answers: list[Answer]
     size: int
+    tie: bool
 
 
 def conflict_findings(ledger: Ledger, options: Any, near: NearPrompts | None = None
                       ) -> Iterator[tuple[int, Finding]]:
-    """(record, finding) for every record the policy rejects or, under "flag", notes."""
+    """(record, finding) for every record the policy rejects or, under "flag", notes, and for
+    every answer `answer_pattern` finds no label in among labelled answers to its prompt."""
     return ConflictingAnswers(ledger, options, near).findings()
 
 
@@ -49,18 +58,21 @@ class ConflictingAnswers:
 
     def __init__(self, ledger: Ledger, options: Any, near: NearPrompts | None):
         self.ledger, self.options, self.near = ledger, options, near
+        self.unlabelled: list[tuple[int, int, int]] = []  # (record, a labelled one, labelled)
 
     def findings(self) -> Iterator[tuple[int, Finding]]:
-        groups = [self.ranked(answers) for answers in self.groups()]
+        groups = [self.group(self.ranked(answers)) for answers in self.groups()]
         if self.near is not None:  # every similarity a finding shows, measured in one go
-            self.near.measure((index, other.first) for answers in groups
-                              for answer, other, _ in self.judged(answers)
-                              for index in answer.indices)
-        for answers in groups:
-            group = Group(answers, sum(len(answer.indices) for answer in answers))
-            for answer, other, rejects in self.judged(answers):
+            self.near.measure([*((index, other.first) for group in groups
+                                 for answer, other, _ in self.judged(group)
+                                 for index in answer.indices),
+                               *((index, labelled) for index, labelled, _ in self.unlabelled)])
+        for group in groups:
+            for answer, other, rejects in self.judged(group):
                 for index in answer.indices:
                     yield index, self.finding(index, (answer, other, group), rejects)
+        for index, labelled, count in self.unlabelled:
+            yield index, self.unlabelled_finding(index, labelled, count)
 
     def ranked(self, answers: list[Answer]) -> list[Answer]:
         """The policy keeps the first of the ranked answers: by count then first seen, or for
@@ -69,14 +81,21 @@ class ConflictingAnswers:
             return sorted(answers, key=lambda answer: answer.first)
         return sorted(answers, key=lambda answer: (-len(answer.indices), answer.first))
 
-    def judged(self, answers: list[Answer]) -> Iterator[tuple[Answer, Answer, bool]]:
+    def group(self, answers: list[Answer]) -> Group:
+        """Ranked answers as a group; under "majority", two top answers equally common are a
+        tie, which has no majority to keep."""
+        tie = (self.options.on_conflict == "majority"
+               and len(answers[0].indices) == len(answers[1].indices))
+        return Group(answers, sum(len(answer.indices) for answer in answers), tie)
+
+    def judged(self, group: Group) -> Iterator[tuple[Answer, Answer, bool]]:
         """(answer, the "other" answer it is shown against, whether it is rejected) for each
         answer the policy rejects or flags; the other answer of the kept one is the runner-up."""
-        policy = self.options.on_conflict
+        policy, answers = self.options.on_conflict, group.answers
+        keeps_all = policy in ("flag", "review") or group.tie
         for answer in answers:
             other = answers[1] if answer is answers[0] else answers[0]
-            keeps_all = policy in ("flag", "review")
-            rejects = policy == "reject-all" or (not keeps_all and answer is not answers[0])
+            rejects = not keeps_all and (policy == "reject-all" or answer is not answers[0])
             if rejects or keeps_all:
                 yield answer, other, rejects
 
@@ -90,6 +109,8 @@ class ConflictingAnswers:
         if not len(indices):
             return
         groups = self.prompt_groups(prompts)[indices]
+        if self.options.answer_pattern:
+            indices, groups = self.set_aside_unlabelled(indices, groups)
         answers = np.frombuffer(ledger.answers, dtype=np.uint64)[indices]
         order = np.lexsort((indices, answers, groups))
         groups, answers, indices = groups[order], answers[order], indices[order]
@@ -102,6 +123,23 @@ class ConflictingAnswers:
             cuts = [*np.flatnonzero(new_answer[start:end]).tolist(), end - start]
             members = indices[start:end].tolist()
             yield [Answer(members[a:b]) for a, b in zip(cuts, cuts[1:])]
+
+    def set_aside_unlabelled(self, indices, groups):
+        """Takes the records whose answer has no label out of the groups that hold labelled
+        answers (noting them in `unlabelled`): they cannot be compared with a label. Groups
+        without any label compare whole answers, as without `answer_pattern`."""
+        import numpy as np
+
+        labels = self.ledger.labels
+        labelled = np.fromiter((labels[index] is not None for index in indices.tolist()), bool,
+                               len(indices))
+        named, firsts, counts = np.unique(groups[labelled], return_index=True,
+                                          return_counts=True)
+        aside = ~labelled & np.isin(groups, named)
+        at = np.searchsorted(named, groups[aside])
+        self.unlabelled = list(zip(indices[aside].tolist(),
+                                   indices[labelled][firsts[at]].tolist(), counts[at].tolist()))
+        return indices[~aside], groups[~aside]
 
     def prompt_groups(self, prompts):
         """Each record's prompt group: its prompt hash, or with near-identical prompts on, its
@@ -117,11 +155,11 @@ class ConflictingAnswers:
         mine, other, group = answers
         other_index = other.first
         similarity = self.similarity(index, other_index)
-        same = "same prompt" if similarity == 1.0 else f"similar prompt, Jaccard {similarity:.2f}"
-        detail = (f"answers {self.shown_answer(index)} but {ledger.ids[other_index]} ({same})"
-                  f" answers {self.shown_answer(other_index)}; {len(other.indices)} of"
-                  f" {group.size} records agree with the other answer"
-                  f"{CONSEQUENCES[options.on_conflict]}")
+        detail = (f"answers {self.shown_answer(index)} but {ledger.ids[other_index]}"
+                  f" ({self.shown_prompt(index, other_index, similarity)}) answers"
+                  f" {self.shown_answer(other_index)}; {len(other.indices)} of {group.size}"
+                  f" records agree with the other answer"
+                  f"{TIE if group.tie else CONSEQUENCES[options.on_conflict]}")
         evidence = {"rule": CONFLICT_RULE, "other_id": ledger.ids[other_index],
                     "other_answer": ledger.answer_snippets[other_index],
                     "answer": ledger.answer_snippets[index], "group_size": group.size,
@@ -130,7 +168,40 @@ class ConflictingAnswers:
                     "prompt_similarity": round(similarity, 3)}
         if options.answer_pattern:
             evidence.update(label=ledger.labels[index], other_label=ledger.labels[other_index])
+        evidence.update(self.prompt_words(index, other_index, similarity))
         return Finding(CONFLICT_RULE, detail, evidence, rejects)
+
+    def unlabelled_finding(self, index: int, labelled: int, count: int) -> Finding:
+        ledger = self.ledger
+        similarity = self.similarity(index, labelled)
+        detail = (f"answer_pattern finds no label in {snippet(ledger.answer_snippets[index])!r},"
+                  f" so it is not compared with the {count} labelled answer"
+                  f"{'s' if count > 1 else ''} to its prompt (e.g. {ledger.ids[labelled]}"
+                  f" ({self.shown_prompt(index, labelled, similarity)}) answers"
+                  f" {self.shown_answer(labelled)})")
+        evidence = {"rule": UNLABELLED_RULE, "other_id": ledger.ids[labelled],
+                    "other_answer": ledger.answer_snippets[labelled],
+                    "answer": ledger.answer_snippets[index], "other_label": ledger.labels[labelled],
+                    "labelled": count, "answer_pattern": self.options.answer_pattern,
+                    "prompt_similarity": round(similarity, 3),
+                    **self.prompt_words(index, labelled, similarity)}
+        return Finding(UNLABELLED_RULE, detail, evidence, False)
+
+    def shown_prompt(self, index: int, other: int, similarity: float) -> str:
+        """How the other record's prompt relates to this one's: the same, or similar, with
+        the measured Jaccard and the words each has that the other lacks."""
+        if similarity == 1.0:
+            return "same prompt"
+        mine, theirs = self.near.differing_words(index, other)
+        return (f"similar prompt, Jaccard {similarity:.2f}; only here: {_words(mine)}, only"
+                f" there: {_words(theirs)}")
+
+    def prompt_words(self, index: int, other: int, similarity: float) -> dict[str, str]:
+        if similarity == 1.0:
+            return {}
+        mine, theirs = self.near.differing_words(index, other)
+        return {"prompt_words": snippet(" ".join(mine)),
+                "other_prompt_words": snippet(" ".join(theirs))}
 
     def shown_answer(self, index: int) -> str:
         label, text = self.ledger.labels[index], snippet(self.ledger.answer_snippets[index])
@@ -140,3 +211,7 @@ class ConflictingAnswers:
         if self.ledger.prompts[first] == self.ledger.prompts[second]:
             return 1.0
         return self.near.similarity(first, second)
+
+
+def _words(words: list[str]) -> str:
+    return repr(snippet(" ".join(words), 40)) if words else "(nothing)"

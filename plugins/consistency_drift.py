@@ -45,7 +45,7 @@ def length_outlier(chars: int, zscore: float, source: str, records: int, typical
     return Finding("length-outlier", detail, {
         "rule": "length-outlier", "chars": chars, "zscore": round(zscore, 3),
         "max_zscore": options.max_zscore, "source": source, "source_records": records,
-        "typical_chars": round(typical)}, True)
+        "typical_chars": round(typical)}, options.on_outlier == "reject")
 
 
 def system_findings(ledger: Ledger, options: Any) -> Iterator[tuple[int, Finding]]:

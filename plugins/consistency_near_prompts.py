@@ -5,13 +5,15 @@ The near-dedupe stage's numpy MinHash does the work: every record's normalised p
 to a scratch file and hashed, a batch at a time in `[run] workers` processes, into its LSH band
 values, the only thing kept per record (uint64s in one array). Prompts that share a band value are
 candidates; a candidate joins a group only when the Jaccard similarity measured on the two
-shingle sets reaches the threshold. Groups are the connected components of those verified pairs,
-named by their first record, so they depend only on the input.
+shingle sets reaches the threshold, and never when the prompts hold other numbers. Groups are the
+connected components of those verified pairs, named by their first record, so they depend only
+on the input.
 """
 
 from __future__ import annotations
 
 from array import array
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from itertools import islice
@@ -19,10 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
+from curate.stages import ordered_map
+
+from curate.plugins.consistency_text import key_hash
 from curate.plugins.dedupe_index import SpilledTexts
 from curate.plugins.minhash import (ShingleSpec, band_hashes, jaccard, lsh_bands, shingle_batch,
                                     shingle_sets, signatures)
-from curate.stages import ordered_map
 
 SHINGLES = ShingleSpec("word", 3, 128)
 BATCH_SIZE = 512
@@ -63,13 +67,15 @@ def bucket_neighbours(columns: Iterable[np.ndarray], count: int, window: int = B
 class NearPrompts:
     """Groups near-identical prompts; `close()` removes the scratch file."""
 
-    def __init__(self, threshold: float, work_dir: Path, workers: int):
-        self.threshold, self.workers = threshold, workers
+    def __init__(self, threshold: float, work_dir: Path, workers: int, max_word_changes: int):
+        self.threshold, self.workers, self.max_word_changes = threshold, workers, max_word_changes
         self.bands, self.rows = lsh_bands(threshold, SHINGLES.num_perm)
         self.texts = SpilledTexts(work_dir)
         self.band_values = array("Q")  # record by record, `bands` values each
+        self.numbers = array("Q")  # record -> digest of its prompt's words with digits
         self.first_of = np.zeros(0, dtype=np.int64)  # record -> first record with its prompt
         self._measured: dict[tuple[int, int], float] = {}
+        self._differing: dict[tuple[int, int], tuple[list[str], list[str]]] = {}
 
     def index(self, prompts: Iterable[bytes]) -> None:
         """Takes every record's prompt comparison key, in input order (empty for a record in no
@@ -83,13 +89,16 @@ class NearPrompts:
         while batch := [(key.decode("utf-8", "surrogatepass"),)
                         for key in islice(iterator, BATCH_SIZE)]:
             self.texts.add(batch)
+            self.numbers.extend(numbers_digest(key) for key, in batch)
             yield batch
 
     def groups(self, prompts: np.ndarray, contexts: np.ndarray) -> np.ndarray:
         """Each record's prompt group: 0 for no prompt, else 1 + the first record of the group.
-        `prompts` are the exact prompt hashes (0: none), `contexts` what must also be equal."""
+        `prompts` are the exact prompt hashes (0: none), `contexts` what must also be equal.
+        Prompts with other numbers in them are never one group."""
         distinct, firsts, inverse = np.unique(prompts, return_index=True, return_inverse=True)
         self.first_of = firsts[inverse.ravel()]
+        contexts = contexts ^ np.frombuffer(self.numbers, dtype=np.uint64)
         pairs = self._candidates(np.sort(firsts[distinct != 0]), contexts)
         self.band_values = array("Q")  # not needed any more
         parent = array("q", range(len(prompts)))
@@ -109,14 +118,24 @@ class NearPrompts:
         return pairs[contexts[pairs[:, 0]] == contexts[pairs[:, 1]]]
 
     def _join_similar(self, pairs: np.ndarray, parent: array) -> None:
-        """Joins the groups of the candidate pairs whose measured Jaccard reaches the threshold;
-        a pair already in one group is not measured, since joining it changes nothing."""
+        """Joins the groups of the candidate pairs whose measured Jaccard reaches the threshold
+        and whose words differ in at most `max_word_changes`; a pair already in one group is not
+        measured, since joining it changes nothing."""
         def joined(first: int, second: int) -> bool:
             return _root(parent, first) == _root(parent, second)
 
         for first, second, value in self._jaccards(pairs, joined):
-            if value >= self.threshold:
+            if value >= self.threshold and self._few_changes(first, second):
                 _join(parent, first, second)
+
+    def _few_changes(self, first: int, second: int) -> bool:
+        """A long template filled with a short input (a review, a product) reaches a high
+        Jaccard however different the inputs: near-identical prompts differ in a word or two."""
+        mine, theirs = (self.texts.parts(record, 1)[0].split() for record in (first, second))
+        if len(set(mine).symmetric_difference(theirs)) > self.max_word_changes:
+            return False  # the common case, found without counting repeated words
+        mine, theirs = _changed_words(mine, theirs)
+        return len(mine) + len(theirs) <= self.max_word_changes
 
     def _jaccards(self, pairs: np.ndarray, skip: Callable[[int, int], bool]
                   ) -> Iterator[tuple[int, int, float]]:
@@ -164,12 +183,36 @@ class NearPrompts:
             self.measure([key])
         return self._measured[key]
 
+    def differing_words(self, first: int, second: int) -> tuple[list[str], list[str]]:
+        """The words of each record's normalised prompt that the other's lacks, in order."""
+        key = self._key(first, second)
+        if key not in self._differing:
+            self._differing[key] = _changed_words(*(self.texts.parts(record, 1)[0].split()
+                                                    for record in key))
+        found = self._differing[key]
+        return found if self.first_of[first] == key[0] else found[::-1]
+
     def _key(self, first: int, second: int) -> tuple[int, int]:
         first, second = int(self.first_of[first]), int(self.first_of[second])
         return (first, second) if first <= second else (second, first)
 
     def close(self) -> None:
         self.texts.close()
+
+
+def numbers_digest(key: str) -> int:
+    """A digest of the words of a normalised prompt that hold a digit ("17", "t0", "2pm"),
+    0 for none: prompts that differ in a number ask about different things ("17 + 25" and
+    "17 + 26", order 1000 and order 1001), however similar the rest."""
+    numbers = sorted(word for word in key.split() if any(char.isdigit() for char in word))
+    return key_hash(" ".join(numbers).encode("utf-8", "surrogatepass"))
+
+
+def _changed_words(mine: list[str], theirs: list[str]) -> tuple[list[str], list[str]]:
+    """The words of each list that the other lacks (as many times as they are missing)."""
+    mine_counted, theirs_counted = Counter(mine), Counter(theirs)
+    return (list((mine_counted - theirs_counted).elements()),
+            list((theirs_counted - mine_counted).elements()))
 
 
 def _root(parent: array, record: int) -> int:

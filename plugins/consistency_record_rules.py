@@ -11,20 +11,8 @@ from typing import Any
 from curate.stages import Reject
 
 from curate.plugins.consistency_formats import ResponseFormat, compile_pattern
+from curate.plugins.consistency_refusals import REFUSAL_MAX_WORDS, builtin_refusal
 from curate.plugins.consistency_text import snippet
-
-BUILTIN_REFUSALS = {  # pattern -> a phrase it needs, checked first because regexes are slow
-    r"\bas an ai(?: language)? model\b": "as an ai",
-    r"\bas a large language model\b": "as a large language model",
-    r"\bi(?:'m| am) (?:just |only )?an ai\b": " an ai",
-    r"\bi(?:'m| am) sorry,? but i (?:can't|cannot|am unable to|won't)\b": "sorry",
-    r"\bi apologi[sz]e,? but i (?:can't|cannot|am unable to)\b": "apologi",
-    r"\bi (?:can't|cannot|am unable to|am not able to) (?:help|assist|comply) with (?:that|this)\b":
-        " with th",
-    r"\bi (?:can't|cannot|am unable to|won't) (?:fulfil+|provide|complete) (?:that|this|your)"
-    r" request\b": " request",
-    r"\bi must decline\b": "must decline",
-}
 
 
 class RecordRules:
@@ -32,20 +20,18 @@ class RecordRules:
 
     def __init__(self, options: Any):
         self.options = options
-        self.answer_pattern = options.answer_pattern and compile_pattern(options.answer_pattern,
-                                                                        "answer_pattern")
+        self.answer_pattern = options.answer_pattern and compile_pattern(
+            options.answer_pattern, "answer_pattern", re.IGNORECASE)
         self.format = options.response_format and ResponseFormat(
             options, self.label if self.answer_pattern else None)
-        builtins = BUILTIN_REFUSALS if options.builtin_refusals else {}
-        self.refusals = [(re.compile(p, re.IGNORECASE), phrase) for p, phrase in builtins.items()]
-        self.refusals += [(re.compile(p, re.IGNORECASE), "") for p in options.refusal_patterns]
+        self.refusals = [re.compile(p, re.IGNORECASE) for p in options.refusal_patterns]
 
     def check(self, response: str) -> Reject | None:
         text = response.strip()
         if self.options.reject_empty and not _visible(text):
             return Reject("empty-response", _emptiness(response), {"rule": "empty-response",
                                                                   "chars": len(response)})
-        if self.options.reject_refusals and self.refusals:
+        if self.options.reject_refusals:
             refused = self._refusal(text)
             if refused:
                 return refused
@@ -58,9 +44,14 @@ class RecordRules:
 
     def _refusal(self, text: str) -> Reject | None:
         text = text.replace("\u2019", "'")
-        lowered = text.lower()
-        for pattern, phrase in self.refusals:
-            if phrase in lowered and (found := pattern.search(text)):
+        if self.options.builtin_refusals and (found := builtin_refusal(text)):
+            return Reject("refusal", f"response reads as a refusal: it opens with {found.match!r}"
+                          f" and has {found.words} words with no turn to help (built-in"
+                          f" refusals: at most {REFUSAL_MAX_WORDS} words)",
+                          {"rule": "refusal", "pattern": "built-in", "match": found.match,
+                           "words": found.words, "max_words": REFUSAL_MAX_WORDS})
+        for pattern in self.refusals:
+            if found := pattern.search(text):
                 return Reject("refusal", f"response reads as a refusal: {found.group(0)!r} in"
                               f" {snippet(text[max(found.start() - 20, 0):], 80)!r}",
                               {"rule": "refusal", "pattern": pattern.pattern,

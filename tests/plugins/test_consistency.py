@@ -55,12 +55,30 @@ def test_majority_keeps_the_most_common_answer_and_shows_the_evidence(run_recipe
                         "prompt_similarity": 1.0}
 
 
-def test_majority_ties_go_to_the_answer_seen_first(run_recipe):
+def test_a_majority_tie_keeps_and_flags_the_whole_group(run_recipe):
     result = run(run_recipe, PLAIN + '\non_conflict = "majority"',
-                 row("Q?", "B"), row("Q?", "A"), row("Q?", "A"), row("Q?", "B"))
+                 row("Is the refund window 30 days?", "Yes, 30 days."),
+                 row("Is the refund window 30 days?", "No, 14 days."),
+                 row("Q?", "B"), row("Q?", "A"), row("Q?", "A"), row("Q?", "B"), row("Q?", "C"))
+    found, known = by_line(result), ids(result)
+    assert all(outcome[0] == "kept" and outcome[1] for outcome in found.values())
+    assert found["a.jsonl:2"][1][0]["detail"] == (
+        f"answers 'No, 14 days.' but {known['a.jsonl:1']} (same prompt) answers 'Yes, 30 days.';"
+        f" 1 of 2 records agree with the other answer; a tie: no answer has a majority, so"
+        f" on_conflict = 'majority' keeps the whole group (flagged)")
+    assert found["a.jsonl:7"][1][0]["detail"].startswith(
+        f"answers 'C' but {known['a.jsonl:3']} (same prompt) answers 'B'; 2 of 5 records agree"
+        f" with the other answer; a tie")
+
+
+def test_majority_without_a_tie_rejects_the_minority(run_recipe):
+    result = run(run_recipe, PLAIN + '\non_conflict = "majority"',
+                 row("Q?", "B"), row("Q?", "A"), row("Q?", "A"), row("Q?", "C"))
     assert {k: v[0] for k, v in by_line(result).items()} == {
-        "a.jsonl:1": "kept", "a.jsonl:2": "conflicting-answer", "a.jsonl:3": "conflicting-answer",
-        "a.jsonl:4": "kept"}
+        "a.jsonl:1": "conflicting-answer", "a.jsonl:2": "kept", "a.jsonl:3": "kept",
+        "a.jsonl:4": "conflicting-answer"}
+    assert by_line(result)["a.jsonl:1"][1].endswith("; on_conflict = 'majority' keeps the other"
+                                                    " answer")
 
 
 def test_first_keeps_the_first_answer_even_in_the_minority(run_recipe):
@@ -89,6 +107,50 @@ def test_answer_pattern_compares_labels_only(run_recipe):
     assert detail.startswith("answers 'negative' ('negative: it broke') but ")
     assert (evidence["label"], evidence["other_label"], evidence["other_count"]) == (
         "negative", "positive", 2)
+
+
+LABELS = '\non_conflict = "majority"\nanswer_pattern = "^(positive|negative|neutral)\\\\b"'
+TENT = "Classify the sentiment of this review: The tent kept us dry all weekend."
+
+
+def test_answer_pattern_ignores_case(run_recipe):
+    result = run(run_recipe, PLAIN + LABELS, row(TENT, "positive: the tent kept them dry."),
+                 row(TENT, "Positive: the tent kept the reviewer dry."),
+                 row(TENT, "POSITIVE - kept them dry all weekend"))
+    assert set(by_line(result).values()) == {("kept", None)}
+
+
+def test_an_answer_without_a_label_is_noted_not_outvoted(run_recipe):
+    result = run(run_recipe, PLAIN + LABELS, row(TENT, "positive: dry."), row(TENT, "Positive!"),
+                 row(TENT, "It kept them dry, so I would say it is a good one."))
+    found, known = by_line(result), ids(result)
+    assert found["a.jsonl:1"] == found["a.jsonl:2"] == ("kept", None)
+    [note] = found["a.jsonl:3"][1]
+    assert note == {"rule": "unlabelled-answer", "other_id": known["a.jsonl:1"],
+                    "other_answer": "positive: dry.", "detail": (
+        "answer_pattern finds no label in 'It kept them dry, so I would say it is a good one.',"
+        f" so it is not compared with the 2 labelled answers to its prompt (e.g."
+        f" {known['a.jsonl:1']} (same prompt) answers 'positive' ('positive: dry.'))")}
+
+
+def test_unlabelled_answers_alone_are_compared_whole(run_recipe):
+    result = run(run_recipe, PLAIN + LABELS, row("Where is my order?", "It ships today."),
+                 row("where is my order", "It shipped last week."), row(TENT, "positive: dry"),
+                 row(TENT, "negative: wet"), row(TENT, "positive: dry!"))
+    found = {k: v[0] for k, v in by_line(result).items()}
+    assert found == {"a.jsonl:1": "kept", "a.jsonl:2": "kept", "a.jsonl:3": "kept",
+                     "a.jsonl:4": "conflicting-answer", "a.jsonl:5": "kept"}
+    [note] = by_line(result)["a.jsonl:1"][1]
+    assert "a tie" in note["detail"]
+
+
+def test_review_policy_asks_about_unlabelled_answers_too(run_recipe):
+    options = PLAIN + LABELS.replace("majority", "review")
+    result = run(run_recipe, options, row(TENT, "positive: dry."), row(TENT, "No idea."))
+    [kept] = [json.loads(r["meta"]) for r in result.kept("consistency")
+              if json.loads(r["meta"])["from"] == "a.jsonl:2"]
+    [ask] = kept["needs_review"]
+    assert ask.startswith("consistency unlabelled-answer: answer_pattern finds no label")
 
 
 def test_prompts_under_other_system_prompts_are_other_questions(run_recipe):
@@ -120,7 +182,8 @@ def test_near_identical_prompts_are_grouped_by_verified_jaccard(run_recipe):
     assert all(v == ("kept", None) for v in by_line(exact).values())
     found = by_line(run(run_recipe, PLAIN + "\nprompt_similarity = 0.6", *rows))
     [note] = found["a.jsonl:2"][1]
-    assert f"(similar prompt, Jaccard {similarity:.2f})" in note["detail"]
+    assert (f"(similar prompt, Jaccard {similarity:.2f}; only here: 'new', only there: 'home')"
+            in note["detail"])
     assert found["a.jsonl:3"] == ("kept", None)
 
 
@@ -129,6 +192,7 @@ def test_near_identical_evidence_carries_the_measured_similarity(run_recipe):
     result = run(run_recipe, PLAIN + '\nprompt_similarity = 0.6\non_conflict = "majority"', *rows)
     evidence = by_line(result)["a.jsonl:2"][2]
     assert 0.6 < evidence["prompt_similarity"] < 1 and evidence["group_size"] == 3
+    assert (evidence["prompt_words"], evidence["other_prompt_words"]) == ("new", "home")
 
 
 # ---- style drift per source ----------------------------------------------------------------
@@ -140,7 +204,8 @@ def sized(count, length, source_tag="x"):
 def test_length_outliers_are_judged_within_their_own_source(run_recipe):
     short_source = sized(40, 60) + [row("Odd one?", "z" * 20000)]
     long_source = sized(40, 20000, "y")
-    result = run(run_recipe, "check_system_prompt = false", a=short_source, b=long_source)
+    result = run(run_recipe, 'check_system_prompt = false\non_outlier = "reject"',
+                 a=short_source, b=long_source)
     rejected = result.rejected("consistency")
     assert [line(r["meta"]) for r in rejected] == ["a.jsonl:41"]
     evidence = json.loads(rejected[0]["evidence"])
@@ -153,7 +218,8 @@ def test_length_outliers_are_judged_within_their_own_source(run_recipe):
 
 def test_length_z_score_is_over_log_lengths(run_recipe):
     data = sized(30, 400) + [row("Terse?", "Ok, fine.")]
-    [rejected] = run(run_recipe, "check_system_prompt = false", *data).rejected("consistency")
+    [rejected] = run(run_recipe, 'check_system_prompt = false\non_outlier = "reject"',
+                     *data).rejected("consistency")
     logs = [math.log1p(400 + i % 7) for i in range(30)] + [math.log1p(9)]
     mean = sum(logs) / len(logs)
     std = math.sqrt(sum((x - mean) ** 2 for x in logs) / len(logs))
@@ -162,10 +228,22 @@ def test_length_z_score_is_over_log_lengths(run_recipe):
     assert rejected["detail"].startswith("response is unusually short: 9 characters")
 
 
+def test_length_outliers_are_flagged_by_default(run_recipe):
+    data = sized(40, 60) + [row("Setup guide?", "z" * 1400), row("Free shipping?", "Yes.")]
+    found = by_line(run(run_recipe, "check_system_prompt = false", *data))
+    assert {k for k, v in found.items() if v != ("kept", None)} == {"a.jsonl:41", "a.jsonl:42"}
+    [long], [short] = found["a.jsonl:41"][1], found["a.jsonl:42"][1]
+    assert long["rule"] == short["rule"] == "length-outlier"
+    assert long["detail"].startswith("response is unusually long: 1,400 characters, log-length"
+                                     " z-score ")
+    assert short["detail"].startswith("response is unusually short: 4 characters")
+
+
 @pytest.mark.parametrize("options", ["max_zscore = 0", "min_source_records = 50"])
 def test_length_rule_can_be_turned_off_or_needs_enough_records(run_recipe, options):
     data = sized(40, 60) + [row("Odd one?", "z" * 20000)]
-    assert run(run_recipe, options, *data).rejected("consistency") == []
+    found = by_line(run(run_recipe, options + '\non_outlier = "reject"', *data))
+    assert set(found.values()) == {("kept", None)}
 
 
 JSON_ROWS = [row("q1", '{"label": "a", "score": 1}'), row("q2", "not json"),
@@ -228,9 +306,13 @@ def test_empty_and_refusal_responses(run_recipe):
     assert found["a.jsonl:1"][1:] == ("response has 4 characters but only whitespace or"
                                       " invisible ones", {"rule": "empty-response", "chars": 4})
     assert found["a.jsonl:4"][2] == {"rule": "refusal", "pattern": "^nope\\b", "match": "Nope"}
-    assert found["a.jsonl:3"][2]["match"] == "I'm sorry, but I can't"
-    assert found["a.jsonl:3"][1] == ("response reads as a refusal: \"I'm sorry, but I can't\" in"
-                                     " \"I'm sorry, but I can't do that.\"")
+    assert found["a.jsonl:4"][1] == "response reads as a refusal: 'Nope' in 'Nope.'"
+    assert found["a.jsonl:3"][2] == {"rule": "refusal", "pattern": "built-in",
+                                     "match": "I'm sorry, but I can't do that", "words": 7,
+                                     "max_words": 50}
+    assert found["a.jsonl:3"][1] == ("response reads as a refusal: it opens with \"I'm sorry, but"
+                                     " I can't do that\" and has 7 words with no turn to help"
+                                     " (built-in refusals: at most 50 words)")
 
 
 def test_refusal_rules_can_be_narrowed_or_turned_off(run_recipe):
@@ -307,9 +389,14 @@ def test_an_option_mistake_stops_the_run_naming_the_key(run_recipe):
     assert "stages[0].response_regex" in result.output and "needs response_regex" in result.output
 
 
-def test_prompt_similarity_is_bounded():
-    with pytest.raises(Exception, match="between 0.5 and 1.0"):
-        options(prompt_similarity=0.2)
+@pytest.mark.parametrize("values, message", [
+    ({"prompt_similarity": 0.2}, "between 0.5 and 1.0"),
+    ({"max_prompt_word_changes": -1}, "max_prompt_word_changes"),
+    ({"on_outlier": "drop"}, "on_outlier"),
+])
+def test_ranges_and_choices_are_checked(values, message):
+    with pytest.raises(Exception, match=message):
+        options(**values)
 
 
 MIXED = ([row(f"Q{i % 9}?", f"Answer {i % 4}.", PERSONA if i % 5 else None) for i in range(60)]
@@ -377,8 +464,8 @@ def direct_outcomes(records, reread, tmp_path, **values):
 
 def test_without_a_reread_the_stage_holds_its_input_and_agrees(tmp_path):
     records = records_of(*REVIEWS, row("Q?", ""))
-    held = direct_outcomes(records, None, tmp_path, on_conflict="majority")
-    reread = direct_outcomes(records, lambda: iter(records), tmp_path, on_conflict="majority")
+    held = direct_outcomes(records, None, tmp_path, on_conflict="first")
+    reread = direct_outcomes(records, lambda: iter(records), tmp_path, on_conflict="first")
     assert direct_outcomes([], lambda: iter([]), tmp_path, prompt_similarity=0.8) == []
     assert held == reread == [("kept", records[0].id), ("conflicting-answer", records[1].id),
                               ("conflicting-answer", records[2].id),

@@ -51,7 +51,8 @@ def test_the_measured_jaccard_must_reach_prompt_similarity(run_recipe, offset, g
     # similarity decides
     values = prompt_bands(bands, rows, keys(BASE, OTHER_PRODUCT))
     assert bucket_neighbours(values.T, 2).tolist() == [[0, 1]]
-    result = run(run_recipe, PLAIN + f"\nprompt_similarity = {threshold!r}",
+    options = f"\nprompt_similarity = {threshold!r}\nmax_prompt_word_changes = 4"
+    result = run(run_recipe, PLAIN + options,
                  row(BASE, "Sorry, a new jar is on its way."), row(OTHER_PRODUCT, "Refund sent."))
     found = by_line(result)
     if not grouped:
@@ -59,7 +60,8 @@ def test_the_measured_jaccard_must_reach_prompt_similarity(run_recipe, offset, g
         return
     [note] = found["a.jsonl:2"][1]
     assert note["other_id"] == ids(result)["a.jsonl:1"]
-    assert f"(similar prompt, Jaccard {similarity:.2f})" in note["detail"]
+    assert (f"(similar prompt, Jaccard {similarity:.2f}; only here: 'kettle refund', only there:"
+            f" 'blender replacement')" in note["detail"])
 
 
 def test_a_planted_near_copy_with_another_answer_is_found_with_evidence(run_recipe):
@@ -67,6 +69,7 @@ def test_a_planted_near_copy_with_another_answer_is_found_with_evidence(run_reci
     planted = one_word_changed(prompts[123], 9)
     rows = [row(prompt, f"Answer {i}.") for i, prompt in enumerate(prompts)]
     rows.insert(600, row(planted, "Something else entirely."))
+    rows.append(row(one_word_changed(prompts[123], 20), "Answer 123."))  # no tie: 2 against 1
     expected = similar(prompts[123], planted)
     assert 0.8 <= expected < 1
     options = PLAIN + '\non_conflict = "majority"\nprompt_similarity = 0.8'
@@ -77,7 +80,7 @@ def test_a_planted_near_copy_with_another_answer_is_found_with_evidence(run_reci
     assert evidence["prompt_similarity"] == round(expected, 3)
     assert (evidence["answer"], evidence["other_answer"]) == ("Something else entirely.",
                                                               "Answer 123.")
-    assert f"(similar prompt, Jaccard {expected:.2f})" in rejected["detail"]
+    assert f"(similar prompt, Jaccard {expected:.2f}; only here: 'different'," in rejected["detail"]
     assert run(run_recipe, PLAIN + '\non_conflict = "majority"', *rows).rejected(
         "consistency") == []
 
@@ -93,7 +96,8 @@ def test_groups_are_transitive(run_recipe):
     assert notes["a.jsonl:2"]["other_id"] == ids(result)["a.jsonl:1"]
     assert notes["a.jsonl:2"]["detail"] == (
         f"answers 'A.' but {ids(result)['a.jsonl:1']} (similar prompt, Jaccard"
-        f" {similar(BASE, far):.2f}) answers 'C.'; 1 of 3 records agree with the other answer")
+        f" {similar(BASE, far):.2f}; only here: 'reply jar', only there: 'different different')"
+        f" answers 'C.'; 1 of 3 records agree with the other answer")
 
 
 def test_bucket_neighbours_pairs_each_row_with_the_rows_before_it_in_its_buckets():
@@ -103,15 +107,57 @@ def test_bucket_neighbours_pairs_each_row_with_the_rows_before_it_in_its_buckets
     assert bucket_neighbours(bands[:, :0], 0).shape == (0, 2)
 
 
+def ticket_name(number):
+    """A ticket name without digits: "ta", "tb", ... "tbh"."""
+    letters = ""
+    while True:
+        number, digit = divmod(number, 26)
+        letters = "abcdefghijklmnopqrstuvwxyz"[digit] + letters
+        if not number:
+            return "t" + letters
+
+
 def test_hundreds_of_templated_prompts_form_one_group(run_recipe):
     template = ("Summarise support ticket {} about a blender whose glass jar arrived cracked and"
                 " whose owner now wants a full refund from the shop")
-    prompts = [template.format(f"T{i}") for i in range(200)]
+    prompts = [template.format(ticket_name(i)) for i in range(200)]
     assert similar(prompts[0], prompts[1]) >= 0.7
     result = run(run_recipe, PLAIN + "\nprompt_similarity = 0.7",
                  *[row(prompt, f"Ticket answer {i}.") for i, prompt in enumerate(prompts)])
     notes = [found[1] for found in by_line(result).values()]
     assert all(note and "1 of 200 records agree" in note[0]["detail"] for note in notes)
+
+
+def test_prompts_with_other_numbers_are_never_grouped(run_recipe):
+    template = "Solve step by step and give the final answer at the end. Problem: what is {}?"
+    rows = [row(template.format("17 + 25"), "17 + 25 = 42"),
+            row(template.format("17 + 26"), "17 + 26 = 43"),
+            row(template.format("17 plus 25"), "Forty-two.")]
+    assert similar(rows[0]["messages"][0]["content"], rows[1]["messages"][0]["content"]) > 0.8
+    found = by_line(run(run_recipe, PLAIN + "\nprompt_similarity = 0.5", *rows))
+    assert found["a.jsonl:2"] == ("kept", None)
+    [note] = found["a.jsonl:3"][1]
+    assert "only here: 'plus', only there: '+'" in note["detail"]
+
+
+REVIEW = ("Read the customer review below and classify its sentiment as positive, negative or"
+          " neutral. Answer with the label, a colon, and one short reason. Review: The hotel room"
+          " was {} and {}.")
+
+
+@pytest.mark.parametrize("changes, grouped", [(None, False), (3, False), (4, True)])
+def test_prompts_differing_in_more_than_a_few_words_are_not_grouped(run_recipe, changes, grouped):
+    rows = [row(REVIEW.format("spotless", "quiet"), "positive: clean and quiet room."),
+            row(REVIEW.format("dirty", "noisy"), "negative: dirty and noisy room.")]
+    assert similar(REVIEW.format("spotless", "quiet"), REVIEW.format("dirty", "noisy")) > 0.8
+    options = PLAIN + '\nprompt_similarity = 0.8\non_conflict = "reject-all"'
+    options += f"\nmax_prompt_word_changes = {changes}" if changes else ""
+    found = by_line(run(run_recipe, options, *rows))
+    if not grouped:
+        assert set(found.values()) == {("kept", None)}
+        return
+    assert found["a.jsonl:1"][0] == "conflicting-answer"
+    assert "only here: 'spotless quiet', only there: 'dirty noisy'" in found["a.jsonl:1"][1]
 
 
 def test_near_prompts_under_other_system_prompts_stay_apart(run_recipe):
