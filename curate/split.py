@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 
 from curate.errors import CurateError
 from curate.recipe import SplitOptions
-from curate.records import APPROVED, GENERATED, REVIEW, Record
+from curate.records import APPROVED, GENERATED, NEEDS_REVIEW, REVIEW, Record
 from curate.runstore import AtomicTextWriter, dumps, read_records
 
 
@@ -56,16 +56,29 @@ GENERAL_EVAL = "general_eval"
 
 
 def check_generated_is_approved(table) -> None:
-    """Refuse, before anything is written, a generated record no person approved: the recipe's
-    check asks for a review stage after every stage that generates, and this holds the promise
-    for any plugin that makes records of origin "generated"."""
+    """Refuse, before anything is written, a generated record no person approved, or one a
+    stage asked a person about (meta needs_review) that no person saw: the recipe's check asks
+    for a review stage after every stage that generates, and this holds the promise for any
+    plugin."""
     for record_id, origin, meta in zip(table["id"].to_pylist(), table["origin"].to_pylist(),
                                        table["meta"].to_pylist()):
-        decision = json.loads(meta).get(REVIEW) or {} if origin == GENERATED else None
-        if decision is not None and decision.get("status") not in APPROVED:
+        if origin != GENERATED and f'"{NEEDS_REVIEW}"' not in meta:
+            continue  # the common case, without parsing the meta
+        meta = json.loads(meta)
+        approved = (meta.get(REVIEW) or {}).get("status") in APPROVED
+        if origin == GENERATED and not approved:
             raise CurateError(f"record {record_id} was generated but no person approved it, so"
                               f" no dataset was written: add a review stage after the stage"
                               f" that generates it ([[stages]] use = \"review\")")
+        if meta.get(NEEDS_REVIEW) and not approved:
+            asked = "; ".join(map(str, _as_list(meta[NEEDS_REVIEW])))
+            raise CurateError(f"record {record_id} was sent to review ({asked}) but no person"
+                              f" approved it, so no dataset was written: add a review stage"
+                              f" after the stage that asks ([[stages]] use = \"review\")")
+
+
+def _as_list(value) -> list:
+    return value if isinstance(value, list) else [value]
 
 
 def write_split(kept_file: Path, dataset_dir: Path, options: SplitOptions, seed: int,

@@ -1,7 +1,13 @@
 """The train/eval split."""
 
+import types
+
+from curate import hookimpl
 from curate.recipe import SplitOptions
+from curate.records import NEEDS_REVIEW, Record
 from curate.split import choose_eval_ids, eval_count
+from curate.stages import Stage
+from curate.testing import alpaca_row, assert_clear_error, jsonl, source_table
 
 
 def test_eval_count_by_fraction_and_by_size():
@@ -49,3 +55,37 @@ def test_only_task_records_are_held_out_for_eval():
     assert [side_of(r, eval_ids) for r in (task, general, held)] == \
         ["eval", "train", "general_eval"]
     assert side_of(task, set()) == "train"
+
+
+class AsksAboutOne(Stage):
+    """Asks a person about one record, as consistency's on_conflict = "review" does, without
+    any recipe check knowing it."""
+    name = "asks-about-one"
+
+    def process(self, records):
+        for number, record in enumerate(records):
+            if number == 2:
+                record = Record(record.messages, record.source, record.origin,
+                                {**record.meta, NEEDS_REVIEW: ["two answers disagree"]},
+                                record.id)
+            yield record
+
+
+def asking_plugin():
+    module = types.ModuleType("asking")
+    module.register_stages = hookimpl(lambda register: register(AsksAboutOne))
+    return module
+
+
+def test_a_record_sent_to_review_that_no_person_saw_never_reaches_the_dataset(curate_plugin,
+                                                                              run_recipe):
+    curate_plugin(asking_plugin(), name="asking")
+    recipe = source_table("qa", "qa.jsonl") + '[[stages]]\nuse = "asks-about-one"\n'
+    result = run_recipe(recipe, files={"qa.jsonl": jsonl(*map(alpaca_row, range(6)))},
+                        args=["-q"])
+    assert_clear_error(result, "was sent to review (two answers disagree) but no person approved"
+                       " it, so no dataset was written: add a review stage after the stage that"
+                       " asks")
+    assert not (result.run_dir / "dataset" / "train.jsonl").exists()
+    with_review = run_recipe(recipe + '[[stages]]\nuse = "review"\n')
+    assert with_review.exit_code == 3 and with_review.manifest["review"]["pending"] == 1
