@@ -113,6 +113,12 @@ class Stage(Configurable):
         return ()
 
     @classmethod
+    def asks_for_review(cls, options: Any) -> bool:
+        """True when, with these options, the stage may ask a person about records it keeps
+        (`meta["needs_review"]`): the recipe must then have a `review` stage after it."""
+        return False
+
+    @classmethod
     def needs_model(cls, options: Any) -> bool:
         """True when, with these options, the stage reads `context.tokenizer`: the recipe must
         then have a [model], which joins the stage's cache fingerprint."""

@@ -85,6 +85,10 @@ class ConsistencyStage(Stage):
     version = "4"
 
     @classmethod
+    def asks_for_review(cls, options: ConsistencyOptions) -> bool:
+        return options.on_conflict == "review"
+
+    @classmethod
     def check_options(cls, options: ConsistencyOptions) -> None:
         _check_format_keys(options)
         if options.response_regex is not None:
