@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import sys
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,6 +131,7 @@ def load_recipe(path: str | Path, host: PluginHost) -> Recipe:
     _check_model_for(stages, model, where)
     _check_model_folders(model, file.parent, where)
     _check_generated_is_reviewed(sources, stages, where)
+    _check_asked_is_reviewed(stages, where)
     _check_chat_template(model, file.parent, where, host)
     _check_unique(sources, "sources", where)
     _check_unique(stages, "stages", where)
@@ -409,6 +411,51 @@ def _check_generated_is_reviewed(sources: list[PluginSpec], stages: list[PluginS
             raise RecipeError(where, f"stages[{index}]", f"stage '{spec.name}' generates"
                               f" records, which reach the dataset only once a person approved"
                               f" them: {_review_fix(stages[index + 1:], ' after it')}")
+    for message in _unchecked_after_review(stages):
+        print(f"warning: {where}: {message}", file=sys.stderr)
+
+
+def _unchecked_after_review(stages: list[PluginSpec]) -> list[str]:
+    """A reviewer may edit what they approve, and the edit goes through the stages after the
+    review only: say so when no stage after a review checks records, or when a check that
+    judged the generated records before the review is not repeated after it."""
+    messages = []
+    first_new = next((i for i, spec in enumerate(stages) if spec.plugin.adds_origin == GENERATED),
+                     0)
+    for index, spec in enumerate(stages):
+        if not spec.plugin.sends_to_review(spec.options):
+            continue
+        after = {later.use for later in stages[index + 1:] if _checks(later)}
+        if "near-dedupe" in after:
+            after.add("exact-dedupe")  # a near-dedupe finds the exact copies too
+        skipped = list(dict.fromkeys(earlier.use for earlier in stages[first_new:index]
+                                     if _checks(earlier) and earlier.use not in after))
+        where = f"stages[{index}]: review stage '{spec.name}'"
+        if not after:
+            repeat = ", ".join(skipped) or "e.g. length, near-dedupe"
+            messages.append(f"{where} has no stage after it that checks records, so a"
+                            f" reviewer's edit reaches the dataset unchecked: add the checks"
+                            f" after it ({repeat})")
+        elif skipped:
+            messages.append(f"{where}: {', '.join(skipped)} only run before it, so a reviewer's"
+                            f" edit skips them: repeat them after it")
+    return messages
+
+
+def _checks(spec: PluginSpec) -> bool:
+    """Whether a stage judges the records it is given: not a review, not one that adds records."""
+    return not spec.plugin.sends_to_review(spec.options) and spec.plugin.adds_origin is None
+
+
+def _check_asked_is_reviewed(stages: list[PluginSpec], where: str) -> None:
+    """A stage that asks a person about records it keeps needs a review stage after it, or
+    the records it asks about would train unseen."""
+    for index, spec in enumerate(stages):
+        if spec.plugin.asks_for_review(spec.options) and not any(
+                later.use == "review" for later in stages[index + 1:]):
+            raise RecipeError(where, f"stages[{index}]", f"stage '{spec.name}' sends records to"
+                              f" people for review, and no review stage after it holds them:"
+                              f" add one after it ([[stages]] use = \"review\")")
 
 
 def _review_fix(stages: list[PluginSpec], after: str = "") -> str:

@@ -101,6 +101,9 @@ def test_run_dir_in_the_recipe_is_relative_to_the_recipe(tmp_path, host):
      'held_out = 5\n', "recipe.toml: stages[0].source.held_out: 'held_out' is an option of stage"
      " 'rehearsal', but it comes after [stages.source], so TOML puts it in that table: move it"
      " above [stages.source]"),
+    (SOURCE + '[[stages]]\nuse = "review"\n[[stages]]\nuse = "consistency"\non_conflict = "review"\n',
+     "recipe.toml: stages[1]: stage 'consistency' sends records to people for review, and no"
+     " review stage after it holds them: add one after it"),
     ('[model]\npath = "data/d.jsonl"\n' + SOURCE,
      "recipe.toml: model.path: 'data/d.jsonl' is a file: name the model's folder"),
 ])

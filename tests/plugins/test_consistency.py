@@ -146,7 +146,10 @@ def test_unlabelled_answers_alone_are_compared_whole(run_recipe):
 
 def test_review_policy_asks_about_unlabelled_answers_too(run_recipe):
     options = PLAIN + LABELS.replace("majority", "review")
-    result = run(run_recipe, options, row(TENT, "positive: dry."), row(TENT, "No idea."))
+    text = recipe(options).replace("[split]", '[[stages]]\nuse = "review"\n[split]')
+    result = run_recipe(text, files={"a.jsonl": jsonl(row(TENT, "positive: dry."),
+                                                      row(TENT, "No idea."))})
+    assert result.exit_code == 3, result.output  # waits for a person
     [kept] = [json.loads(r["meta"]) for r in result.kept("consistency")
               if json.loads(r["meta"])["from"] == "a.jsonl:2"]
     [ask] = kept["needs_review"]
