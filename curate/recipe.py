@@ -175,17 +175,34 @@ def _read_toml(file: Path) -> dict:
     except OSError as error:
         raise CurateError(f"{file}: cannot read the recipe: {error.strerror}") from None
     try:
-        text = data.decode("utf-8")
+        text = data.decode("utf-8-sig")  # Notepad starts UTF-8 files with a byte-order mark
         return tomllib.loads(text)
     except UnicodeDecodeError as error:
         raise RecipeError(str(file), "", f"not UTF-8 text (byte {error.start})") from None
     except tomllib.TOMLDecodeError as error:
         twice = _repeated_key(text, str(error)) if str(error).startswith("Cannot overwrite") \
             else None
+        single = _single_bracket_array(text)
+        if single:
+            raise RecipeError(str(file), "", f"invalid TOML: line {single[1]} opens"
+                              f" [{single[0]}], one table, where each entry is a table of the"
+                              f" array [[{single[0]}]]: write [[{single[0]}]]") from None
         if twice:
             raise RecipeError(str(file), "", f"invalid TOML: key '{twice[0]}' is set twice in"
                               f" one table (line {twice[1]}): keep one") from None
         raise RecipeError(str(file), "", f"invalid TOML: {error}") from None
+
+
+def _single_bracket_array(text: str) -> tuple[str, int] | None:
+    """A section that is an array of tables opened as [stages] while [[stages]] also appears:
+    tomllib then says only "Cannot overwrite a value", at the next [[stages]]."""
+    lines = text.splitlines()
+    for number, line in enumerate(lines, start=1):
+        header = re.fullmatch(r"\s*\[\s*(sources|stages|evals)\s*\]\s*(#.*)?", line)
+        if header and any(re.fullmatch(rf"\s*\[\[\s*{header.group(1)}\s*\]\]\s*(#.*)?", other)
+                          for other in lines):
+            return header.group(1), number
+    return None
 
 
 def _repeated_key(text: str, message: str) -> tuple[str, int] | None:
@@ -420,8 +437,8 @@ def _unchecked_after_review(stages: list[PluginSpec]) -> list[str]:
     review only: say so when no stage after a review checks records, or when a check that
     judged the generated records before the review is not repeated after it."""
     messages = []
-    first_new = next((i for i, spec in enumerate(stages) if spec.plugin.adds_origin == GENERATED),
-                     0)
+    generators = [i for i, spec in enumerate(stages) if spec.plugin.adds_origin == GENERATED]
+    first_new = generators[0] if generators else 0
     for index, spec in enumerate(stages):
         if not spec.plugin.sends_to_review(spec.options):
             continue

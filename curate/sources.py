@@ -76,7 +76,7 @@ class SourceContext:
         if not matches:
             raise RecipeError(str(self.recipe_file), f"{self.key_path}.{key}",
                               f"no file matches '{pattern}' (paths are relative to the recipe's"
-                              f" folder, {self.recipe_dir})")
+                              f" folder, {self.recipe_dir}){_path_hint(pattern, full)}")
         return matches
 
     def display(self, path: Path) -> str:
@@ -167,3 +167,12 @@ def hash_files(paths: list[Path]) -> str:
             while chunk := handle.read(1 << 20):
                 digest.update(chunk)
     return digest.hexdigest()
+
+
+def _path_hint(pattern: str, full: Path) -> str:
+    if any(not c.isprintable() for c in pattern):
+        return (": a backslash in \"...\" starts an escape (\\r, \\t, \\n): write the path"
+                " with / or in single quotes")
+    if full.is_dir():
+        return ": it is a folder; name the files in it, e.g. 'folder/*.jsonl'"
+    return ""

@@ -117,6 +117,36 @@ def test_toml_syntax_errors_give_the_line(tmp_path, host):
     assert "line 2" in error_of(tmp_path, host, '[run]\nseed = = 1\n')
 
 
+def test_a_single_bracket_array_section_is_named_with_its_line(tmp_path, host):
+    text = SOURCE + '[stages]\nuse = "length"\n\n[[stages]]\nuse = "exact-dedupe"\n'
+    assert error_of(tmp_path, host, text).endswith(
+        "recipe.toml: invalid TOML: line 5 opens [stages], one table, where each entry is a"
+        " table of the array [[stages]]: write [[stages]]")
+
+
+def test_a_recipe_starting_with_a_byte_order_mark_loads(tmp_path, host):
+    (tmp_path / "data.jsonl").touch()
+    (tmp_path / "recipe.toml").write_bytes(b"\xef\xbb\xbf" + SOURCE.encode())
+    assert load_recipe(tmp_path / "recipe.toml", host).sources[0].name == "d"
+
+
+def test_control_characters_in_an_error_are_shown_as_escapes(tmp_path):
+    from curate.testing import invoke_cli
+
+    # TOML reads the \r of a Windows path as a carriage return.
+    (tmp_path / "recipe.toml").write_text(SOURCE.replace('"data.jsonl"', '"data\\reviews.jsonl"'))
+    code, output = invoke_cli(["validate", str(tmp_path / "recipe.toml")])
+    assert code == 2 and "\r" not in output and "data\\reviews.jsonl" in output, output
+    assert "a backslash in \"...\" starts an escape" in output
+
+
+def test_a_source_path_naming_a_folder_says_so(tmp_path, host):
+    (tmp_path / "data").mkdir()
+    assert error_of(tmp_path, host, SOURCE.replace('"data.jsonl"', '"data"')).endswith(
+        "no file matches 'data' (paths are relative to the recipe's folder, {}): it is a folder;"
+        " name the files in it, e.g. 'folder/*.jsonl'".format(tmp_path))
+
+
 def test_a_key_set_twice_is_named_with_its_line(tmp_path, host):
     message = error_of(tmp_path, host, SOURCE + '[run]\nseed = 1\nname = "x"\nseed = 2')
     assert message.endswith("invalid TOML: key 'seed' is set twice in one table (line 8):"

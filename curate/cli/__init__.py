@@ -24,8 +24,14 @@ class CurateGroup(click.Group):
         except CurateError as error:
             if os.environ.get("CURATE_TRACEBACK"):
                 raise
-            click.echo(f"error: {error}", err=True)
+            click.echo(f"error: {one_line(str(error))}", err=True)
             sys.exit(error.exit_code)
+
+
+def one_line(message: str) -> str:
+    """A message with control characters shown as escapes: a carriage return from a recipe's
+    "data\\reviews.jsonl" (TOML reads \\r as one) would otherwise overwrite the line."""
+    return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in message)
 
 
 def build_cli() -> click.Group:
