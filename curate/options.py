@@ -95,7 +95,7 @@ def describe_type(hint: Any) -> str:
     if origin is Literal:
         return "one of " + ", ".join(repr(a) for a in args)
     if origin in (Union, types.UnionType):
-        return " or ".join(describe_type(a) for a in args if a is not type(None)) + " (optional)"
+        return " or ".join(describe_type(a) for a in args if a is not type(None))
     if origin is list:
         return f"a list of {_plural(args[0])}" if args else "a list"
     if origin is dict:
@@ -160,6 +160,8 @@ def _literal_hint(value: Any, hint: Any) -> str:
 def _describe_value(value: Any) -> str:
     kind = {bool: "boolean", int: "integer", float: "number", str: "string", list: "list",
             dict: "table"}.get(type(value), type(value).__name__)
+    if isinstance(value, bool):
+        return f"boolean {str(value).lower()}"  # as TOML writes it
     return f"{kind} {value!r}" if not isinstance(value, (list, dict)) else kind
 
 

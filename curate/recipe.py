@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import sys
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,6 +97,9 @@ class Recipe:
     split: SplitOptions
     train: PluginSpec | None = None
     evals: list[PluginSpec] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    """What is allowed but likely a mistake, for `curate validate` and `curate run` to print:
+    one line each, starting with the key path."""
 
     @property
     def name(self) -> str:
@@ -129,6 +131,7 @@ def load_recipe(path: str | Path, host: PluginHost) -> Recipe:
     for spec in stages:
         _stage_sources(spec, where, host)
     _check_model_for(stages, model, where)
+    _check_model_named(_table(raw, "model", where), model, where)
     _check_model_folders(model, file.parent, where)
     _check_generated_is_reviewed(sources, stages, where)
     _check_asked_is_reviewed(stages, where)
@@ -144,7 +147,8 @@ def load_recipe(path: str | Path, host: PluginHost) -> Recipe:
     if evals and train is None:
         raise RecipeError(where, "evals", "evaluations need a model: add a [train] section")
     digest = hashlib.sha256(file.read_bytes()).hexdigest()
-    recipe = Recipe(file.resolve(), digest, run, model, sources, stages, split, train, evals)
+    recipe = Recipe(file.resolve(), digest, run, model, sources, stages, split, train, evals,
+                    unchecked_after_review(stages))
     if train is not None:
         train.plugin.check_recipe(train.options, recipe)
     return recipe
@@ -342,6 +346,10 @@ def _plugin_spec(table: Any, key_path: str, kind: str, where: str, host: PluginH
     if not isinstance(table, dict):
         raise RecipeError(where, key_path, f"expected a table, found {type(table).__name__}")
     use = table.get("use")
+    if "use" in table and not isinstance(use, str):
+        raise RecipeError(where, f"{key_path}.use", f"expected the {kind} plugin's name as a"
+                          f" string, found {type(use).__name__}: write use = \"NAME\" (one"
+                          f" {kind} per table)")
     if not isinstance(use, str):
         raise RecipeError(where, f"{key_path}.use", f"required key 'use' is missing: name the {kind}"
                           f" plugin (one of {', '.join(host.registry(kind).names())})")
@@ -390,6 +398,14 @@ def _check_model_for(stages: list[PluginSpec], model: ModelOptions, where: str) 
                               f" folder or a hub id)")
 
 
+def _check_model_named(table: dict, model: ModelOptions, where: str) -> None:
+    """[model] options without a model would be ignored without a word."""
+    if table and not (model.path or model.tokenizer):
+        raise RecipeError(where, f"model.{sorted(table)[0]}", f"[model] sets"
+                          f" {', '.join(sorted(table))} but names no model: add path = \"MODEL\""
+                          f" (a local folder or a hub id), or remove [model]")
+
+
 def _check_model_folders(model: ModelOptions, recipe_dir: Path, where: str) -> None:
     """A [model] path or tokenizer written as a path (./, ../, /, ~, more than one "/", or
     under a folder beside the recipe) cannot be a hub id ("org/name"): it must be a folder, or
@@ -428,11 +444,9 @@ def _check_generated_is_reviewed(sources: list[PluginSpec], stages: list[PluginS
             raise RecipeError(where, f"stages[{index}]", f"stage '{spec.name}' generates"
                               f" records, which reach the dataset only once a person approved"
                               f" them: {_review_fix(stages[index + 1:], ' after it')}")
-    for message in _unchecked_after_review(stages):
-        print(f"warning: {where}: {message}", file=sys.stderr)
 
 
-def _unchecked_after_review(stages: list[PluginSpec]) -> list[str]:
+def unchecked_after_review(stages: list[PluginSpec]) -> list[str]:
     """A reviewer may edit what they approve, and the edit goes through the stages after the
     review only: say so when no stage after a review checks records, or when a check that
     judged the generated records before the review is not repeated after it."""
@@ -454,8 +468,8 @@ def _unchecked_after_review(stages: list[PluginSpec]) -> list[str]:
                             f" reviewer's edit reaches the dataset unchecked: add the checks"
                             f" after it ({repeat})")
         elif skipped:
-            messages.append(f"{where}: {', '.join(skipped)} only run before it, so a reviewer's"
-                            f" edit skips them: repeat them after it")
+            messages.append(f"{where}: a reviewer's edit skips {', '.join(skipped)}, which run"
+                            f" only before it: repeat them after it")
     return messages
 
 
