@@ -268,6 +268,9 @@ def locate(run_dir: Path, wanted: str) -> list[Finding]:
     lookup = RunLookup(run_dir)
     try:
         findings = lookup.locate_row(wanted) if by_location else lookup.locate(wanted)
+        seen_from_recipe = _from_recipe_folder(wanted, lookup.manifest) if by_location else None
+        if not findings and seen_from_recipe:
+            findings = lookup.locate_row(seen_from_recipe)
     except (OSError, ValueError) as error:  # pyarrow raises ArrowInvalid, a ValueError
         raise CurateError(f"{run_dir}: the run folder is damaged ({error}): run the recipe"
                           f" again to rebuild it") from None
@@ -276,6 +279,20 @@ def locate(run_dir: Path, wanted: str) -> list[Finding]:
     for finding in findings:
         trace(lookup, finding)
     return findings
+
+
+def _from_recipe_folder(location: str, manifest: dict) -> str | None:
+    """A location given as a path from the current folder ("recipes/data/d.jsonl:3"), as
+    meta.from writes it: relative to the recipe's folder ("data/d.jsonl:3"); None otherwise."""
+    parts = re.fullmatch(r"(.+?)((?::\d+|\[\d+\]| row \d+))", location)
+    recipe = (manifest.get("recipe") or {}).get("path")
+    if not parts or not recipe or not Path(parts.group(1)).is_file():
+        return None
+    try:
+        inside = Path(parts.group(1)).resolve().relative_to(Path(recipe).parent)
+    except ValueError:
+        return None
+    return inside.as_posix() + parts.group(2)
 
 
 def _nothing_found(run_dir: Path, wanted: str, by_location: bool, manifest: dict) -> str:

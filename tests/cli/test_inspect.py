@@ -111,7 +111,7 @@ def test_why_after_until_reports_kept_records_and_ignores_leftover_steps(run_rec
     assert "rejected" not in output
 
 
-def test_why_finds_a_record_by_the_input_row_it_was_read_from(run_recipe):
+def test_why_finds_a_record_by_the_input_row_it_was_read_from(run_recipe, monkeypatch):
     rows = DATA + '{"instruction": "Name a colour.", "output": "Blue is a colour."}\n'
     result = run_recipe(RECIPE.replace('use = "length"', 'use = "exact-dedupe"\n[[stages]]\n'
                                        'use = "length"').replace('"d.jsonl"', '"data/d.jsonl"'),
@@ -131,6 +131,9 @@ def test_why_finds_a_record_by_the_input_row_it_was_read_from(run_recipe):
     code, output = invoke_cli(["why", str(result.run_dir), "d.jsonl:1"])
     assert code == 0 and "kept in the train split: dataset/train.jsonl line 1" in output
     assert output.count(kept) == 1
+    monkeypatch.chdir(result.recipe.parent.parent)  # the path as typed from another folder
+    from_here = f"{result.recipe.parent.name}/data/d.jsonl:1"
+    assert invoke_cli(["why", str(result.run_dir), from_here])[1] == output
     code, output = invoke_cli(["why", str(result.run_dir), "d.jsonl:3"])
     assert "rejected at step 'read': malformed-json" in output
     code, output = invoke_cli(["why", str(result.run_dir), "d.jsonl:9"])
