@@ -4,8 +4,10 @@ when asked) wait in the review queue, `<run dir>/review.sqlite`, until someone d
 Approved records pass on; edited ones pass on with the reviewer's messages (a new id whose
 `meta.revised_from` names the old one), so the stages after this one check them again; rejected
 ones are rejected with the reviewer's note; undecided ones stay pending, and the run stops before
-the dataset. The step's cache fingerprint holds a digest of the decisions, so a decision reruns
-this step and the ones after it, and nothing before.
+the dataset. A decision holds only for the text it was made on: a record whose text changed since
+waits again. The step's cache fingerprint holds a digest of the decisions read when the run was
+planned, and the step decides with exactly those (not with one made while it runs), so a decision
+reruns this step and the ones after it, and nothing before.
 """
 
 from __future__ import annotations
@@ -14,13 +16,19 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from curate import hookimpl
 from curate.options import OptionError, option
 from curate.records import NEEDS_REVIEW, ORIGINS, REVIEW, Pending, Record, Rejection
 from curate.stages import Stage
 
+if TYPE_CHECKING:
+    from curate.review.queue import Decision, Snapshot
+
 BATCH = 512
+_PLANNED: dict[Path, Snapshot] = {}
+"""Run folder -> the decisions its latest plan fingerprinted, which its review steps use."""
 CONSISTENCY_KEY = "consistency"
 """meta key where the consistency stage notes its findings on records it keeps (policy "flag")."""
 
@@ -57,14 +65,17 @@ class ReviewStage(Stage):
 
     @classmethod
     def run_folder_fingerprint(cls, options: ReviewOptions, run_dir: Path) -> list:
-        from curate.review.queue import decisions_digest
+        from curate.review.queue import decisions_snapshot
 
-        return ["review decisions", decisions_digest(run_dir)]
+        snapshot = decisions_snapshot(run_dir)
+        _PLANNED[run_dir.resolve()] = snapshot
+        return ["review decisions", snapshot.digest]
 
     def process(self, records: Iterable[Record]) -> Iterator[Record | Rejection | Pending]:
         from curate.review.queue import ReviewQueue, queue_path
 
         with ReviewQueue(queue_path(self.context.run_dir)) as queue:
+            decided = _PLANNED.get(self.context.run_dir.resolve()) or queue.snapshot()
             queue.deactivate(self.context.name)
             iterator = iter(records)
             while batch := list(islice(iterator, BATCH)):
@@ -74,7 +85,8 @@ class ReviewStage(Stage):
                 for record, reason in zip(batch, reasons):
                     # Ids are content hashes: a human record may share one with a generated
                     # copy, and must not take on that copy's decision.
-                    yield outcome(record, candidates[record.id]) if reason else record
+                    yield outcome(record, decided.decision(record),
+                                  candidates[record.id].reason) if reason else record
 
     def queue_reason(self, record: Record) -> str:
         """Why the record waits for review, or "" when it does not."""
@@ -102,11 +114,11 @@ def _as_list(value: object) -> list:
     return value if isinstance(value, list) else [value]
 
 
-def outcome(record: Record, candidate) -> Record | Rejection | Pending:
-    """What the candidate's decision makes of the record."""
-    decision = candidate.decision
-    if decision.status == "pending":
-        return Pending(record, f"waits in the review queue ({candidate.reason})")
+def outcome(record: Record, decision: Decision | None,
+            reason: str) -> Record | Rejection | Pending:
+    """What a decision made on the record's text (None: none was) makes of the record."""
+    if decision is None or decision.status == "pending":
+        return Pending(record, f"waits in the review queue ({reason})")
     said = {"reviewer": decision.reviewer, "at": decision.decided_at}
     if decision.status == "rejected":
         detail = f"rejected by {decision.reviewer} at {decision.decided_at}"

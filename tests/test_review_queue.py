@@ -174,3 +174,106 @@ def test_reviewer_commands_do_not_create_a_queue(tmp_path):
     with pytest.raises(CurateError, match="no review queue yet"):
         ReviewQueue(queue_path(tmp_path), create=False)
     assert not queue_path(tmp_path).exists()
+
+
+def reworded(number: int, answer: str) -> Record:
+    """record(number) under the same id with another answer, as a regenerated record is."""
+    old = record(number)
+    messages = [old.messages[0], {"role": "assistant", "content": answer}]
+    return Record(messages, old.source, old.origin, old.meta, old.id)
+
+
+def test_a_decision_holds_only_for_the_text_it_was_made_on(tmp_path):
+    queue = filled(tmp_path, 2)
+    first = queue.select()[0]
+    assert approve(queue, first.id)
+    approved = queue.decisions_digest()
+    again = queue.enqueue("review", [(reworded(0, "Another answer."), "origin generated")])
+    assert again[first.id].status == "pending"
+    assert again[first.id].reason == ("origin generated; the text changed since it was approved"
+                                      " by ann at t1")
+    now_stored = queue.find(first.id)
+    assert now_stored.record.response == "Another answer." and now_stored.status == "pending"
+    assert now_stored.version == first.version + 2
+    assert [(row[2], row[3], row[5]) for row in queue.history(first.id)] == [
+        ("approved", "ann", None),
+        ("pending", "curate run", "the text changed since it was approved by ann at t1: pending"
+                                  " again")]
+    assert queue.decisions_digest() != approved
+    rerun = queue.enqueue("review", [(reworded(0, "Another answer."), "origin generated")])
+    assert rerun[first.id].reason.endswith("the text changed since it was approved by ann at t1")
+    assert approve(queue, first.id, "bob")
+    assert queue.find(first.id).reason == "origin generated"
+    kept = queue.enqueue("review", [(reworded(0, "Another answer."), "origin generated")])
+    assert (kept[first.id].status, kept[first.id].decision.reviewer) == ("approved", "bob")
+
+
+def test_a_reviewer_who_saw_the_old_text_cannot_decide_the_new_one(tmp_path):
+    queue = filled(tmp_path, 1)
+    seen = queue.select()[0]
+    queue.enqueue("review", [(reworded(0, "A text nobody saw."), "origin generated")])
+    applied, now = queue.decide(seen.id, Decision("approved", "ann", "t"), seen.version)
+    assert not applied and now.status == "pending"
+    assert "changed since" not in now.reason  # nothing had been decided on the old text
+
+
+def test_the_snapshot_gives_a_decision_only_for_the_decided_text(tmp_path):
+    queue = filled(tmp_path, 1)
+    assert approve(queue, queue.select()[0].id)
+    snapshot = queue.snapshot()
+    assert snapshot.digest == queue.decisions_digest()
+    assert snapshot.decision(record(0)).status == "approved"
+    assert snapshot.decision(reworded(0, "Answer 0. ")) is None  # not even a space differs
+    assert snapshot.decision(record(1)) is None
+
+
+SCHEMA_1 = (
+    """CREATE TABLE candidates (id TEXT PRIMARY KEY, step TEXT NOT NULL, active INTEGER NOT NULL,
+        position INTEGER NOT NULL, record TEXT NOT NULL, source TEXT NOT NULL, strategy TEXT,
+        reason TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'pending', version INTEGER NOT NULL
+        DEFAULT 0, reviewer TEXT, decided_at TEXT, note TEXT, edited TEXT)""",
+    """CREATE TABLE history (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL,
+        version INTEGER NOT NULL, status TEXT NOT NULL, reviewer TEXT, decided_at TEXT,
+        note TEXT, edited TEXT)""",
+)
+
+
+def test_a_queue_of_the_first_schema_keeps_its_decisions_for_their_texts(tmp_path):
+    import json
+
+    old = sqlite3.connect(queue_path(tmp_path))
+    for statement in SCHEMA_1:
+        old.execute(statement)
+    for number in range(2):
+        stored = json.dumps(record(number).to_json())
+        old.execute("INSERT INTO candidates VALUES (?, 'review', 1, ?, ?, 'synthetic', NULL,"
+                    " 'origin generated', 'approved', 1, 'ann', 't1', NULL, NULL)",
+                    (record(number).id, number, stored))
+    old.execute("PRAGMA user_version = 1")
+    old.commit()
+    old.close()
+    queue = ReviewQueue(queue_path(tmp_path))
+    states = queue.enqueue("review", [(record(0), "origin generated"),
+                                      (reworded(1, "Not what ann read."), "origin generated")])
+    assert states[record(0).id].status == "approved"
+    assert states[record(1).id].status == "pending"
+
+
+def test_an_imported_decision_applies_only_to_the_text_it_was_made_on(tmp_path):
+    import json
+
+    from curate.review.decisions import export_lines, import_decisions, read_decisions
+
+    queue = filled(tmp_path, 2)
+    lines = [json.loads(line) for line in export_lines(queue.select())]
+    for line in lines:
+        line.update(status="approved")
+        del line["version"]  # a line without one decides a pending candidate
+    decisions = tmp_path / "decisions.jsonl"
+    decisions.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    queue.enqueue("review", [(reworded(0, "Answer nobody exported."), "origin generated")])
+    result = import_decisions(queue, read_decisions(decisions, "ann"), decisions)
+    assert result.applied == 1
+    assert result.refused == [f"{decisions}:1: {lines[0]['id']}'s text is not the one in the file"
+                              f" (it changed since the export): export it again"]
+    assert queue.find(lines[0]["id"]).status == "pending"

@@ -13,9 +13,16 @@ import dataclasses
 import time
 from pathlib import Path
 
+from curate.cli.run import EXIT_REVIEW_PENDING
 from curate.errors import CurateError
 
 TRAIN_RECORD = "train.json"
+
+
+class ReviewPending(CurateError):
+    """Records wait for review: no dataset yet, so nothing to train on."""
+
+    exit_code = EXIT_REVIEW_PENDING  # as `curate run` exits
 
 
 def train_on_every_process(recipe_path: Path, run_dir: Path | None,
@@ -58,6 +65,8 @@ def _train_together(recipe, run_dir: Path, force: bool, console, state) -> None:
 
     folder = RunFolder(run_dir)
     manifest = read_json(folder.manifest_file)
+    if manifest.get("status") == "review":
+        raise ReviewPending(_waiting_line(recipe, run_dir, manifest["review"]["pending"]))
     if manifest.get("status") != "complete":
         raise CurateError(f"{run_dir}: curation did not complete (status"
                           f" {manifest.get('status')!r}): see `curate run {recipe.file}`")
@@ -74,3 +83,10 @@ def _train_together(recipe, run_dir: Path, force: bool, console, state) -> None:
                                    "result": {"use": recipe.train.use, "metrics": metrics},
                                    "seconds": seconds})
     console.info(f"{'train':<24} ran      {seconds:.1f}s")
+
+
+def _waiting_line(recipe, run_dir: Path, pending: int) -> str:
+    folder = "" if Path(run_dir) == Path(recipe.default_run_dir()) else f" --run-dir {run_dir}"
+    waiting = "1 record waits" if pending == 1 else f"{pending:,} records wait"
+    return (f"{run_dir}: {waiting} for review: curate review {recipe.file}{folder} (then"
+            f" run this again; nothing was trained)")

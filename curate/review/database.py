@@ -3,6 +3,8 @@ write transactions, and turning sqlite errors into one clear line."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,7 +13,7 @@ from pathlib import Path
 from curate.errors import CurateError
 
 DEFAULT_WAIT = 10.0
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SCHEMA = (
     """CREATE TABLE candidates (
         id TEXT PRIMARY KEY,          -- the record id
@@ -19,14 +21,17 @@ SCHEMA = (
         active INTEGER NOT NULL,      -- 1 while the step's latest run has it in its input
         position INTEGER NOT NULL,    -- queue order
         record TEXT NOT NULL,         -- the record as JSON (id, messages, source, origin, meta)
+        content TEXT NOT NULL,        -- messages_digest of its messages: what a decision is on
         source TEXT NOT NULL,
         strategy TEXT,                -- meta.generation.strategy, for filtering
         reason TEXT NOT NULL,         -- why it was queued
         status TEXT NOT NULL DEFAULT 'pending'
             CHECK (status IN ('pending', 'approved', 'rejected', 'edited')),
-        version INTEGER NOT NULL DEFAULT 0,   -- bumped by every decision: the compare-and-set
+        version INTEGER NOT NULL DEFAULT 0,   -- bumped by every decision and every new text:
+                                              -- the compare-and-set
         reviewer TEXT, decided_at TEXT, note TEXT,
-        edited TEXT                   -- the edited messages as JSON
+        edited TEXT,                  -- the edited messages as JSON
+        changed TEXT                  -- set when a new text undid a decision; shown while pending
     )""",
     "CREATE INDEX candidates_queue ON candidates (active, status, position)",
     "CREATE INDEX candidates_position ON candidates (position)",
@@ -36,6 +41,18 @@ SCHEMA = (
         reviewer TEXT, decided_at TEXT, note TEXT, edited TEXT
     )""",
 )
+UPGRADE_FROM_1 = (
+    "ALTER TABLE candidates ADD COLUMN content TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE candidates ADD COLUMN changed TEXT",
+)
+
+
+def messages_digest(messages: list[dict]) -> str:
+    """The digest of the exact text a decision is made on: every message, the system prompt
+    included, as it would be trained (not normalised, unlike record ids)."""
+    text = json.dumps(messages, ensure_ascii=False, sort_keys=True)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
 
 class QueueDatabase:
     """The connection to a review database. Use as a context manager; every sqlite error
@@ -97,8 +114,23 @@ class QueueDatabase:
             self.db.execute("PRAGMA journal_mode = WAL")
         if found < SCHEMA_VERSION:
             with self.transaction() as db:
-                if db.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
+                found = db.execute("PRAGMA user_version").fetchone()[0]
+                if found >= SCHEMA_VERSION:
                     return  # another process created it meanwhile
-                for statement in SCHEMA:
-                    db.execute(statement)
+                if found == 0:
+                    for statement in SCHEMA:
+                        db.execute(statement)
+                else:
+                    _upgrade_from_1(db)
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def _upgrade_from_1(db: sqlite3.Connection) -> None:
+    """Schema 1 kept each candidate's text as first queued, never replaced: the text its
+    decision was made on, whose digest the new column holds."""
+    for statement in UPGRADE_FROM_1:
+        db.execute(statement)
+    rows = db.execute("SELECT id, record FROM candidates").fetchall()
+    db.executemany("UPDATE candidates SET content = ? WHERE id = ?",
+                   [(messages_digest(json.loads(stored)["messages"]), candidate_id)
+                    for candidate_id, stored in rows])

@@ -77,6 +77,8 @@ class Imported:
     id: str
     decision: Decision
     version: int | None
+    messages: object = None
+    """The text the line was decided on (its exported "messages"), when it gives one."""
 
 
 def read_decisions(path: Path, reviewer: str) -> list[Imported]:
@@ -116,7 +118,8 @@ def _parse_line(line: str, reviewer: str, where: str) -> tuple | None:
         raise CurateError(f"{where}: note must be a string")
     edited = _edited_messages(data, where) if status == "edited" else None
     who = data.get("reviewer") if isinstance(data.get("reviewer"), str) else reviewer
-    return data["id"], Decision(status, who, now(), note or None, edited), version
+    seen = data.get("messages") if status != "edited" or "edited" in data else None
+    return data["id"], Decision(status, who, now(), note or None, edited), version, seen
 
 
 def _edited_messages(data: dict, where: str) -> list[dict]:
@@ -147,7 +150,10 @@ def import_decisions(queue: ReviewQueue, items: list[Imported], path: Path) -> A
     wanted = []
     for item in items:
         candidate = current[item.id]
-        if _same(candidate.decision, item.decision, candidate):
+        if item.messages is not None and item.messages != candidate.record.messages:
+            result.refused.append(f"{path}:{item.line}: {candidate.id}'s text is not the one in"
+                                  f" the file (it changed since the export): export it again")
+        elif _same(candidate.decision, item.decision, candidate):
             result.unchanged += 1
         elif item.version is None and candidate.status != "pending":
             result.refused.append(f"{path}:{item.line}: {candidate.id} is already"

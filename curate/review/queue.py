@@ -4,6 +4,10 @@ The database runs in WAL mode with a busy timeout, so reviewers read while anoth
 decision is one `BEGIN IMMEDIATE` transaction that updates the row only if its `version` is still
 the one the reviewer saw (compare and set) and appends to `history`; two reviewers deciding the
 same candidate at once get one decision applied and one conflict, never two decisions or none.
+
+A decision holds for the text it was made on: each row keeps the digest of its messages, and
+when a run queues the same id with a different text (a fresh answer, a changed prompt), the
+stored record is replaced and is pending again, its old decision kept in the history.
 """
 
 from __future__ import annotations
@@ -18,12 +22,16 @@ from pathlib import Path
 
 from curate.errors import CurateError
 from curate.records import Record
-from curate.review.database import QueueDatabase
+from curate.review.database import QueueDatabase, messages_digest
 
 QUEUE_FILE = "review.sqlite"
 STATUSES = ("pending", "approved", "rejected", "edited")
-COLUMNS = ("id, step, active, position, record, source, strategy, reason, status, version,"
-           " reviewer, decided_at, note, edited")
+REASON = "reason || CASE status WHEN 'pending' THEN COALESCE('; ' || changed, '') ELSE '' END"
+"""Why a candidate was queued, and while it waits, whether its text changed since a decision."""
+COLUMNS = (f"id, step, active, position, record, source, strategy, {REASON}, status, version,"
+           f" reviewer, decided_at, note, edited")
+RUN_REVIEWER = "curate run"
+"""The history's reviewer of a decision a run undid because the text changed."""
 
 
 @dataclass(frozen=True)
@@ -37,7 +45,7 @@ class Decision:
     edited: list[dict] | None = None
 
 
-STATE_COLUMNS = "id, version, reason, status, reviewer, decided_at, note, edited"
+STATE_COLUMNS = f"id, version, {REASON}, status, reviewer, decided_at, note, edited"
 CHUNK = 500
 """Rows per statement or transaction in bulk work (SQLite limits the parameters of one query)."""
 
@@ -80,6 +88,23 @@ class Candidate:
         return generation.get("strategy") if isinstance(generation, dict) else None
 
 
+@dataclass(frozen=True)
+class Snapshot:
+    """The decisions made, read at one moment, with the digest of the text each was made on.
+    A review step's output is computed from one snapshot, the one its fingerprint holds."""
+
+    digest: str
+    decided: dict[str, tuple[str, Decision]]
+    """id -> (messages_digest of the decided text, the decision)."""
+
+    def decision(self, record: Record) -> Decision | None:
+        """The decision on exactly this record's text; None when none was made on it."""
+        found = self.decided.get(record.id)
+        if found is None or found[0] != messages_digest(record.messages):
+            return None
+        return found[1]
+
+
 def now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -88,13 +113,13 @@ def queue_path(run_dir: Path) -> Path:
     return run_dir / QUEUE_FILE
 
 
-def decisions_digest(run_dir: Path) -> str:
-    """The digest of a run folder's decisions; a folder without a queue has none made."""
+def decisions_snapshot(run_dir: Path) -> Snapshot:
+    """The decisions of a run folder; a folder without a queue has none made."""
     path = queue_path(run_dir)
     if not path.exists():
-        return hashlib.sha256().hexdigest()
+        return Snapshot(hashlib.sha256().hexdigest(), {})
     with ReviewQueue(path) as queue:
-        return queue.decisions_digest()
+        return queue.snapshot()
 
 
 class ReviewQueue(QueueDatabase):
@@ -108,29 +133,35 @@ class ReviewQueue(QueueDatabase):
             db.execute("UPDATE candidates SET active = 0 WHERE step = ?", (step,))
 
     def enqueue(self, step: str, entries: list[tuple[Record, str]]) -> dict[str, State]:
-        """Queue (record, reason) pairs, keeping the decisions of records queued before (by id);
-        returns each one's reason and decision as they now stand."""
+        """Queue (record, reason) pairs; returns each one's reason and decision as they now
+        stand. A record queued before (by id) keeps its decision while its text is the one
+        decided; another text replaces the stored one and is pending again."""
+        ids = [record.id for record, _ in entries]
         with self.transaction() as db:
             start = db.execute("SELECT COALESCE(MAX(position), -1) + 1 FROM candidates").fetchone()[0]
-            db.executemany(
-                "INSERT INTO candidates (id, step, active, position, record, source, strategy,"
-                " reason) VALUES (?, ?, 1, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
-                " active = 1, step = excluded.step, reason = excluded.reason",
-                [_new_row(record, step, start + offset, reason)
-                 for offset, (record, reason) in enumerate(entries)])
-            rows = _rows_by_id(db, STATE_COLUMNS, [record.id for record, _ in entries])
+            stored = {row[0]: row[1:] for row in _rows_by_id(
+                db, "id, content, status, reviewer, decided_at", ids)}
+            batch = _Batch(db, step)
+            for offset, (record, reason) in enumerate(entries):
+                batch.add(record, reason, start + offset, stored)
+            batch.flush()
+            rows = _rows_by_id(db, STATE_COLUMNS, ids)
         return {row[0]: _state(row) for row in rows}
 
-    def decisions_digest(self) -> str:
-        """A digest of every decision made: changes whenever a decision does, and returns to
-        the same value when a decision is undone."""
-        digest = hashlib.sha256()
+    def snapshot(self) -> Snapshot:
+        """Every decision made, read in one statement, and their digest: it changes whenever a
+        decision does, and returns to the same value when a decision is undone."""
+        digest, decided = hashlib.sha256(), {}
         with self.errors():
-            rows = self.db.execute("SELECT id, status, reviewer, decided_at, note, edited FROM"
-                                   " candidates WHERE status != 'pending' ORDER BY id")
+            rows = self.db.execute("SELECT id, content, status, reviewer, decided_at, note, edited"
+                                   " FROM candidates WHERE status != 'pending' ORDER BY id")
             for row in rows:
                 digest.update(json.dumps(row, ensure_ascii=False).encode() + b"\n")
-        return digest.hexdigest()
+                decided[row[0]] = (row[1], _decision(row[2:]))
+        return Snapshot(digest.hexdigest(), decided)
+
+    def decisions_digest(self) -> str:
+        return self.snapshot().digest
 
     # The reviewers' side.
 
@@ -250,6 +281,59 @@ def _compare_and_set(db: sqlite3.Connection, candidate_id: str, decision: Decisi
                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
                    (candidate_id, seen_version + 1, *_decision_columns(logged or decision)))
     return applied
+
+
+class _Batch:
+    """The writes of one enqueue: new rows and rows queued again go in bulk; a new text under
+    a known id is written at once, after the rows before it."""
+
+    def __init__(self, db: sqlite3.Connection, step: str):
+        self.db, self.step = db, step
+        self.new: list[tuple] = []
+        self.again: list[tuple] = []
+
+    def add(self, record: Record, reason: str, position: int, stored: dict) -> None:
+        """Queue one record; `stored` maps ids to (content, status, reviewer, decided_at) as
+        they stand, and is kept so."""
+        content = messages_digest(record.messages)
+        known = stored.get(record.id)
+        if known is not None and known[0] == content:
+            self.again.append((self.step, reason, record.id))
+            return
+        if known is None:
+            self.new.append((*_new_row(record, self.step, position, reason), content))
+        else:
+            self.flush()
+            _replace_text(self.db, record, self.step, reason, content, known)
+        stored[record.id] = (content, "pending", None, None)
+
+    def flush(self) -> None:
+        self.db.executemany("INSERT INTO candidates (id, step, active, position, record, source,"
+                            " strategy, reason, content) VALUES (?, ?, 1, ?, ?, ?, ?, ?, ?)",
+                            self.new)
+        self.db.executemany("UPDATE candidates SET active = 1, step = ?, reason = ? WHERE id = ?",
+                            self.again)
+        self.new, self.again = [], []
+
+
+def _replace_text(db: sqlite3.Connection, record: Record, step: str, reason: str, content: str,
+                  known: tuple) -> None:
+    """The same id with another text: the new text is stored and waits for a decision, so a
+    reviewer holding the old one meets a new version; a decision made on the old text goes to
+    the history, and `changed` says why the candidate waits again."""
+    _, status, reviewer, decided_at = known
+    changed = None if status == "pending" else (f"the text changed since it was {status} by"
+                                                f" {reviewer or '?'} at {decided_at or '?'}")
+    _, _, _, stored, source, strategy, _ = _new_row(record, step, 0, reason)
+    db.execute("UPDATE candidates SET record = ?, source = ?, strategy = ?, content = ?,"
+               " active = 1, step = ?, reason = ?, status = 'pending', reviewer = NULL,"
+               " decided_at = NULL, note = NULL, edited = NULL, changed = COALESCE(?, changed),"
+               " version = version + 1 WHERE id = ?",
+               (stored, source, strategy, content, step, reason, changed, record.id))
+    if changed is not None:
+        db.execute("INSERT INTO history (id, version, status, reviewer, decided_at, note)"
+                   " SELECT id, version, status, ?, ?, ? FROM candidates WHERE id = ?",
+                   (RUN_REVIEWER, now(), f"{changed}: pending again", record.id))
 
 
 def _rows_by_id(db: sqlite3.Connection, columns: str, ids: list[str]) -> list[tuple]:

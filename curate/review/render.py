@@ -12,11 +12,15 @@ import textwrap
 from curate.review.queue import Candidate, Decision
 
 TURN_HEADER = re.compile(r"^=== (system|user|assistant) ===\s*$")
+ESCAPED_HEADER = re.compile(r"^\\*=== (system|user|assistant) ===\s*$")
+"""A header line, or one with backslashes before it: in a turn's text, written with one more."""
 EDIT_HELP = """\
 # Edit the conversation below, save and close the editor to apply the edit.
 # Each turn starts with a line '=== role ===' (system, user or assistant); the conversation
 # needs a user turn and must end with an assistant turn. Lines starting with '#' above the
-# first turn are ignored. Close without saving to leave the example pending.
+# first turn are ignored. A line of a turn's text that reads like a turn's first line is
+# written with a backslash before it ('\\=== user ==='). Close without saving to leave the
+# example pending.
 """
 SHOWN_GENERATION_KEYS = 8
 SHOWN_VALUE_CHARS = 100
@@ -62,8 +66,17 @@ def describe_decision(decision: Decision) -> str:
 
 
 def edit_text(messages: list[dict]) -> str:
-    turns = [f"=== {m['role']} ===\n{m['content']}\n" for m in messages]
+    turns = [f"=== {m['role']} ===\n{_escaped(m['content'])}\n" for m in messages]
     return EDIT_HELP + "\n" + "\n".join(turns)
+
+
+def _escaped(content: str) -> str:
+    return "\n".join("\\" + line if ESCAPED_HEADER.match(line) else line
+                     for line in content.split("\n"))
+
+
+def _unescaped(line: str) -> str:
+    return line[1:] if line.startswith("\\") and ESCAPED_HEADER.match(line) else line
 
 
 def parse_edit(text: str, original: list[dict]) -> list[dict]:
@@ -72,14 +85,16 @@ def parse_edit(text: str, original: list[dict]) -> list[dict]:
     each turn)."""
     messages: list[dict] = []
     lines: list[str] = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    # Only "\n" ends a line, as in edit_text: other line breaks are part of a turn's text.
+    for number, line in enumerate(text.split("\n"), start=1):
         header = TURN_HEADER.match(line)
         if header:
             _close_turn(messages, lines)
+            _check_new_turn(messages, header.group(1), number, original)
             messages.append({"role": header.group(1), "content": ""})
             lines = []
         elif messages:
-            lines.append(line)
+            lines.append(_unescaped(line))
         elif line.strip() and not line.startswith("#"):
             raise EditError(f"line {number} comes before the first '=== role ===' line")
     _close_turn(messages, lines)
@@ -88,9 +103,19 @@ def parse_edit(text: str, original: list[dict]) -> list[dict]:
             for index, message in enumerate(messages)]
 
 
+def _check_new_turn(messages: list[dict], role: str, number: int, original: list[dict]) -> None:
+    """Two turns of one role in a row, where the original has none, are most likely a line of
+    text read as a turn's first line: said, not silently made into two turns."""
+    repeated = any(a["role"] == b["role"] for a, b in zip(original, original[1:]))
+    if messages and messages[-1]["role"] == role and not repeated:
+        raise EditError(f"line {number} starts a second {role} turn in a row; to keep the line"
+                        f" '=== {role} ===' in the text, write '\\=== {role} ===' instead")
+
+
 def _untouched(edited: dict, original: dict) -> dict:
+    # The editor's file comes back with "\r\n" read as "\n" (click.edit).
     same = (edited["role"] == original["role"]
-            and edited["content"] == original["content"].strip("\n"))
+            and edited["content"] == original["content"].replace("\r\n", "\n").strip("\n"))
     return original if same else edited
 
 

@@ -15,6 +15,7 @@ from curate.review.render import EditError, edit_text, parse_edit, render_candid
 from curate.review.render import describe_decision
 
 KEYS = "[a]pprove  [r]eject  [e]dit  [s]kip  [u]ndo  [q]uit"
+END_KEYS = "[u]ndo  [q]uit"
 RULE = "-" * 72
 
 
@@ -76,14 +77,29 @@ class TerminalReview:
 
     def run(self) -> Session:
         """Review until nothing is left or the reviewer quits; returns what was done."""
-        while (candidate := self.queue.next_pending(self.session.skipped)) is not None:
+        while True:
+            candidate = self.queue.next_pending(self.session.skipped)
+            if candidate is None:
+                if self.undo_at_the_end():
+                    continue
+                return self.session
             self.show(candidate)
             if not self.ask(candidate):
-                break
-        else:
-            click.echo("nothing left to review" if not self.session.skipped else
-                       "nothing left to review but what you skipped")
-        return self.session
+                return self.session
+
+    def undo_at_the_end(self) -> bool:
+        """Says nothing is left and, while this session has a decision to undo, offers to undo
+        it; True when it was undone (the candidate is then shown again)."""
+        click.echo("nothing left to review" if not self.session.skipped else
+                   "nothing left to review but what you skipped")
+        while self.session.done:
+            pressed = self.terminal.key(f"{END_KEYS} > ")
+            if pressed == "u":
+                return self.undo(None)
+            if pressed == "q":
+                return False
+            click.echo(f"unknown key {pressed!r}: press u or q")
+        return False
 
     def show(self, candidate: Candidate) -> None:
         position = len(self.session.done) + 1
@@ -144,7 +160,7 @@ class TerminalReview:
         self.session.skipped.add(candidate.id)
         return True
 
-    def undo(self, candidate: Candidate) -> bool:
+    def undo(self, candidate: Candidate | None) -> bool:
         if not self.session.done:
             click.echo("nothing to undo in this session")
             return True
@@ -161,6 +177,10 @@ class TerminalReview:
 
     def decide(self, candidate: Candidate, decision: Decision) -> None:
         applied, result = self.queue.decide(candidate.id, decision, candidate.version)
+        if not applied and result.status == "pending":
+            click.echo(f"not applied: {candidate.id} changed meanwhile (a new text, or a decision"
+                       f" made and undone): it is shown again as it now stands")
+            return
         if not applied:
             click.echo(f"not applied: {candidate.id} was decided meanwhile"
                        f" ({describe_decision(result.decision)})")

@@ -14,7 +14,10 @@ from curate.runstore import dumps
 
 def generated_id(request_key: str, part: str | int) -> str:
     """Ids of generated records derive from the request key: stable across reruns, and two
-    requests that happen to get the same text still make two records."""
+    requests that happen to get the same text still make two records. Not from the text: the
+    review queue binds each decision to the text it was made on, so a new text under the same
+    id (a fresh answer, a changed prompt the request does not hold) waits for review again,
+    with its history, and `curate why` follows one id across reruns."""
     return hashlib.sha256(f"{request_key}:{part}".encode()).hexdigest()[:16]
 
 

@@ -106,6 +106,15 @@ def test_undo_puts_the_last_decision_back(waiting):
     assert undone[3] == "ann" and undone[4] and undone[5] == "undo: back to pending"
 
 
+def test_the_last_decision_of_a_session_can_be_undone(waiting):
+    code, output = review(waiting.recipe, "--reviewer", "ann", input="a\na\na\na\nu\nq\n")
+    assert code == 0, output
+    assert "nothing left to review\n[u]ndo  [q]uit > undone: " in output
+    assert "[4/4] 1 pending" in output.split("undone: ")[1]  # shown again, then quit
+    assert queue_of(waiting).counts()["pending"] == 1
+    assert "this session: approved 3," in output
+
+
 def test_an_invalid_edit_keeps_the_record_pending(waiting, tmp_path):
     broken = editor(tmp_path, "text = text.replace('=== assistant ===', '=== robot ===')")
     code, output = review(waiting.recipe, input="e\nq\n", env={"EDITOR": broken})

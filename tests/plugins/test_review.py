@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from curate.records import Added, Record, record_id
 from curate.review.queue import Decision, ReviewQueue, queue_path
 from curate.testing import assert_clear_error, assert_complete, invoke_cli
 from support import generated_stage as generated
@@ -23,6 +24,11 @@ def queue_of(result) -> ReviewQueue:
 def decide(queue: ReviewQueue, candidate, status: str, note=None, edited=None) -> None:
     decision = Decision(status, "ann", "2025-01-02T03:04:05Z", note, edited)
     assert queue.decide(candidate.id, decision, candidate.version)[0]
+
+
+def assert_complete_dataset(result) -> list[dict]:
+    assert_complete(result)
+    return result.dataset("train") + result.dataset("eval")
 
 
 def answer(candidate, text: str) -> list[dict]:
@@ -259,3 +265,81 @@ def test_a_generating_stage_without_review_after_it_fails_validation(curate_plug
     result = run_recipe(before, args=["-q"])
     assert_clear_error(result, 'add a review stage after it ([[stages]] use = "review")')
     assert run_recipe(text).exit_code == 3  # with a review stage after it, records wait
+
+
+class DecideMeanwhile(generated.MarkGenerated):
+    """Marks records generated and, while the run is going (after it was planned), approves
+    the first waiting candidate, as a reviewer working during a run would."""
+
+    name = "decide-meanwhile"
+
+    def process(self, records):
+        queue = ReviewQueue(queue_path(self.context.run_dir))
+        waiting = queue.select()
+        if waiting:
+            decide(queue, waiting[0], "approved")
+        yield from super().process(records)
+
+
+def test_a_decision_made_while_the_run_goes_waits_for_the_next_run(first_run, run_recipe,
+                                                                   curate_plugin):
+    import types
+
+    from curate import hookimpl
+
+    plugin = types.ModuleType("decide_meanwhile")
+    plugin.register_stages = hookimpl(lambda register: register(DecideMeanwhile))
+    curate_plugin(plugin, name="decide_meanwhile")
+    recipe = generated.RECIPE.replace('use = "mark-generated"', 'use = "decide-meanwhile"')
+    during = run_recipe(recipe)
+    assert during.manifest["review"]["pending"] == 6  # the run decides with what it planned
+    queue = queue_of(during)
+    approved = queue.select(status="approved")[0]
+    assert queue.decide(approved.id, Decision("pending"), approved.version)[0]  # undone
+    again = run_recipe(recipe)
+    assert all(step["cached"] for step in again.manifest["steps"])
+    assert again.manifest["review"]["pending"] == 6 == queue.counts()["pending"]
+
+
+class GenerateKeyedByPrompt(generated.MarkGenerated):
+    """Adds a generated copy of each record of the synthetic source under an id from its
+    prompt alone, as generated ids derive from the request, not from the text the model gave."""
+
+    name = "keyed-by-prompt"
+    adds_origin = "generated"
+
+    def process(self, records):
+        for record in records:
+            yield record
+            if record.source == self.options.source:
+                key = record_id([m for m in record.messages if m["role"] == "user"])
+                yield Added(Record(record.messages, "model", "generated",
+                                   {"generation": {"strategy": "copy"}}, key))
+
+
+def test_a_record_whose_text_changed_since_its_approval_waits_again(run_recipe, curate_plugin):
+    import types
+
+    from curate import hookimpl
+
+    plugin = types.ModuleType("keyed_by_prompt")
+    plugin.register_stages = hookimpl(lambda register: register(GenerateKeyedByPrompt))
+    curate_plugin(plugin, name="keyed_by_prompt")
+    recipe = generated.RECIPE.replace('use = "mark-generated"', 'use = "keyed-by-prompt"')
+    first = run_recipe(recipe, files=generated.FILES)
+    queue = queue_of(first)
+    for candidate in queue.select():
+        decide(queue, candidate, "approved")
+    assert_complete(run_recipe(recipe))
+    rewritten = generated.FILES["synthetic.jsonl"].replace("number 2.", "number 2, or not.")
+    changed = run_recipe(recipe, files={"synthetic.jsonl": rewritten})
+    assert changed.exit_code == 3, changed.output
+    [waiting] = queue.select()
+    assert waiting.record.response == "A generated answer, number 2, or not."
+    assert "the text changed since it was approved by ann" in waiting.reason
+    assert not (changed.run_dir / "dataset" / "train.jsonl").exists()
+    decide(queue, waiting, "approved")
+    answers = [line["messages"][-1]["content"] for line in
+               assert_complete_dataset(run_recipe(recipe)) if line["origin"] == "generated"]
+    assert "A generated answer, number 2, or not." in answers
+    assert "A generated answer, number 2." not in answers
