@@ -19,6 +19,7 @@ from curate.stages import Stage
 
 BATCH_SIZE = 512
 COMPARED = {"both": "prompt+response", "prompt": "prompt", "response": "response"}
+PARTS = {"both": ("prompt", "response"), "prompt": ("prompt",), "response": ("response",)}
 
 
 @hookimpl
@@ -114,22 +115,29 @@ class DedupeStage(Stage):
             count += 1
             target = int(duplicate_of[index])
             yield record if target < 0 else self._rejection(
-                record, facts, target, float(similarity[index]), int(sizes[target]))
+                record, facts, (index, target), float(similarity[index]), int(sizes[target]))
         if count != len(facts):
             raise RuntimeError(f"stage '{self.context.name}': read {len(facts)} records, then"
                                f" {count} on the second pass")
 
-    def _rejection(self, record: Record, facts, target: int, similarity: float, size: int):
+    def _rejection(self, record: Record, facts, pair: tuple[int, int], similarity: float,
+                   size: int):
         # Exact copies share their id, so the survivor's place is what tells it apart.
+        target = pair[1]
         survivor, place = facts.ids[target], facts.places[target]
         evidence = {"duplicate_of": survivor, "duplicate_of_from": place,
                     "similarity": similarity, "method": self.method, "cluster_size": size,
                     "compare": self.options.compare, "keep": self.options.keep}
         named = f"{survivor} from {place}" if place else survivor
-        detail = self.detail(named, similarity, size, self.kept_by(facts.has_score(target)))
+        evidence.update(self.measured(*pair))
+        detail = self.detail(named, evidence, self.kept_by(facts.has_score(target)))
         return Rejection(record, self.reason, detail, evidence=evidence)
 
-    def detail(self, survivor: str, similarity: float, size: int, kept_by: str) -> str:
+    def measured(self, removed: int, survivor: int) -> dict:
+        """Evidence beyond the common keys for the removal of `removed` for `survivor`."""
+        return {}
+
+    def detail(self, survivor: str, evidence: dict, kept_by: str) -> str:
         raise NotImplementedError
 
     def kept_by(self, survivor_scored: bool) -> str:
@@ -143,12 +151,11 @@ class DedupeStage(Stage):
 
 
 class ExactDedupe(DedupeStage):
-    """Records whose compared text is equal after normalisation (NFKC, casefold, punctuation
-    removed, whitespace collapsed)."""
+    """Records whose compared text is the same up to presentation (`minhash.exact_form`)."""
 
     name = "exact-dedupe"
     Options = ExactDedupeOptions
-    version = "2"
+    version = "3"
     reason = "exact-duplicate"
     method = "exact"
 
@@ -156,25 +163,26 @@ class ExactDedupe(DedupeStage):
         import numpy as np
 
         from curate.plugins.dedupe_index import choose_survivors, group_by_key, ordered_map
-        from curate.plugins.minhash import text_keys
+        from curate.plugins.minhash import exact_keys
 
         keys = np.concatenate([np.zeros((0, 2), dtype=np.uint64),
-                               *ordered_map(text_keys, batches, self.context.workers)])
+                               *ordered_map(exact_keys, batches, self.context.workers)])
         groups = group_by_key(keys, np.ones(len(keys), dtype=bool))
         return choose_survivors(groups, facts.ranks(self.options.keep))
 
-    def detail(self, survivor, similarity, size, kept_by):
+    def detail(self, survivor, evidence, kept_by):
         return (f"exact duplicate of {survivor}: same {COMPARED[self.options.compare]} after"
-                f" normalising Unicode (NFKC), case, whitespace and punctuation; {size} copies,"
-                f" kept {kept_by}")
+                f" normalising Unicode (NFKC), case, whitespace, curly quotes and emphasis marks;"
+                f" {evidence['cluster_size']} copies, kept {kept_by}")
 
 
 class NearDedupe(DedupeStage):
-    """MinHash signatures, LSH candidates, and an exact Jaccard check of every candidate pair."""
+    """MinHash signatures, LSH candidates, and an exact Jaccard check of each compared part of
+    every candidate pair."""
 
     name = "near-dedupe"
     Options = NearDedupeOptions
-    version = "2"
+    version = "3"
     reason = "near-duplicate"
     method = "minhash"
 
@@ -198,29 +206,32 @@ class NearDedupe(DedupeStage):
 
         options = self.options
         redis = self._redis()
-        spec = ShingleSpec(options.shingle, options.shingle_size, options.num_perm)
+        spec = ShingleSpec(options.shingle, options.shingle_size, options.num_perm, strict=True)
         texts = dedupe_index.SpilledTexts(self.context.work_dir)
         try:
-            keys, counts, signatures = self._signatures(batches, facts, texts, spec)
+            keys, counts, signatures = self._signatures(batches, texts, spec)
             groups = dedupe_index.group_by_key(keys, counts > 0)
             distinct = np.flatnonzero(groups == np.arange(len(groups)))
             pairs = distinct[self._candidates(signatures, distinct, redis)]
             del signatures
             width = 2 if options.compare == "both" else 1
-            edges = dedupe_index.verified_edges(pairs, texts, width, spec, options.threshold,
-                                                self.context.workers)
+            *edges, measures = dedupe_index.verified_edges(pairs, texts, width, spec,
+                                                           options.threshold, self.context.workers)
         finally:
             texts.close()
+        self._groups = groups
+        self._measures = {(first, second): found for first, second, found
+                          in zip(edges[0], edges[1], measures)}
         return dedupe_index.choose_survivors(groups, facts.ranks(options.keep), edges)
 
-    def _signatures(self, batches, facts, texts, spec):
+    def _signatures(self, batches, texts, spec):
         """Every record's text key, shingle count and signature, through the signature cache."""
         from curate.plugins import dedupe_index
 
         context = self.context
         cache = dedupe_index.SignatureCache(context.work_dir,
                                             spec.cache_key(self.options.compare), spec.num_perm)
-        spilled = ((facts.ids[-len(batch):], _spill(texts, batch)) for batch in batches)
+        spilled = (_spill(texts, batch) for batch in batches)
         numbers, keys, counts, signatures, fresh = dedupe_index.sign(spilled, cache, spec,
                                                                      context.workers)
         cache.save(numbers, keys, counts, signatures, fresh)
@@ -238,11 +249,33 @@ class NearDedupe(DedupeStage):
             return minhash.redis_candidates(signatures[members], bands, rows, redis)
         return minhash.band_candidates(signatures, members, bands, rows)
 
-    def detail(self, survivor, similarity, size, kept_by):
+    def measured(self, removed, survivor):
+        """Each part's Jaccard and the numbers only one of the two has (none for records of
+        one exact form)."""
+        groups = self._groups[removed], self._groups[survivor]
+        found = self._measures.get((min(groups), max(groups)))
+        names = PARTS[self.options.compare]
+        if found is None:
+            parts, only_removed, only_kept = (1.0,) * len(names), (), ()
+        elif groups[0] < groups[1]:
+            parts, only_removed, only_kept = found
+        else:
+            parts, only_kept, only_removed = found
+        return {**{f"{name}_similarity": value for name, value in zip(names, parts)},
+                "numbers_only_in_removed": list(only_removed),
+                "numbers_only_in_kept": list(only_kept)}
+
+    def detail(self, survivor, evidence, kept_by):
         options = self.options
-        return (f"near duplicate of {survivor} (Jaccard {similarity:.3f} >= {options.threshold:g},"
-                f" {COMPARED[options.compare]} {options.shingle} {options.shingle_size}-shingles);"
-                f" cluster of {size}, kept {kept_by}")
+        measured = ", ".join(f"{name} {evidence[f'{name}_similarity']:.3f}"
+                             for name in PARTS[options.compare])
+        each = "each " if options.compare == "both" else ""
+        numbers = "".join(f"; numbers only in the {side} record: {', '.join(found)}"
+                          for side in ("removed", "kept")
+                          if (found := evidence[f"numbers_only_in_{side}"]))
+        return (f"near duplicate of {survivor} (Jaccard {measured}; {each}>="
+                f" {options.threshold:g}, {options.shingle} {options.shingle_size}-shingles"
+                f"{numbers}); cluster of {evidence['cluster_size']}, kept {kept_by}")
 
     def _redis(self) -> dict | None:
         """redis.Redis arguments for storage = 'redis', once the server answers."""

@@ -3,7 +3,6 @@ texts spilled to disk, verified similarity edges, and the choice of survivors.""
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import math
 import os
@@ -12,10 +11,12 @@ from collections import defaultdict, deque
 from collections.abc import Iterable, Iterator
 from functools import partial
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
-from curate.plugins.minhash import ShingleSpec, hash_batch, jaccard, shingle_sets
+from curate.plugins.minhash import (PartProfile, ShingleSpec, hash_batch, part_profiles,
+                                    part_similarity, raw_keys)
 from curate.records import Record
 from curate.stages import ordered_map
 
@@ -153,18 +154,12 @@ def cluster_sizes(duplicate_of: np.ndarray) -> np.ndarray:
     return np.bincount(duplicate_of[duplicate_of >= 0], minlength=len(duplicate_of)) + 1
 
 
-def id_numbers(ids: list[str]) -> np.ndarray:
-    """Record ids (16 hex digits) as uint64, the signature cache's key."""
-    return np.array([int(i, 16) if len(i) == 16 and not i.strip("0123456789abcdef") else
-                     int.from_bytes(hashlib.blake2b(i.encode("utf-8", "surrogatepass"),
-                                                    digest_size=8).digest(), "big")
-                     for i in ids], dtype=np.uint64)
-
-
 class SignatureCache:
     """Signatures of records hashed in earlier runs, one file per hashing setup in the stage's
-    work folder: `signatures-KEY.npy`, rows sorted by record id. Written to a temporary file
-    and renamed into place, so a killed run leaves the previous cache intact."""
+    work folder: `signatures-KEY.npy`, rows sorted by a hash of the compared texts as they are
+    (not by record id: two records that differ only in a line's indentation share an id).
+    Written to a temporary file and renamed into place, so a killed run leaves the previous
+    cache intact."""
 
     def __init__(self, work_dir: Path, key: str, num_perm: int):
         self.path = work_dir / f"signatures-{key}.npy"
@@ -218,15 +213,15 @@ class SignatureCache:
         return part
 
 
-def sign(batches: Iterable[tuple[list[str], list]], cache: SignatureCache, spec: ShingleSpec,
+def sign(batches: Iterable[list], cache: SignatureCache, spec: ShingleSpec,
          workers: int) -> tuple[np.ndarray, ...]:
-    """(id numbers, text keys, shingle counts, signatures, hashed-now flags) of every record
-    of `batches` (ids, compared parts): from the cache, or hashed in worker processes."""
+    """(cache keys, text keys, shingle counts, signatures, hashed-now flags) of every record
+    of `batches` (lists of compared parts): from the cache, or hashed in worker processes."""
     looked_up: deque = deque()
 
     def jobs():
-        for ids, parts_list in batches:
-            numbers = id_numbers(ids)
+        for parts_list in batches:
+            numbers = raw_keys(parts_list)
             found, rows = cache.lookup(numbers)
             looked_up.append((numbers, found, rows))
             yield [parts for parts, hit in zip(parts_list, found) if not hit]
@@ -283,37 +278,62 @@ class SpilledTexts:
         self.path.unlink(missing_ok=True)
 
 
+class Measure(NamedTuple):
+    """A verified pair: each compared part's Jaccard, and the numbers only one side has."""
+
+    parts: tuple[float, ...]
+    only_first: tuple[str, ...]
+    only_second: tuple[str, ...]
+
+
+def measure(first: PartProfile, second: PartProfile, threshold: float) -> Measure | None:
+    """The pair's Measure when every part reaches the threshold and no part had a number
+    changed (each side with a number the other lacks); else None."""
+    parts = tuple(part_similarity(a, b) for a, b in zip(first.shingles, second.shingles))
+    if min(parts) < threshold:
+        return None
+    only_first, only_second = [], []
+    for a, b in zip(first.numbers, second.numbers):
+        if a - b and b - a:
+            return None
+        only_first += sorted((a - b).elements())
+        only_second += sorted((b - a).elements())
+    return Measure(parts, tuple(only_first), tuple(only_second))
+
+
 def verified_edges(pairs: np.ndarray, texts: SpilledTexts, width: int, spec: ShingleSpec,
-                   threshold: float, workers: int) -> tuple[list, list, list]:
-    """(earlier, later, Jaccard) of the candidate pairs at or above the threshold, measured on
-    the shingle sets, which are built for candidates only and dropped after their last pair."""
-    firsts, seconds, values = [], [], []
+                   threshold: float, workers: int) -> tuple[list, list, list, list]:
+    """(earlier, later, similarity, Measure) of the candidate pairs that `measure` accepts,
+    the similarity being the least of the parts' Jaccards; measured on the parts' shingle sets,
+    which are built for candidates only and dropped after their last pair."""
+    firsts, seconds, values, measures = [], [], [], []
     if not len(pairs):
-        return firsts, seconds, values
+        return firsts, seconds, values, measures
     pairs = pairs[np.lexsort((pairs[:, 0], pairs[:, 1]))]
     cuts = np.flatnonzero(np.diff(pairs[:, 1])) + 1
     partners = {int(group[0, 1]): group[:, 0].tolist() for group in np.split(pairs, cuts)}
     remaining = np.bincount(pairs[:, 0], minlength=int(pairs.max()) + 1)
-    sets: dict[int, np.ndarray] = {}
-    for index, shingles in _candidate_sets(np.unique(pairs), texts, width, spec, workers):
+    profiles: dict[int, PartProfile] = {}
+    for index, profile in _candidate_profiles(np.unique(pairs), texts, width, spec, workers):
         for other in partners.get(index, ()):
-            value = jaccard(sets[other], shingles)
-            if value >= threshold:
+            found = measure(profiles[other], profile, threshold)
+            if found is not None:
                 firsts.append(other)
                 seconds.append(index)
-                values.append(value)
+                values.append(min(found.parts))
+                measures.append(found)
             remaining[other] -= 1
             if not remaining[other]:
-                del sets[other]
+                del profiles[other]
         if remaining[index]:
-            sets[index] = shingles
-    return firsts, seconds, values
+            profiles[index] = profile
+    return firsts, seconds, values, measures
 
 
-def _candidate_sets(needed: np.ndarray, texts: SpilledTexts, width: int, spec: ShingleSpec,
-                    workers: int) -> Iterator[tuple[int, np.ndarray]]:
-    """(record, its sorted shingle hashes) for the `needed` records, in order."""
+def _candidate_profiles(needed: np.ndarray, texts: SpilledTexts, width: int, spec: ShingleSpec,
+                        workers: int) -> Iterator[tuple[int, PartProfile]]:
+    """(record, its PartProfile) for the `needed` records, in order."""
     jobs = ([texts.parts(index, width) for index in needed[start:start + VERIFY_BATCH].tolist()]
             for start in range(0, len(needed), VERIFY_BATCH))
-    built = ordered_map(partial(shingle_sets, spec), jobs, workers)
-    return zip(needed.tolist(), (shingles for batch in built for shingles in batch))
+    built = ordered_map(partial(part_profiles, spec), jobs, workers)
+    return zip(needed.tolist(), (profile for batch in built for profile in batch))

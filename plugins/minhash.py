@@ -1,5 +1,7 @@
-"""MinHash for the dedupe stages: the normalised text, its shingles as 64-bit hashes, signatures
-computed a batch at a time, LSH candidates, and the exact Jaccard check of a candidate pair.
+"""MinHash for the dedupe stages: the compared forms of a text (exact-dedupe's exact form, the
+shingled form near-dedupe derives from it, and the looser `normalise` that the consistency and
+rehearsal stages compare prompts by), shingles as 64-bit hashes, signatures computed a batch at a
+time, LSH candidates, and the exact Jaccard check of a candidate pair.
 
 Signatures equal datasketch's `MinHash(num_perm, seed=1, scheme="affine32")` fed with each
 shingle's low 32 bits, and in-memory candidates equal datasketch `MinHashLSH`'s for the same
@@ -10,6 +12,8 @@ band (measured here: 6.7 GB per million records at 20 bands of 6 rows).
 
 from __future__ import annotations
 
+import collections
+import functools
 import hashlib
 import re
 import unicodedata
@@ -22,7 +26,7 @@ import numpy as np
 PERMUTATION_SEED = 1
 """Fixed, not the run's seed: changing [run] seed then neither changes what is a duplicate nor
 throws away the signature cache."""
-HASHING_VERSION = 2
+HASHING_VERSION = 3
 """Part of the signature cache key: bump whenever normalisation, shingling or hashing changes."""
 
 _MIX = np.uint64(0x9E3779B97F4A7C15)
@@ -69,7 +73,9 @@ _ASCII_FOLD = bytes(32 if unicodedata.category(chr(c)) in ("Cc", "Zs") else ord(
 
 def normalise(text: str) -> str:
     """NFKC, casefolded, punctuation and invisible format characters removed, controls and
-    whitespace collapsed to single spaces: what dedupe compares."""
+    whitespace collapsed to single spaces: how the consistency and rehearsal stages compare
+    prompts (`ShingleSpec(strict=False)`). The dedupe stages use `exact_form`, which keeps
+    punctuation, signs and indentation."""
     if text.isascii():  # NFKC changes no ASCII and casefold is lower(): do it all in bytes
         folded = text.encode().translate(_ASCII_FOLD, _ASCII_PUNCTUATION)
         return _SPACES.sub(b" ", folded).strip().decode()
@@ -77,19 +83,209 @@ def normalise(text: str) -> str:
     return " ".join(folded.translate(_CHARACTERS).split())
 
 
+_QUOTES = {0x2018: "'", 0x2019: "'", 0x201A: "'", 0x201B: "'",
+           0x201C: '"', 0x201D: '"', 0x201E: '"', 0x201F: '"'}
+_LINE_BREAK_CHARACTERS = "\r\x0b\x0c\x85\u2028\u2029"
+_ASCII_EXACT = bytes(ord("\n") if chr(c) in _LINE_BREAK_CHARACTERS
+                     else c if chr(c) in "\t\n" or unicodedata.category(chr(c)) != "Cc"
+                     else 32 for c in range(128)).lower() + bytes(range(128, 256))
+"""Lower case; \r, \v and \f are line breaks (so \r\n is a blank line, which is dropped);
+other controls are spaces."""
+_FLAT = bytes.maketrans(b"\t\n", b"  ")
+_EMPHASIS = re.compile(r"(\*(?<![\w*]\*)\*?)(?=[^\s*])(.+?)(?<=[^\s*])\1(?![\w*])")
+"""Text between * or ** that opens after no word character and closes before none: `2*3*4`
+and `a * b` are not emphasis. (It starts with a literal, which the regex engine finds fast.)"""
+_FENCES = ("```", "~~~")
+
+
+class _ExactCharacters(dict):
+    """A str.translate table filled on demand: invisible format characters are dropped, curly
+    quotes become straight ones, line break characters become \n, other controls spaces."""
+
+    def __missing__(self, codepoint: int):
+        character = chr(codepoint)
+        category = unicodedata.category(character)
+        if codepoint in _QUOTES:
+            value = _QUOTES[codepoint]
+        elif character in _LINE_BREAK_CHARACTERS:
+            value = "\n"
+        elif category == "Cf":
+            value = None
+        elif category in ("Cc", "Zs") and character not in "\t\n":
+            value = " "
+        else:
+            value = codepoint
+        self[codepoint] = value
+        return value
+
+
+_EXACT_CHARACTERS = _ExactCharacters()
+
+
+def exact_form(text: str) -> str:
+    """The text up to presentation, what exact-dedupe compares: NFKC (superscripts and
+    subscripts kept), casefolded, curly quotes straight, invisible format characters dropped,
+    **emphasis** marks removed outside code, every run of spaces one space, except that a line
+    break and its indentation stay wherever a line is indented or inside a fenced block; every
+    other line break is a space. Punctuation, digits and symbols stay as they are."""
+    if text.isascii():
+        data = text.encode().translate(_ASCII_EXACT)
+        if not _has_layout(data):  # the common case, all in bytes
+            return _without_emphasis(_SPACES.sub(b" ", data.translate(_FLAT)).strip().decode())
+        text = data.decode()
+    else:
+        text = _nfkc(text).casefold().translate(_EXACT_CHARACTERS)
+        if not _has_layout(text):
+            return _without_emphasis(" ".join(text.split()))
+    return _layout(text)
+
+
+def _has_layout(text):
+    """Whether a line of the text (str or bytes, line breaks already \n) is indented or a
+    code fence: only then do line breaks count."""
+    if isinstance(text, bytes):  # one-byte tests first: they are memchr calls
+        return (b"\n" in text and (b"\n " in text or b"\n\t" in text)) \
+            or (b"`" in text and b"```" in text) or (b"~" in text and b"~~~" in text)
+    return ("\n" in text and ("\n " in text or "\n\t" in text)) \
+        or (("`" in text or "~" in text) and any(fence in text for fence in _FENCES))
+
+
+def _layout(text: str) -> str:
+    pieces: list[str] = []
+    fenced = kept_break = False
+    for line in text.split("\n"):
+        words = " ".join(line.split())
+        if not words:
+            continue
+        indent = line[:len(line) - len(line.lstrip(" \t"))]
+        fence = words.startswith(_FENCES)
+        code = fenced or fence or bool(indent)
+        if pieces:
+            pieces.append("\n" + indent if code or kept_break else " ")
+        pieces.append(words if code else _without_emphasis(words))
+        kept_break = code
+        fenced ^= fence
+    return "".join(pieces)
+
+
+def _without_emphasis(words: str) -> str:
+    """The line without emphasis marks, except inside `inline code`."""
+    if "*" not in words:
+        return words
+    pieces = words.split("`")
+    for index in range(0, len(pieces), 2):
+        if "*" in pieces[index]:
+            pieces[index] = _EMPHASIS.sub(r"\2", pieces[index])
+    return "`".join(pieces)
+
+
+@functools.cache
+def _kept_compatibility() -> re.Pattern:
+    """Superscript and subscript characters, which NFKC would make plain (x² as x2)."""
+    kept = [chr(c) for c in range(0x30000)
+            if unicodedata.decomposition(chr(c)).startswith(("<super>", "<sub>"))]
+    return re.compile("([" + re.escape("".join(kept)) + "])")
+
+
+def _nfkc(text: str) -> str:
+    if unicodedata.is_normalized("NFKC", text):
+        return text
+    pieces = _kept_compatibility().split(text)
+    pieces[::2] = (unicodedata.normalize("NFKC", piece) for piece in pieces[::2])
+    return "".join(pieces)
+
+
+_SENTENCE_MARKS = b".,:!\"';?"
+_NUMBER_MARK = re.compile(rb"\d[.,:](?=\d)")
+"""`.`, `,` and `:` between two digits are part of a number (3.5, 1,000, 10:30)."""
+_PROTECTED = bytes.maketrans(b".,:", b"\x01\x02\x03")
+_UNPROTECTED = bytes.maketrans(b"\x01\x02\x03", b".,:")
+_DIGITS = b"0123456789"
+_SPACE_RUNS = re.compile(r"([^\n ])  +")
+
+
+class _SentencePunctuation(dict):
+    """Non-ASCII sentence punctuation and quotes (Unicode Po, Pi, Pf) are dropped; ASCII is
+    left to `_SENTENCE_MARKS`, so that `#`, `%`, `*`, `/` and the like stay."""
+
+    def __missing__(self, codepoint: int):
+        category = unicodedata.category(chr(codepoint))
+        value = None if codepoint >= 128 and category in ("Po", "Pi", "Pf") \
+            and chr(codepoint) not in "‰‱′″‴" else codepoint
+        self[codepoint] = value
+        return value
+
+
+_SENTENCE_PUNCTUATION = _SentencePunctuation()
+
+
+def shingle_form(exact: str) -> str:
+    """What near-dedupe shingles, from an exact form: without sentence punctuation
+    (. , : ; ! ? and quotes, so that `Paris.` and `Paris!` are one word), but with brackets,
+    dashes, operators, numbers (3.5 keeps its point) and the kept line breaks."""
+    if not exact.isascii():
+        exact = exact.translate(_SENTENCE_PUNCTUATION)
+    data = exact.encode("utf-8", "surrogatepass")
+    if len(data.translate(None, _DIGITS)) < len(data):  # only then can a mark be in a number
+        data = _NUMBER_MARK.sub(lambda match: match.group().translate(_PROTECTED), data)
+    text = data.translate(None, _SENTENCE_MARKS).translate(_UNPROTECTED).decode(
+        "utf-8", "surrogatepass")
+    if text.count("  ") > exact.count("  "):  # a word of punctuation alone was dropped
+        text = _SPACE_RUNS.sub(r"\1 ", text)
+    return text.strip()
+
+
+_NUMBER = re.compile(r"[-+\u2212]?\d+(?:[.,:]\d+)*")
+_SIGNS = "-+\u2212"
+
+
+def numbers(exact: str) -> collections.Counter:
+    """The numbers of an exact form, with their sign and separators (-5, 3.5, 10:30, 24h);
+    digits after a letter are part of a name (x2, w17), not a number, and a sign after a letter
+    or digit is an operator (2-7 holds 2 and 7)."""
+    found: collections.Counter = collections.Counter()
+    if exact.isascii() and not _has_digit(exact):
+        return found
+    for match in _NUMBER.finditer(exact):
+        number, start = match.group(), match.start()
+        if start and (exact[start - 1].isalnum() or exact[start - 1] in "_."):
+            if number[0] not in _SIGNS:
+                continue
+            number = number[1:]
+        found[number] += 1
+    return found
+
+
+def _has_digit(text: str) -> bool:
+    data = text.encode()
+    return len(data.translate(None, _DIGITS)) < len(data)
+
+
 def _utf8(text: str) -> bytes:
     return text.encode("utf-8", "surrogatepass")
 
 
-def _normalised(parts_list: list[tuple[str, ...]]) -> tuple[list[str], int]:
+def _normalised(parts_list: list[tuple[str, ...]], form=normalise) -> tuple[list[str], int]:
     """Every part of every record, normalised, in one list; and the parts per record."""
-    return [normalise(part) for parts in parts_list for part in parts], \
+    return [form(part) for parts in parts_list for part in parts], \
         len(parts_list[0]) if parts_list else 1
 
 
 def text_keys(parts_list: list[tuple[str, ...]]) -> np.ndarray:
     """A 128-bit key per record (two uint64 columns): equal keys, equal normalised texts."""
     return _keys(*_normalised(parts_list))
+
+
+def exact_keys(parts_list: list[tuple[str, ...]]) -> np.ndarray:
+    """A 128-bit key per record: equal keys, equal exact forms (what exact-dedupe compares)."""
+    return _keys(*_normalised(parts_list, exact_form))
+
+
+def raw_keys(parts_list: list[tuple[str, ...]]) -> np.ndarray:
+    """A 64-bit hash per record of its parts as they are, the signature cache's key."""
+    return np.array([int.from_bytes(hashlib.blake2b(b"\x1f".join(map(_utf8, parts)),
+                                                    digest_size=8).digest(), "big")
+                     for parts in parts_list], dtype=np.uint64)
 
 
 def _keys(parts: list[str], width: int) -> np.ndarray:
@@ -105,10 +301,13 @@ class ShingleSpec:
     kind: str = "word"
     size: int = 5
     num_perm: int = 128
+    strict: bool = False
+    """False: shingles of `normalise` and its text keys (punctuation gone). True, near-dedupe's:
+    shingles of `shingle_form` and keys of `exact_form`."""
 
     def cache_key(self, compare: str) -> str:
         text = f"v{HASHING_VERSION}/{compare}/{self.kind}/{self.size}/{self.num_perm}/" \
-               f"{PERMUTATION_SEED}"
+               f"{PERMUTATION_SEED}/{'strict' if self.strict else 'loose'}"
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -160,7 +359,14 @@ def shingle_batch(parts_list: list[tuple[str, ...]], spec: ShingleSpec
     """Every record's shingle hashes (with repeats), concatenated, and each record's count.
 
     A part shorter than the shingle size is one shingle; an empty part has none."""
-    return _shingles(*_normalised(parts_list), spec)
+    return _shingles(*_shingled(parts_list, spec), spec)
+
+
+def _shingled(parts_list: list[tuple[str, ...]], spec: ShingleSpec) -> tuple[list[str], int]:
+    if not spec.strict:
+        return _normalised(parts_list)
+    exact, width = _normalised(parts_list, exact_form)
+    return [shingle_form(part) for part in exact], width
 
 
 def _shingles(parts: list[str], width: int, spec: ShingleSpec) -> tuple[np.ndarray, np.ndarray]:
@@ -217,9 +423,15 @@ def signatures(shingles: np.ndarray, counts: np.ndarray, num_perm: int) -> np.nd
 def hash_batch(spec: ShingleSpec, parts_list: list[tuple[str, ...]]
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(signatures, text keys, shingle counts) of a batch of records: a worker's job."""
-    parts, width = _normalised(parts_list)
-    shingles, counts = _shingles(parts, width, spec)
-    return signatures(shingles, counts, spec.num_perm), _keys(parts, width), counts
+    if spec.strict:
+        exact, width = _normalised(parts_list, exact_form)
+        keys = _keys(exact, width)
+        shingles, counts = _shingles([shingle_form(part) for part in exact], width, spec)
+    else:
+        parts, width = _normalised(parts_list)
+        keys = _keys(parts, width)
+        shingles, counts = _shingles(parts, width, spec)
+    return signatures(shingles, counts, spec.num_perm), keys, counts
 
 
 def shingle_sets(spec: ShingleSpec, parts_list: list[tuple[str, ...]]) -> list[np.ndarray]:
@@ -228,6 +440,37 @@ def shingle_sets(spec: ShingleSpec, parts_list: list[tuple[str, ...]]) -> list[n
         return []
     shingles, counts = shingle_batch(parts_list, spec)
     return [np.unique(chunk) for chunk in np.split(shingles, np.cumsum(counts)[:-1])]
+
+
+@dataclass(frozen=True)
+class PartProfile:
+    """What near-dedupe verifies a candidate pair on, per compared part: its sorted shingle
+    hashes and its exact form, whose numbers are found only for pairs similar enough."""
+
+    shingles: tuple[np.ndarray, ...]
+    exact: tuple[str, ...]
+
+    @functools.cached_property
+    def numbers(self) -> tuple[collections.Counter, ...]:
+        return tuple(numbers(part) for part in self.exact)
+
+
+def part_profiles(spec: ShingleSpec, parts_list: list[tuple[str, ...]]) -> list[PartProfile]:
+    """Each record's PartProfile, from the strict forms near-dedupe shingles (a worker's
+    job)."""
+    if not parts_list:
+        return []
+    width = len(parts_list[0])
+    exact = [exact_form(part) for parts in parts_list for part in parts]
+    hashes, counts = _shingles([shingle_form(part) for part in exact], 1, spec)
+    sets = [np.unique(chunk) for chunk in np.split(hashes, np.cumsum(counts)[:-1])]
+    return [PartProfile(tuple(sets[start:start + width]), tuple(exact[start:start + width]))
+            for start in range(0, len(exact), width)]
+
+
+def part_similarity(first: np.ndarray, second: np.ndarray) -> float:
+    """The Jaccard similarity of one part of two records; two empty parts are the same."""
+    return 1.0 if not len(first) and not len(second) else jaccard(first, second)
 
 
 def jaccard(first: np.ndarray, second: np.ndarray) -> float:

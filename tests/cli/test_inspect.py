@@ -124,8 +124,8 @@ def test_why_finds_a_record_by_the_input_row_it_was_read_from(run_recipe, monkey
         f"{kept}  (source colours, human, from data/d.jsonl:4)",
         "  rejected at step 'exact-dedupe': exact-duplicate",
         f"  detail: exact duplicate of {kept} from data/d.jsonl:1: same prompt+response after"
-        f" normalising Unicode (NFKC), case, whitespace and punctuation; 2 copies, kept the"
-        f" first",
+        f" normalising Unicode (NFKC), case, whitespace, curly quotes and emphasis marks; 2"
+        f" copies, kept the first",
         "  passed: read",
     ]
     code, output = invoke_cli(["why", str(result.run_dir), "d.jsonl:1"])
@@ -192,7 +192,7 @@ def test_why_follows_a_revision_to_its_own_record_not_one_with_the_same_text(run
         f"  step 'fix-typo' revised {typo} into {human['id']}",
         "  rejected at step 'exact-dedupe': exact-duplicate",
         f"  detail: exact duplicate of {human['id']} from d.jsonl:1: same prompt+response after"
-        f" normalising Unicode (NFKC), case, whitespace and punctuation; 2 copies, kept the"
-        f" first",
+        f" normalising Unicode (NFKC), case, whitespace, curly quotes and emphasis marks; 2"
+        f" copies, kept the first",
         "  passed: read, fix-typo",
     ]

@@ -27,11 +27,20 @@ def ids_by_line(result) -> dict[int, str]:
             for r in result.kept("read")}
 
 
-def reference_jaccard(first: dict, second: dict) -> float:
-    parts = [tuple(m["content"] for m in r["messages"] if m["role"] != "system")
+def reference_jaccards(first: dict, second: dict) -> list[float]:
+    """The Jaccard of each compared part (prompt, response) of two rows."""
+    parts = [[m["content"] for m in r["messages"] if m["role"] != "system"]
              for r in (first, second)]
-    a, b = python_shingles(parts[0]), python_shingles(parts[1])
-    return len(a & b) / len(a | b)
+    found = []
+    for one, other in zip(*parts):
+        a, b = python_shingles((one,)), python_shingles((other,))
+        found.append(len(a & b) / len(a | b))
+    return found
+
+
+def reference_jaccard(first: dict, second: dict) -> float:
+    """What near-dedupe compares with its threshold: the least of the parts' Jaccards."""
+    return min(reference_jaccards(first, second))
 
 
 # --- exact duplicates -----------------------------------------------------------------------
@@ -40,7 +49,7 @@ def reference_jaccard(first: dict, second: dict) -> float:
     ("prompt", {2: 1, 4: 1}), ("response", {3: 1, 4: 1}), ("both", {4: 1})])
 def test_exact_duplicates_by_compare_mode(run_recipe, compare, expected):
     rows = [row("What is 2 + 2?", "It is four."), row("What is 2 + 2?", "Four, obviously."),
-            row("And 3 + 1?", "It is four."), row("WHAT IS 2 + 2", "IT IS FOUR"),
+            row("And 3 + 1?", "It is four."), row("WHAT IS  2 + 2?", "IT IS **FOUR**.\n"),
             row("Something else", "Entirely.")]
     result = run_stage(run_recipe, rows, "exact-dedupe", f'compare = "{compare}"')
     ids = ids_by_line(result)
@@ -57,10 +66,10 @@ def test_exact_duplicates_by_compare_mode(run_recipe, compare, expected):
 
 
 def test_normalisation_makes_exact_duplicates(run_recipe):
-    variants = ["Hello, World! How are you?", "hello world how are you",
-                "HELLO   WORLD\n\nHOW ARE YOU", "Ｈｅｌｌｏ，　Ｗｏｒｌｄ！ Ｈｏｗ ａｒｅ ｙｏｕ？",
-                "Hel\u200blo Wor\u200dld how are you\u2026", "Hello\u00a0World - how are you!!"]
-    rows = [row(v, "Fine, thanks.") for v in variants] + [row("Hello World how are you too",
+    variants = ["Hello, World! How are you?", "hello, world! how are you?",
+                "HELLO,   WORLD!\n\nHOW ARE YOU?", "Ｈｅｌｌｏ，　Ｗｏｒｌｄ！ Ｈｏｗ ａｒｅ ｙｏｕ？",
+                "Hel\u200blo, Wor\u200dld! how are you?", "**Hello**,\u00a0World! how are you?\n"]
+    rows = [row(v, "Fine, thanks.") for v in variants] + [row("Hello World how are you",
                                                               "Fine, thanks.")]
     result = run_stage(run_recipe, rows, "exact-dedupe")
     assert sorted(rejected_lines(result, "exact-dedupe")) == [2, 3, 4, 5, 6]
@@ -83,16 +92,18 @@ def test_near_duplicates_are_found_and_verified(run_recipe):
     rejected = rejected_lines(result, "near-dedupe")
     assert sorted(rejected) == list(range(31, 41))
     for line, r in rejected.items():
-        similarity = reference_jaccard(rows[line - 31], rows[line - 1])
-        assert 0.8 <= similarity < 1
+        prompt, response = reference_jaccards(rows[line - 31], rows[line - 1])
+        assert prompt == 1.0 and 0.8 <= response < 1
         assert r["reason"] == "near-duplicate"
         assert r["evidence"] == {"duplicate_of": ids[line - 30],
                                  "duplicate_of_from": f"data.jsonl:{line - 30}",
-                                 "similarity": similarity, "method": "minhash",
-                                 "cluster_size": 2, "compare": "both", "keep": "first"}
+                                 "similarity": response, "method": "minhash",
+                                 "cluster_size": 2, "compare": "both", "keep": "first",
+                                 "prompt_similarity": 1.0, "response_similarity": response,
+                                 "numbers_only_in_removed": [], "numbers_only_in_kept": []}
         assert r["detail"] == (f"near duplicate of {ids[line - 30]} from data.jsonl:{line - 30}"
-                               f" (Jaccard {similarity:.3f} >= 0.8, prompt+response word"
-                               f" 5-shingles); cluster of 2, kept the first")
+                               f" (Jaccard prompt 1.000, response {response:.3f}; each >= 0.8,"
+                               f" word 5-shingles); cluster of 2, kept the first")
 
 
 def test_a_pair_under_the_threshold_is_kept(run_recipe):
@@ -151,7 +162,8 @@ def test_char_shingles_find_near_duplicates(run_recipe):
             row("Spell it", "Something quite different is written here instead.")]
     result = run_stage(run_recipe, rows, "near-dedupe", 'shingle = "char"\nthreshold = 0.7')
     [rejected] = rejected_lines(result, "near-dedupe").values()
-    assert "prompt+response char 5-shingles" in rejected["detail"]
+    assert "(Jaccard prompt 1.000, response 0.824; each >= 0.7, char 5-shingles)" \
+        in rejected["detail"]
 
 
 # --- survivor policies ----------------------------------------------------------------------
@@ -176,9 +188,9 @@ class ScorePlugin:
 
 POLICY_SOURCES = {
     "gen.jsonl": [row("What is 2+2?", "The answer is four.", "score 0.5"),
-                  row("What is 2+2?", "the answer is four", "score 0.9")],
-    "old.jsonl": [row("What is 2+2?", "THE ANSWER IS FOUR!!!", "no score")],
-    "human.jsonl": [row("What is 2+2?", "The answer is four", "score 0.7"),
+                  row("What is 2+2?", "the answer is four.", "score 0.9")],
+    "old.jsonl": [row("What is 2+2?", "THE ANSWER  IS  FOUR.\n\n", "no score")],
+    "human.jsonl": [row("What is 2+2?", "The answer is **four**.", "score 0.7"),
                     row("Unrelated", "Nothing alike at all, this one stays.", "score 0.1")],
 }
 
@@ -212,7 +224,7 @@ def test_survivor_policies(run_recipe, curate_plugin, stage, keep, survivor, kep
 @pytest.mark.parametrize("stage", ["exact-dedupe", "near-dedupe"])
 def test_keep_score_without_scores_says_it_kept_the_first(run_recipe, stage):
     """A quality_score column stays in the data: no source puts it in meta."""
-    rows = [{**row("What is 2+2?", "four"), "quality_score": 0.1},
+    rows = [{**row("What is 2+2?", "four."), "quality_score": 0.1},
             {**row("What is 2+2?", "Four."), "quality_score": 0.9}]
     result = run_stage(run_recipe, rows, stage, 'keep = "score"')
     [rejected] = rejected_lines(result, stage).values()
@@ -225,9 +237,9 @@ def test_keep_score_without_scores_says_it_kept_the_first(run_recipe, stage):
 
 @pytest.mark.parametrize("stage", ["exact-dedupe", "near-dedupe"])
 def test_keep_score_ranks_by_a_data_column_the_source_keeps(run_recipe, stage):
-    rows = [{**row("What is 2+2?", "four"), "quality_score": 0.1, "note": "x"},
+    rows = [{**row("What is 2+2?", "four."), "quality_score": 0.1, "note": "x"},
             {**row("What is 2+2?", "Four."), "quality_score": "0.9"},  # as a CSV writes it
-            {**row("What is 2+2?", "FOUR")}]
+            {**row("What is 2+2?", "FOUR.")}]
     sources = source_table("data", "data.jsonl", format="messages",
                            meta_columns=["quality_score"])
     result = run_recipe(recipe(stage, 'keep = "score"', sources=sources),
@@ -242,8 +254,8 @@ def test_keep_score_ranks_by_a_data_column_the_source_keeps(run_recipe, stage):
 
 def test_a_cluster_without_scores_among_scored_ones_says_so(run_recipe, curate_plugin):
     curate_plugin(ScorePlugin(), name="scores")
-    rows = [row("What is 2+2?", "four", "score 0.1"), row("What is 2+2?", "Four.", "score 0.9"),
-            row("Capital of France?", "Paris", "none"), row("Capital of France?", "paris.", "none")]
+    rows = [row("What is 2+2?", "four.", "score 0.1"), row("What is 2+2?", "Four.", "score 0.9"),
+            row("Capital of France?", "Paris", "none"), row("Capital of France?", "paris", "none")]
     text = recipe("exact-dedupe", 'keep = "score"',
                   before='[[stages]]\nuse = "score-from-system"\n')
     result = run_recipe(text, {"data.jsonl": jsonl(*rows)})
