@@ -4,6 +4,7 @@ digest, and a one-line snippet for details and evidence."""
 from __future__ import annotations
 
 import hashlib
+import re
 import string
 import unicodedata
 from functools import cache
@@ -13,9 +14,15 @@ _ASCII_TABLE = bytes.maketrans((_ASCII_BLANKED + "".join(map(chr, range(32))) + 
                                b" " * (len(_ASCII_BLANKED) + 33))
 
 
+_MINUS = re.compile(r"(?<![\w.])-(?=\d)")
+
+
 def comparison_key(text: str) -> bytes:
     """The text as compared: NFKC, casefolded, punctuation and control characters read as
-    spaces, invisible (format) characters dropped, whitespace runs collapsed."""
+    spaces, invisible (format) characters dropped, whitespace runs collapsed. A minus sign
+    stays (as U+2212, a symbol): "-5" and "5" are different answers."""
+    if "-" in text:
+        text = _MINUS.sub("\u2212", text)
     if not text.isascii():
         text = unicodedata.normalize("NFKC", text).casefold()
     if text.isascii():  # the fast path gives the same bytes as the general one below

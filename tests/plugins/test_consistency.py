@@ -448,6 +448,13 @@ def test_normalisation_treats_equivalent_text_alike():
     assert comparison_key("What's 2+2?") == comparison_key("What\u2019s 2\uff0b2\uff1f")
 
 
+def test_a_minus_sign_makes_another_answer():
+    assert comparison_key("It is -5.") != comparison_key("It is 5.")
+    assert comparison_key("It is -5.") == comparison_key("it is \u22125")
+    assert comparison_key("2 - 7") == comparison_key("2 7")  # a hyphen between words is not one
+    assert comparison_key("e-mail") == comparison_key("e mail")
+
+
 def test_the_ascii_fast_path_agrees_with_the_unicode_path():
     for code in range(128):
         text = f"Ab{chr(code)}c  d"
