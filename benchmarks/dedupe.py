@@ -1,7 +1,8 @@
 """Near-duplicate removal against a naive datasketch baseline, with precision and recall.
 
 Builds N chat examples (100,000 by default, ~300 tokens each) of which some are planted copies of
-others, each copy's Jaccard similarity to its original measured exactly (word 5-shingles):
+others, each copy's Jaccard similarity to its original measured exactly (word 5-shingles, the lower
+of the prompts' and the responses', as near-dedupe compares them):
   exact   case, punctuation and spacing changed (the same text after normalisation)
   clear   a few words changed, Jaccard 0.85-0.95
   above   just above the 0.8 threshold (0.80-0.85)
@@ -85,8 +86,13 @@ def shingles(parts: tuple[str, ...], size: int = 5) -> set:
 
 
 def jaccard(first: tuple[str, ...], second: tuple[str, ...]) -> float:
-    a, b = shingles(first), shingles(second)
-    return len(a & b) / len(a | b)
+    """The lower of the prompts' and the responses' Jaccard: near-dedupe removes a pair only
+    when each part reaches the threshold."""
+    values = []
+    for a_part, b_part in zip(first, second):
+        a, b = shingles((a_part,)), shingles((b_part,))
+        values.append(len(a & b) / len(a | b) if a | b else 1.0)
+    return min(values)
 
 
 def near_copy(prompt: str, response: str, target: float, generator) -> str:
