@@ -148,7 +148,7 @@ def load_recipe(path: str | Path, host: PluginHost) -> Recipe:
         raise RecipeError(where, "evals", "evaluations need a model: add a [train] section")
     digest = hashlib.sha256(file.read_bytes()).hexdigest()
     recipe = Recipe(file.resolve(), digest, run, model, sources, stages, split, train, evals,
-                    unchecked_after_review(stages))
+                    unchecked_after_review(stages) + rehearsal_not_last(stages))
     if train is not None:
         train.plugin.check_recipe(train.options, recipe)
     return recipe
@@ -470,6 +470,23 @@ def unchecked_after_review(stages: list[PluginSpec]) -> list[str]:
         elif skipped:
             messages.append(f"{where}: a reviewer's edit skips {', '.join(skipped)}, which run"
                             f" only before it: repeat them after it")
+    return messages
+
+
+def rehearsal_not_last(stages: list[PluginSpec]) -> list[str]:
+    """A stage that adds general records sizes its draw by the records it sees: checks after
+    it drop records the ratio counted on (and general records it held out for the forgetting
+    check)."""
+    messages = []
+    for index, spec in enumerate(stages):
+        if spec.plugin.adds_origin != "rehearsal":
+            continue
+        later = list(dict.fromkeys(s.name for s in stages[index + 1:] if _checks(s)))
+        if later:
+            messages.append(f"stages[{index}]: rehearsal stage '{spec.name}' comes before"
+                            f" {', '.join(later)}, which can drop records after it drew its"
+                            f" share, so the ratio and the held-out general slice come out"
+                            f" smaller than asked: put it after the curation stages")
     return messages
 
 

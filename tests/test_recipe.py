@@ -227,3 +227,66 @@ def test_stage_option_checks_run_at_validation(tmp_path):
     host = build_host(extra_plugins=(("ranged", module),))
     message = error_of(tmp_path, host, SOURCE + '[[stages]]\nuse = "ranged"\nlow = 11\n')
     assert "stages[0].low: low (11) is above high (10)" in message
+
+
+# ---- checks after a review: a reviewer's edit goes only through the stages after it ----------
+
+GENERATE = ('[[stages]]\nuse = "generate"\nbase_url = "http://127.0.0.1:8000/v1"\nmodel = "m"\n'
+            'api_key_env = ""\n[stages.strategy]\nuse = "self-instruct"\n')
+
+
+def stages(*uses: str) -> str:
+    """Stage tables, named after their place so that one check may appear twice."""
+    return "".join(GENERATE if use == "generate" else
+                   f'[[stages]]\nname = "{use}-{index}"\nuse = "{use}"\n'
+                   for index, use in enumerate(uses))
+
+
+@pytest.mark.parametrize("uses, warnings", [
+    (["generate", "length", "review"],
+     ["stages[2]: review stage 'review-2' has no stage after it that checks records, so a"
+      " reviewer's edit reaches the dataset unchecked: add the checks after it (length)"]),
+    (["generate", "review"],
+     ["stages[1]: review stage 'review-1' has no stage after it that checks records, so a"
+      " reviewer's edit reaches the dataset unchecked: add the checks after it (e.g. length,"
+      " near-dedupe)"]),
+    (["generate", "length", "exact-dedupe", "review", "length"],
+     ["stages[3]: review stage 'review-3': a reviewer's edit skips exact-dedupe, which run only"
+      " before it: repeat them after it"]),
+    (["generate", "exact-dedupe", "review", "near-dedupe"], []),
+    (["length", "exact-dedupe", "generate", "review", "length"], []),
+    (["generate", "length", "review", "length", "exact-dedupe"], []),
+])
+def test_a_review_without_checks_after_it_is_a_warning(tmp_path, host, uses, warnings):
+    assert load(tmp_path, host, SOURCE + stages(*uses)).warnings == warnings
+
+
+def test_the_shipped_generate_recipe_checks_after_its_review(host):
+    from pathlib import Path
+
+    recipe = Path(__file__).resolve().parents[1] / "recipes" / "generate.toml"
+    loaded = load_recipe(recipe, host)
+    assert loaded.warnings == []
+    uses = [spec.use for spec in loaded.stages]
+    assert {"length", "near-dedupe"} <= set(uses[uses.index("review") + 1:])
+
+
+REHEARSAL = '[[stages]]\nuse = "rehearsal"\n[stages.source]\nuse = "jsonl"\npath = "data.jsonl"\n'
+
+
+def test_a_rehearsal_stage_before_checks_is_a_warning(tmp_path, host):
+    early = SOURCE + REHEARSAL + stages("length", "exact-dedupe")
+    assert load(tmp_path, host, early).warnings == [
+        "stages[0]: rehearsal stage 'rehearsal' comes before length-0, exact-dedupe-1, which can"
+        " drop records after it drew its share, so the ratio and the held-out general slice"
+        " come out smaller than asked: put it after the curation stages"]
+    assert load(tmp_path, host, SOURCE + stages("length") + REHEARSAL).warnings == []
+
+
+def test_validate_and_run_print_the_warnings(tmp_path):
+    from curate.testing import invoke_cli
+
+    (tmp_path / "data.jsonl").write_text('{"instruction": "Hi?", "output": "Hello there."}\n')
+    (tmp_path / "recipe.toml").write_text(SOURCE + REHEARSAL + stages("length"))
+    code, output = invoke_cli(["validate", str(tmp_path / "recipe.toml")])
+    assert code == 0 and "  warning: stages[0]: rehearsal stage 'rehearsal' comes before" in output

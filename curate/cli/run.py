@@ -54,6 +54,9 @@ def run(recipe: Path, run_dir: Path | None, force: bool, until: str | None, quie
     loaded = load_recipe(recipe, host)
     check_template_before_run(loaded, host)
     console = Console(quiet=quiet, verbose=verbose)
+    if not quiet:
+        for warning in loaded.warnings:
+            console.warn(f"{recipe}: {warning}")
     settings = RunSettings(run_dir or loaded.default_run_dir(), force=force, until=until)
     if not run_dir and not loaded.run.dir:
         check_default_folder_is_free(RunFolder(settings.run_dir), loaded)
@@ -134,3 +137,5 @@ def validate(recipe: Path):
     for spec in loaded.evals:
         click.echo(f"  eval {spec.name}: {spec.use}")
     click.echo(f"  run folder: {loaded.default_run_dir()}")
+    for warning in loaded.warnings:
+        click.echo(f"  warning: {warning}")

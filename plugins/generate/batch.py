@@ -1,7 +1,9 @@
 """Sends a stage's requests: at most `concurrency` at a time, each answer cached as it arrives,
 results taken in request order (so the output does not depend on timing), until the plan or a
 budget runs out. A malformed answer is asked again, as a new request, up to
-`malformed_attempts` times in all; each of those requests counts against `max_requests`."""
+`malformed_attempts` times in all; each of those requests counts against `max_requests`. A
+request the server could not answer (RequestFailed) ends as an error of its own exchange and is
+not cached, so the next run asks again."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from typing import Any
 
 from curate.generation import GenerationRequest, schema_error
 from curate.plugins.generate.cache import Answer, ResponseCache
-from curate.plugins.generate.endpoint import Endpoint
+from curate.plugins.generate.endpoint import FORMATS, Endpoint, RequestFailed
 from curate.runstore import dumps
 
 _FENCE = re.compile(r"^```[a-zA-Z]*\s*\n?(.*?)\n?```$", re.DOTALL)
@@ -29,14 +31,17 @@ class Planned:
     messages: list[dict]
     params: dict
     keyed: dict
-    """Everything the answer depends on (base_url, model, messages, schema, parameters): the
-    cache key is its sha256. Never the API key."""
+    """Everything the answer depends on (base_url, model, messages, schema, parameters, the
+    response_format when a server refused json_schema): the cache key is its sha256. Never the
+    API key."""
 
-    def attempt(self, number: int) -> tuple[str, str, dict]:
-        """(key, canonical request, parameters) of attempt `number` (0 first): a retry after a
-        malformed answer asks with another seed, so it is another request."""
+    def attempt(self, number: int, format_: str = FORMATS[0]) -> tuple[str, str, dict]:
+        """(key, canonical request, parameters) of attempt `number` (0 first) sent with
+        `format_`: a retry after a malformed answer asks with another seed, so it is another
+        request. The default format stays out of the key, which is what keys had before."""
         params = {**self.params, "seed": self.params["seed"] + number}
-        canonical = dumps({**self.keyed, "params": params})
+        fallback = {} if format_ == FORMATS[0] else {"response_format": format_}
+        canonical = dumps({**self.keyed, "params": params, **fallback})
         return hashlib.sha256(canonical.encode()).hexdigest(), canonical, params
 
     @property
@@ -52,8 +57,11 @@ class Exchange:
     attempts: list[tuple[str, Answer]] = field(default_factory=list)
     value: Any = None
     error: str | None = None
-    """Why the last answer is unusable (not JSON, not fitting the schema); None when valid."""
+    """Why the last answer is unusable (not JSON, not fitting the schema, a refusal, none at
+    all); None when valid."""
     cached: int = 0
+    failed: bool = False
+    """The last attempt got no answer (RequestFailed): not cached, asked again next run."""
 
     @property
     def answer(self) -> Answer:
@@ -138,10 +146,15 @@ class RequestBatch:
     def _exchange(self, planned: Planned) -> Exchange:
         exchange = Exchange(planned)
         for number in range(self.malformed_attempts):
-            key, canonical, params = planned.attempt(number)
-            answer = self.cache.get(key)
+            key, answer = self._cached(planned, number)
             if answer is None:
-                answer = self.endpoint.ask(key, planned.messages, planned.request.schema, params)
+                _, _, params = planned.attempt(number)
+                try:
+                    answer = self.endpoint.ask(key, planned.messages, planned.request.schema,
+                                               params)
+                except RequestFailed as failure:
+                    return _failed(exchange, key, failure)
+                key, canonical, _ = planned.attempt(number, answer.response_format)
                 self.cache.put(key, canonical, answer)
             else:
                 exchange.cached += 1
@@ -151,9 +164,32 @@ class RequestBatch:
                 break
         return exchange
 
+    def _cached(self, planned: Planned, number: int) -> tuple[str, Answer | None]:
+        """(key, answer) of attempt `number` from the cache, under whichever response_format
+        it was answered with; (the default format's key, None) when it is not there."""
+        for format_ in FORMATS:
+            key = planned.attempt(number, format_)[0]
+            answer = self.cache.get(key)
+            if answer is not None and not answer.refused and not answer.content.strip():
+                self.cache.forget(key)  # a non-answer, cached before they were refused
+            elif answer is not None:
+                return key, answer
+        return planned.attempt(number)[0], None
+
+
+def _failed(exchange: Exchange, key: str, failure: RequestFailed) -> Exchange:
+    seeds = ", ".join(exchange.planned.request.seeds) or "none"
+    exchange.attempts.append((key, Answer("", "", 0, 0, "", "")))
+    exchange.value, exchange.failed = None, True
+    exchange.error = (f"no answer: {failure} (seed records: {seeds}; not cached: the next run"
+                      f" asks again)")
+    return exchange
+
 
 def read_answer(answer: Answer, schema: dict) -> tuple[Any, str | None]:
     """(the JSON value, None) for an answer that fits the schema, else (None, why not)."""
+    if answer.refused:
+        return None, "the model refused"
     text = answer.content.strip()
     fenced = _FENCE.match(text)  # many models wrap JSON in a Markdown code fence
     if fenced:

@@ -41,17 +41,26 @@ class GenerateOptions(EndpointOptions):
 class GenerateStage(Stage):
     name = "generate"
     Options = GenerateOptions
-    version = "3"
+    version = "4"  # 4: non-answers are not cached and are asked again; refusals are named
     adds_origin = "generated"
 
     @classmethod
     def check_options(cls, options: GenerateOptions) -> None:
-        options.check()
+        # Not check_key(): reviewers and a rerun served from the cache need no API key; the
+        # endpoint asks for it when a request must be sent.
+        options.check_address()
         if options.max_requests is not None and options.max_requests < options.malformed_attempts:
             raise OptionError("max_requests", f"{options.max_requests} cannot pay for one request"
                               f" asked up to malformed_attempts = {options.malformed_attempts}"
                               f" times: raise it or lower malformed_attempts")
         resolve_strategy(options.strategy)
+
+    @classmethod
+    def run_folder_fingerprint(cls, options: GenerateOptions, run_dir) -> list:
+        from curate.plugins.generate.sending import unanswered_marker
+
+        marker = unanswered_marker(options, run_dir)
+        return ["unanswered requests", marker.read_text()] if marker.exists() else []
 
     @classmethod
     def fingerprint_extra(cls, options: GenerateOptions) -> list:

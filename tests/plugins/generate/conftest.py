@@ -70,3 +70,4 @@ def recipe(server, strategy: dict, after: str = "", **options) -> str:
     return (f"[run]\nseed = 1\n\n{source_table('qa', 'qa.jsonl')}\n"
             f"{source_table('chats', 'chats.jsonl')}\n[[stages]]\n{lines}\n{after}\n"
             f"{REVIEW_STAGE}\n[split]\neval_fraction = 0\n")
+

@@ -25,10 +25,11 @@ def test_a_refused_key_is_one_line_without_the_key(server, generate_recipe, file
 def test_no_api_key_in_the_environment(server, generate_recipe, files, run_recipe, monkeypatch):
     monkeypatch.delenv("CURATE_TEST_OPENAI_KEY")
     result = run_recipe(generate_recipe(SELF_INSTRUCT), files=files, args=["-q"])
-    assert_clear_error(result, "stages[0].api_key_env", "CURATE_TEST_OPENAI_KEY is not set")
+    assert_clear_error(result, "stage 'generate': environment variable CURATE_TEST_OPENAI_KEY"
+                               " (api_key_env) is not set, and a request must be sent")
     assert server.count == 0
     code, output = invoke_cli(["validate", str(result.recipe)])
-    assert code == 2 and output.count("\n") == 1 and "api_key_env" in output
+    assert code == 0, output  # reviewers and cached reruns need no key: only sending does
 
 
 def test_the_endpoint_is_down(server, generate_recipe, files, run_recipe):
@@ -79,12 +80,9 @@ def test_the_hosted_api_example_takes_its_key_from_the_environment(repo, tmp_pat
     (tmp_path / "qa.jsonl").write_text('{"prompt": "Hi?", "completion": "Hello."}\n')
     recipe = tmp_path / "recipe.toml"
     recipe.write_text(source_table("qa", "qa.jsonl") + "\n" + example)
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-from-the-shell")
-    assert invoke_cli(["validate", str(recipe)])[0] == 0
-    monkeypatch.delenv("OPENAI_API_KEY")
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     code, output = invoke_cli(["validate", str(recipe)])
-    assert code == 2 and output.count("\n") == 1
-    assert "stages[0].api_key_env: environment variable OPENAI_API_KEY is not set" in output
+    assert code == 0, output  # the key is read when a request must be sent, not before
 
 
 def test_validate_checks_the_stage_without_importing_openai(repo):

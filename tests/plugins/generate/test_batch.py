@@ -12,6 +12,7 @@ from curate.plugins.generate.batch import Budget, RequestBatch, read_answer
 from curate.plugins.generate.cache import Answer, ResponseCache
 from curate.plugins.generate.endpoint import Endpoint, RetryPolicy
 from curate.plugins.generate.stage import GenerateOptions, plan_requests
+from support.misbehaviours import CONTEXT_TOO_LONG, completion, misbehave
 
 SCHEMA = object_schema(answer={"type": "string", "minLength": 1})
 
@@ -179,3 +180,63 @@ def test_a_failure_stops_the_batch_with_the_answers_so_far_cached(server, cache)
 ])
 def test_reading_an_answer(content, finish, expected):
     assert read_answer(answer(content, finish), SCHEMA) == expected
+
+
+# ---- requests without an answer, refusals, and the response_format in the key ---------------
+
+def test_a_request_without_an_answer_is_its_own_error_and_is_not_cached(server, cache):
+    misbehave(server, "two", 400, CONTEXT_TOO_LONG)
+    planned = plan(server, ["one", "two", "three"])
+    exchanges = batch(server, cache).run(planned)
+    assert [e.failed for e in exchanges] == [False, True, False]
+    assert exchanges[1].error.startswith("no answer: the server refused the request (HTTP 400:"
+                                         " This model's maximum context length is 4096 tokens.")
+    assert exchanges[1].error.endswith("not cached: the next run asks again)")
+    assert len(cache) == 2
+    batch(server, cache).run(planned)
+    assert server.count == 4  # only the unanswered request is asked again
+
+
+def test_a_non_answer_cached_by_an_older_version_is_asked_again(server, cache):
+    [planned] = plan(server, ["one"])
+    key, canonical, _ = planned.attempt(0)
+    cache.put(key, canonical, answer(""))
+    [exchange] = batch(server, cache).run([planned])
+    assert server.count == 1 and exchange.error is None and exchange.answer.content
+
+
+def test_a_refusal_is_cached_and_read_as_one(server, cache):
+    misbehave(server, "one", payload=completion(content=None, refusal="I can't help with that."))
+    planned = plan(server, ["one"])
+    [exchange] = batch(server, cache).run(planned)
+    assert exchange.error == "the model refused" and exchange.answer.content == (
+        "I can't help with that.")
+    [again] = batch(server, cache).run(planned)
+    assert server.count == 1 and again.cached == 1 and again.answer.refused
+
+
+def test_an_answer_asked_with_a_weaker_format_is_cached_under_a_key_naming_it(server, cache):
+    server.refused_formats = {"json_schema"}
+    [planned] = plan(server, ["one"])
+    [exchange] = batch(server, cache).run([planned])
+    key, canonical, _ = planned.attempt(0, "json_object")
+    assert exchange.attempts[0][0] == key != planned.key
+    assert cache.get(key).response_format == "json_object" and cache.get(planned.key) is None
+    [again] = batch(server, cache).run([planned])
+    assert again.cached == 1 and server.count == 2  # the 400 and the answer, nothing more
+
+
+def test_a_cache_file_from_before_refusals_gets_the_new_columns(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "generate.sqlite"
+    old = sqlite3.connect(path)
+    old.execute("CREATE TABLE answers (key TEXT PRIMARY KEY, request TEXT NOT NULL, content TEXT"
+                " NOT NULL, finish_reason TEXT NOT NULL, prompt_tokens INTEGER NOT NULL,"
+                " completion_tokens INTEGER NOT NULL, model TEXT NOT NULL, time TEXT NOT NULL)")
+    old.execute("INSERT INTO answers VALUES ('k', '{}', '{\"a\": 1}', 'stop', 1, 1, 'm', 't')")
+    old.commit()
+    old.close()
+    cache = ResponseCache(path)
+    assert cache.get("k") == Answer('{"a": 1}', "stop", 1, 1, "m", "t")
+    cache.close()

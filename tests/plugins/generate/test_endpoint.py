@@ -2,13 +2,15 @@
 429 (honouring Retry-After), 500, timeouts, truncated bodies and dropped connections; the
 response_format fallback; one clear message, without the key, for what cannot be retried."""
 
+import re
 import threading
 import time
 
 import pytest
 
 from curate.errors import CurateError
-from curate.plugins.generate.endpoint import Endpoint, RetryPolicy, Stopped
+from curate.plugins.generate.endpoint import Endpoint, RequestFailed, RetryPolicy, Stopped
+from support.misbehaviours import CONTEXT_TOO_LONG, completion, misbehave
 
 SCHEMA = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}
 PARAMS = {"temperature": 0.0, "max_tokens": 64, "seed": 1}
@@ -81,11 +83,56 @@ def test_a_server_without_structured_output_is_asked_in_words_only(server):
     assert formats(server) == ["json_schema", "json_object", None]
 
 
-def test_a_bad_request_for_another_reason_is_reported(server):
+def test_a_request_refused_even_without_response_format_fails_that_request(server):
     server.refused_formats = {"json_schema", "json_object", None}
-    with pytest.raises(CurateError, match="HTTP 400: response_format None is not supported"):
+    with pytest.raises(RequestFailed, match="HTTP 400: response_format None is not supported"):
         endpoint(server).ask("k", ASK, SCHEMA, PARAMS)
     assert server.count == 3
+
+
+def test_a_400_about_the_request_itself_fails_it_and_keeps_the_format(server):
+    misbehave(server, "2 + 2", 400, CONTEXT_TOO_LONG)
+    client = endpoint(server)
+    with pytest.raises(RequestFailed, match="refused the request .*maximum context length"):
+        client.ask("k", ASK, SCHEMA, PARAMS)
+    client.ask("k2", [{"role": "user", "content": "Another question"}], SCHEMA, PARAMS)
+    assert formats(server) == ["json_schema", "json_schema"]
+    assert client.response_format == "json_schema"
+
+
+@pytest.mark.parametrize("content_type, body, what", [
+    ("text/html", b"<html>oops</html>", "a body starting '<html>oops</html>'"),
+    ("application/json", b"NOTJSON", "JSONDecodeError")])
+def test_a_body_that_is_not_a_chat_completion_is_one_clear_error(server, content_type, body,
+                                                                 what):
+    misbehave(server, "2 + 2", body=body, content_type=content_type)
+    with pytest.raises(CurateError) as error:
+        endpoint(server).ask("k", ASK, SCHEMA, PARAMS)
+    assert str(error.value).startswith(f"{server.base_url}: the server answered with something"
+                                       f" other than a chat completion (")
+    assert what in str(error.value) and "does it end in /v1?" in str(error.value)
+
+
+@pytest.mark.parametrize("payload, why", [
+    ({"object": "error", "message": "model overloaded"}, "without an answer (model overloaded)"),
+    ({**completion(content="x"), "choices": []}, "without choices"),
+    ({**completion(content="x"), "choices": None}, "without choices"),
+    (completion(content=None), "an empty answer (finish_reason stop)"),
+    (completion(content="  "), "an empty answer")])
+def test_a_response_without_an_answer_is_asked_again_then_fails_that_request(server, payload,
+                                                                             why):
+    misbehave(server, "2 + 2", payload=payload)
+    client = endpoint(server)
+    with pytest.raises(RequestFailed, match=f"{re.escape(why)}.* after 3 attempts"):
+        client.ask("k", ASK, SCHEMA, PARAMS)
+    assert server.count == 3 and client.resent == 2
+
+
+def test_a_refusal_is_an_answer_with_its_text(server):
+    misbehave(server, "2 + 2", payload=completion(content=None, refusal="I can't help with that."))
+    answer = endpoint(server).ask("k", ASK, SCHEMA, PARAMS)
+    assert answer.refused and answer.content == "I can't help with that."
+    assert server.count == 1
 
 
 def formats(server):
@@ -106,10 +153,13 @@ def test_a_refused_key_is_scrubbed_from_the_message(server, monkeypatch):
     assert "Incorrect API key provided: ***" in str(error.value)
 
 
-def test_a_missing_key_variable(server, monkeypatch):
+def test_a_missing_key_variable_matters_only_when_a_request_is_sent(server, monkeypatch):
     monkeypatch.delenv("CURATE_TEST_OPENAI_KEY")
-    with pytest.raises(CurateError, match="CURATE_TEST_OPENAI_KEY .* is not set"):
-        endpoint(server)
+    client = endpoint(server)
+    with pytest.raises(CurateError, match="CURATE_TEST_OPENAI_KEY .* is not set, and a request"
+                                          " must be sent"):
+        client.ask("k", ASK, SCHEMA, PARAMS)
+    assert server.count == 0
 
 
 def test_no_key_needed_sends_a_placeholder(server):

@@ -256,6 +256,43 @@ def test_the_example_recipe_runs_against_a_local_server(server, repo, tmp_path):
     assert server.count == 20
 
 
+def test_the_example_recipe_checks_what_reviewers_edit(server, repo, tmp_path):
+    recipe = tmp_path / "generate.toml"
+    (tmp_path / "data").mkdir()
+    data = repo / "recipes" / "data" / "support_chats.jsonl"
+    (tmp_path / "data" / data.name).write_bytes(data.read_bytes())
+    recipe.write_text((repo / "recipes" / "generate.toml").read_text()
+                      .replace("http://127.0.0.1:8000/v1", server.base_url)
+                      .replace("count = 20", "count = 4"))
+    server.models.append("Qwen/Qwen2.5-1.5B-Instruct")
+    server.api_key = None
+    where = [str(recipe), "--run-dir", str(tmp_path / "run")]
+    assert invoke_cli(["run", *where])[0] == EXIT_REVIEW_PENDING
+    import pyarrow.parquet as pq
+
+    human = pq.read_table(tmp_path / "run" / "stages" / "00-read" / "kept.parquet").to_pylist()[0]
+    exported = tmp_path / "candidates.jsonl"
+    assert invoke_cli(["review", "export", *where[:1], "-o", str(exported), *where[1:]])[0] == 0
+    candidates = [json.loads(line) for line in exported.read_text().splitlines()]
+    edits = [[{"role": "user", "content": "Hi?"}, {"role": "assistant", "content": "k"}],
+             [{"role": m["role"], "content": m["content"]} for m in human["messages"]],
+             [{"role": "user", "content": "Tell me all."}, {"role": "assistant",
+                                                            "content": "blah " * 1000}]]
+    for candidate, edited in zip(candidates, edits):
+        candidate.update(status="edited", edited=edited)
+    candidates[3]["status"] = "approved"
+    exported.write_text("".join(json.dumps(c) + "\n" for c in candidates))
+    assert invoke_cli(["review", "import", *where[:1], str(exported), *where[1:]])[0] == 0
+    code, output = invoke_cli(["run", *where])
+    assert code == 0, output
+    rows = [json.loads(line) for name in ("train", "eval")
+            for line in (tmp_path / "run" / "dataset" / f"{name}.jsonl").read_text().splitlines()]
+    answers = [row["messages"][-1]["content"] for row in rows]
+    assert "k" not in answers and not any(a.startswith("blah") for a in answers)
+    assert answers.count(human["messages"][-1]["content"]) == 1
+    assert [row["origin"] for row in rows].count("generated") == 1
+
+
 class HarderQuestions(GenerationStrategy):
     """A third-party strategy."""
 
