@@ -296,6 +296,12 @@ class EndpointOptions:
                                           f" {self.base_url!r}")
         if not self.model.strip():
             raise OptionError("model", "name the model the server should use")
+        if self.api_key_env and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.api_key_env):
+            # Not echoed: it is most likely the key itself, pasted where its variable's name goes.
+            raise OptionError("api_key_env", "expected the NAME of the environment variable"
+                                             " holding the key (e.g. OPENAI_API_KEY), not the"
+                                             " key itself: export the key in a variable and"
+                                             " name that variable here")
 
     def check_key(self) -> None:
         """The API key's variable is set: only what sends a request on every run needs it."""

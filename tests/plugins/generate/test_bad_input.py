@@ -52,6 +52,8 @@ def test_an_unknown_model_names_the_served_ones(server, generate_recipe, files, 
     ({"max_requests": 2, "malformed_attempts": 3}, ["stages[0].max_requests",
                                                     "malformed_attempts = 3"]),
     ({"base_url": "127.0.0.1:8000"}, ["stages[0].base_url", "http://"]),
+    ({"api_key_env": "sk-proj-abc123"}, ["stages[0].api_key_env", "expected the NAME of the"
+                                         " environment variable holding the key"]),
     ({"strategy": {"count": 3}}, ["stages[0].strategy.use", "self-instruct"]),
     ({"strategy": {"use": "self-instruc"}}, ["stages[0].strategy.use", "did you mean"]),
     ({"strategy": {"use": "self-instruct", "count": 0}}, ["stages[0].strategy.count"]),
@@ -66,6 +68,7 @@ def test_option_mistakes_are_one_line_naming_the_key(server, generate_recipe, fi
     result = run_recipe(generate_recipe(options.pop("strategy"), **options), files=files,
                         args=["-q"])
     assert_clear_error(result, *fragments)
+    assert "sk-proj" not in result.output  # a key pasted into api_key_env is never echoed
     assert server.count == 0
 
 
