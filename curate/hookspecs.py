@@ -148,7 +148,9 @@ def register_language_detectors(register: Callable[[type], None]) -> None:
 
     Call `register(MyDetector)` with a subclass of `curate.language.LanguageDetector`: `name`,
     and `detect(text)` returning `[(language code, probability), ...]`, most likely first. It
-    must be deterministic for the seed it is given. Override `detect_many(texts)` too when a
+    must be deterministic for the seed it is given (a fixed one, not the run's). `languages`
+    lists the codes it returns (validate checks `keep` against them), and `consider(keep)` is
+    called once before any text. Override `detect_many(texts)` too when a
     batch is cheaper to judge than one text at a time. The built-ins are `langdetect` and
     `langid`.
 

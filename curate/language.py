@@ -21,6 +21,11 @@ class LanguageDetector:
     def __init__(self, seed: int = 0):
         self.seed = seed
 
+    def consider(self, languages: list[str]) -> None:
+        """Called once, before any `detect`, with the languages the stage keeps: a detector
+        that weighs only some of its languages must weigh these too. The default does
+        nothing."""
+
     def detect(self, text: str) -> list[tuple[str, float]]:
         """The likely languages of `text` as (ISO 639-1 code, probability), most likely first;
         an empty list when the text has nothing to judge (only digits or punctuation, say).

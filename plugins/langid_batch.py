@@ -20,12 +20,18 @@ TOP = 5
 
 
 class BatchScorer:
-    def __init__(self, identifier):
+    """`languages`, when given, restricts the model to those of its languages, as py3langid's
+    `set_languages` does."""
+
+    def __init__(self, identifier, languages=None):
         self.identifier = identifier
-        self.table = np.asarray(identifier.nb_ptc, dtype=np.float32)
-        self.prior = np.asarray(identifier.nb_pc, dtype=np.float32)
-        self.classes = list(identifier.nb_classes)
-        self.alias_pairs = list(identifier._alias_pairs)
+        classes = list(identifier.nb_classes)
+        columns = [column for column, code in enumerate(classes)
+                   if languages is None or code in languages]
+        self.table = np.asarray(identifier.nb_ptc, dtype=np.float32)[:, columns]
+        self.prior = np.asarray(identifier.nb_pc, dtype=np.float32)[columns]
+        self.classes = [classes[column] for column in columns]
+        self.alias_pairs = _alias_pairs(self.classes)
         self.features = self.table.shape[0]
 
     def rank(self, texts: list[str]) -> list[list[tuple[str, float]]]:
@@ -70,7 +76,8 @@ class BatchScorer:
         return scores
 
     def _ranked(self, probabilities: np.ndarray) -> list[list[tuple[str, float]]]:
-        top = np.argpartition(-probabilities, TOP, axis=1)[:, :TOP]
+        count = min(TOP, probabilities.shape[1])
+        top = np.argpartition(-probabilities, count - 1, axis=1)[:, :count]
         chosen = np.take_along_axis(probabilities, top, axis=1)
         # Ties broken by column, the order py3langid's stable sort gives.
         order = np.lexsort((top, -chosen), axis=1)
@@ -88,3 +95,16 @@ def _emitted_features(nextmove, rowbase, output, data: bytes) -> list[int]:
         if feature >= 0:
             append(feature)
     return emitted
+
+
+def _alias_pairs(classes: list[str]) -> list[tuple[int, int]]:
+    """(first, duplicate) columns of the codes the model lists twice (two scripts of one
+    language)."""
+    first: dict[str, int] = {}
+    pairs = []
+    for column, code in enumerate(classes):
+        if code in first:
+            pairs.append((first[code], column))
+        else:
+            first[code] = column
+    return pairs

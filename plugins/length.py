@@ -1,8 +1,10 @@
-"""The `length` stage: drop examples whose prompt, response or whole conversation is too short
-or too long, in characters and, with the recipe's tokenizer, in tokens.
+"""The `length` stage: drop examples whose turns or whole conversation are too short or too
+long, in characters and, with the recipe's tokenizer, in tokens.
 
-Defaults follow the usual data-quality checklist: a response under 10 characters is too short,
-one over 2,000 too long.
+Prompt and response limits apply to each user and each assistant turn, so a long chat is not
+"too long" for being long, and a short last answer is measured on its own. By default only an
+empty answer is too short ("Yes.", "42" and "positive" are answers) and an answer over 2,000
+characters too long.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from dataclasses import dataclass
 
 from curate import hookimpl
 from curate.options import OptionError, option
+from curate.plugins.language import INVISIBLE
 from curate.records import Record
 from curate.stages import Filter, Reject
 
@@ -28,17 +31,18 @@ def register_stages(register):
 class LengthOptions:
     """Every limit is inclusive; 0 turns it off (TOML has no null)."""
 
-    min_chars: int = option(10, min=0, help="shortest response kept, in characters")
-    max_chars: int = option(2000, min=0, help="longest response kept, in characters")
-    min_prompt_chars: int = option(1, min=0, help="shortest prompt kept")
-    max_prompt_chars: int = option(0, min=0, help="longest prompt kept")
+    min_chars: int = option(1, min=0, help="shortest assistant turn kept, in visible"
+                                           " characters")
+    max_chars: int = option(2000, min=0, help="longest assistant turn kept, in characters")
+    min_prompt_chars: int = option(1, min=0, help="shortest user turn kept")
+    max_prompt_chars: int = option(0, min=0, help="longest user turn kept")
     min_conversation_chars: int = option(0, min=0, help="shortest conversation kept, system"
                                                         " prompt included")
     max_conversation_chars: int = option(0, min=0, help="longest conversation kept")
-    min_tokens: int = option(0, min=0, help="shortest response kept, in tokens")
-    max_tokens: int = option(0, min=0, help="longest response kept, in tokens")
-    min_prompt_tokens: int = option(0, min=0, help="shortest prompt kept, in tokens")
-    max_prompt_tokens: int = option(0, min=0, help="longest prompt kept, in tokens")
+    min_tokens: int = option(0, min=0, help="shortest assistant turn kept, in tokens")
+    max_tokens: int = option(0, min=0, help="longest assistant turn kept, in tokens")
+    min_prompt_tokens: int = option(0, min=0, help="shortest user turn kept, in tokens")
+    max_prompt_tokens: int = option(0, min=0, help="longest user turn kept, in tokens")
     min_conversation_tokens: int = option(0, min=0, help="shortest conversation kept, in tokens")
     max_conversation_tokens: int = option(0, min=0, help="longest conversation kept, in tokens")
 
@@ -52,7 +56,7 @@ def limit_key(bound: str, part: str, unit: str) -> str:
 class LengthFilter(Filter):
     name = "length"
     Options = LengthOptions
-    version = "2"
+    version = "3"
 
     @classmethod
     def check_options(cls, options: LengthOptions) -> None:
@@ -77,27 +81,51 @@ class LengthFilter(Filter):
             os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
     def check(self, record: Record) -> Reject | None:
-        texts = {"prompt": record.prompt.strip(), "response": record.response.strip(),
-                 "conversation": "\n".join(m["content"] for m in record.messages)}
+        texts = {"prompt": turns(record, "user"), "response": turns(record, "assistant"),
+                 "conversation": ["\n".join(m["content"] for m in record.messages)]}
         for unit in UNITS:
             for part in PARTS:
-                verdict = self.judge_part(part, unit, texts[part])
-                if verdict is not None:
-                    return verdict
+                for number, text in enumerate(texts[part], start=1):
+                    verdict = self.judge_turn(part, unit, text, (number, len(texts[part])))
+                    if verdict is not None:
+                        return verdict
         return None
 
-    def judge_part(self, part: str, unit: str, text: str) -> Reject | None:
+    def judge_turn(self, part: str, unit: str, text: str,
+                   turn: tuple[int, int]) -> Reject | None:
+        """turn: (number, count) of the user or assistant turn measured."""
         low = getattr(self.options, limit_key("min", part, unit))
         high = getattr(self.options, limit_key("max", part, unit))
         if not low and not high:
             return None
-        size = len(text) if unit == "chars" else self.context.tokenizer().count(text)
+        if unit == "chars":
+            size = len(visible(text))
+        else:  # the model reads invisible characters as tokens too
+            size = self.context.tokenizer().count(text.strip())
         word = "characters" if unit == "chars" else "tokens"
+        number, count = turn
         evidence = {"part": part, "unit": unit, "size": size}
+        where = part
+        if count > 1:
+            where = f"{part} turn {number} of {count}"
+            evidence.update(turn=number, turns=count)
         if low and size < low:
-            return Reject(f"{part}-too-short", f"{part} has {size} {word}, minimum is {low}",
+            return Reject(f"{part}-too-short", f"{where} has {size} {word}, minimum is {low}",
                           {**evidence, "limit": low})
         if high and size > high:
-            return Reject(f"{part}-too-long", f"{part} has {size} {word}, maximum is {high}",
+            return Reject(f"{part}-too-long", f"{where} has {size} {word}, maximum is {high}",
                           {**evidence, "limit": high})
         return None
+
+
+def turns(record: Record, role: str) -> list[str]:
+    """The record's turns of one role; one empty turn when it has none, so that a minimum
+    still rejects a record without an answer."""
+    return [m["content"] for m in record.messages if m["role"] == role] or [""]
+
+
+def visible(text: str) -> str:
+    """A text without invisible characters (zero-width spaces and joiners, direction marks,
+    controls) and without the spaces around it: a response of zero-width spaces is empty, and
+    an emoji joined by zero-width joiners counts one character per emoji."""
+    return INVISIBLE.sub("", text).strip()

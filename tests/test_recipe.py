@@ -33,7 +33,7 @@ def test_a_valid_recipe_loads_with_defaults(tmp_path, host):
     recipe = load(tmp_path, host, SOURCE + '[[stages]]\nuse = "length"\n')
     assert recipe.name == "recipe" and recipe.run.seed == 0
     assert recipe.sources[0].source_options.format == "auto"
-    assert recipe.stages[0].options.min_chars == 10
+    assert recipe.stages[0].options.min_chars == 1
     assert recipe.split.eval_fraction == 0.1
     assert str(recipe.default_run_dir()) == "runs/recipe"
 

@@ -16,7 +16,7 @@ from curate.testing import assert_complete, invoke_cli, output_digests
 SLOW_PLUGIN = Path(__file__).parent / "support" / "slow_stage.py"
 
 DATA = "".join(f'{{"instruction": "Question {i}?", "output": "A long enough answer {i}."}}\n'
-               for i in range(20)) + '{"instruction": "Short?", "output": "no"}\n'
+               for i in range(20)) + '{"instruction": "Short?", "output": " "}\n'
 
 RECIPE = """
 [[sources]]

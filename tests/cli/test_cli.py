@@ -228,8 +228,9 @@ def test_a_plugin_whose_commands_hook_raises_does_not_take_the_cli_down(curate_p
 
 def test_verbose_adds_fingerprints_reasons_and_the_manifest(tmp_path):
     data = DATA + '{"prompt": "Hi", "completion": "no"}\n'
-    code, output = invoke_cli(["run", str(write(tmp_path, data=data)), "--run-dir",
-                               str(tmp_path / "run"), "--verbose"])
+    code, output = invoke_cli(["run", str(write(tmp_path, data=data,
+                                                recipe=RECIPE + "min_chars = 10\n")),
+                               "--run-dir", str(tmp_path / "run"), "--verbose"])
     assert code == 0, output
     assert "01-length: fingerprint " in output
     assert "      1 response-too-short" in output

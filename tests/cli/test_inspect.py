@@ -4,7 +4,7 @@ from curate.testing import invoke_cli
 
 DATA = (
     '{"instruction": "Name a colour.", "output": "Blue is a colour."}\n'
-    '{"instruction": "Too short", "output": "no"}\n'
+    '{"instruction": "Too short", "output": " "}\n'
     'this line is not json\n'
 )
 RECIPE = """
@@ -31,7 +31,7 @@ def test_why_explains_rejected_and_kept_records(run_recipe):
     assert output.splitlines() == [
         f"{short}  (source colours, human, from d.jsonl:2)",
         "  rejected at step 'length': response-too-short",
-        "  detail: response has 2 characters, minimum is 10",
+        "  detail: response has 0 characters, minimum is 1",
         "  passed: read",
     ]
     unreadable = result.rejected("read")[0]["id"]

@@ -50,3 +50,26 @@ def test_a_text_without_features_has_no_verdict(identifier):
 def has_features(identifier, text):
     return visit_counts(identifier.tk_nextmove, identifier._rowbase, identifier.tk_output,
                         identifier._encode(text)) is not None
+
+
+def test_a_restricted_scorer_agrees_with_py3langid_set_languages():
+    languages = ["en", "de", "fr", "es", "sr", "uz", "zh", "ru", "ar"]  # sr and uz: two columns
+    restricted = LanguageIdentifier.from_modelpath(MODEL_DIR / MODEL_FILE, norm_probs=True)
+    restricted.set_languages(languages)
+    batch = BatchScorer(full_identifier(), languages).rank(TEXTS)
+    for text, verdict in zip(TEXTS, batch):
+        if not has_features(restricted, text):
+            continue
+        expected = restricted.rank(text)[:TOP]
+        assert [code for code, _ in verdict] == [code for code, _ in expected], text
+        for (_, found), (_, wanted) in zip(verdict, expected):
+            assert found == pytest.approx(wanted, abs=1e-4), text
+
+
+def test_fewer_languages_than_a_verdict_lists():
+    verdict = BatchScorer(full_identifier(), ["en", "de"]).rank([TEXTS[1]])[0]
+    assert [code for code, _ in verdict] == ["de", "en"]
+
+
+def full_identifier():
+    return LanguageIdentifier.from_modelpath(MODEL_DIR / MODEL_FILE, norm_probs=True)

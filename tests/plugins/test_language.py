@@ -13,7 +13,8 @@ import pytest
 
 from curate import hookimpl
 from curate.language import LanguageDetector
-from curate.plugins.language import LangdetectDetector, LanguageFilter, LanguageOptions
+from curate.plugins.language import (LangdetectDetector, LangidDetector, LanguageFilter,
+                                     LanguageOptions, looks_like_code)
 from curate.records import Record, Rejection
 from curate.stages import StageContext
 from curate.testing import invoke_cli, jsonl, output_digests
@@ -32,8 +33,8 @@ QUESTIONS = {
     "fr": "Qu'a fait le comité avant le vote sur le budget de l'année?",
     "pt": "O que o comitê fez antes da votação do orçamento deste ano?",
 }
-# langdetect with seed 0 reads this as fr (p=0.71) and en (p=0.29)
-MIXED = "I love this city. J'adore cette ville et ses rues."
+# langdetect with seed 0 reads this as fr (p=0.57) and en (p=0.43)
+MIXED = "We love this city. Nous adorons cette ville et ses rues."
 
 
 def pairs_jsonl(*pairs: tuple[str, str]) -> str:
@@ -132,28 +133,40 @@ def test_min_chars_sets_what_is_short(run_recipe):
     assert [r["reason"] for r in result.rejected("language")] == ["wrong-language"]
 
 
-def test_an_unsure_verdict_is_language_uncertain(run_recipe):
-    result = run_language(run_recipe, [(QUESTIONS["en"], MIXED)])
+def test_an_unsure_verdict_is_kept_or_language_uncertain(run_recipe):
+    assert verdicts(run_language(run_recipe, [(QUESTIONS["en"], MIXED)])) == {MIXED: "kept"}
+    result = run_language(run_recipe, [(QUESTIONS["en"], MIXED)], "keep_uncertain = false")
     [rejected] = result.rejected("language")
     assert rejected["reason"] == "language-uncertain"
-    assert rejected["detail"] == ("response language is uncertain: fr (p=0.71), en (p=0.29);"
-                                  " the kept languages (en) reach p=0.29, min_probability is"
+    assert rejected["detail"] == ("response language is uncertain: fr (p=0.57), en (p=0.43);"
+                                  " the kept languages (en) reach p=0.43, min_probability is"
                                   " 0.80")
     evidence = json.loads(rejected["evidence"])
-    assert evidence["candidates"] == [["fr", 0.7143], ["en", 0.2857]]
-    assert evidence["kept_probability"] == 0.2857 and evidence["min_probability"] == 0.8
+    assert evidence["candidates"] == [["fr", 0.5714], ["en", 0.4286]]
+    assert evidence["kept_probability"] == 0.4286 and evidence["min_probability"] == 0.8
 
 
 @pytest.mark.parametrize("options, verdict", [
-    ("min_probability = 0.7", "wrong-language"),   # sure enough that it is French
-    ("keep_uncertain = true", "kept"),
+    ("min_probability = 0.5", "wrong-language"),   # sure enough that it is French
+    ("keep_uncertain = false", "language-uncertain"),
     ('keep = ["en", "fr"]', "kept"),                # kept languages together reach p=1.0
     ('keep = ["en", "fr"]\nmin_probability = 1.0', "kept"),  # the likeliest one is kept
-    ('keep = ["de"]\nmin_probability = 0.9\njudge = "response"', "language-uncertain"),
+    ('keep = ["de"]\nmin_probability = 0.9\njudge = "response"', "wrong-language"),  # not de
 ])
 def test_min_probability_decides_unsure_verdicts(run_recipe, options, verdict):
     result = run_language(run_recipe, [(QUESTIONS["en"], MIXED)], options)
     assert verdicts(result) == {MIXED: verdict}
+
+
+def test_a_text_surely_in_no_kept_language_is_wrong_language(run_recipe):
+    result = run_language(run_recipe, [(QUESTIONS["en"], MIXED)],
+                          'keep = ["de"]\nmin_probability = 0.9\njudge = "response"')
+    [rejected] = result.rejected("language")
+    assert rejected["detail"] == ("response is in fr (p=0.57) or en (p=0.43), p=1.00 together;"
+                                  " kept languages: de (p=0.00)")
+    evidence = json.loads(rejected["evidence"])
+    assert evidence["other_probability"] == 1.0
+    assert evidence["candidates"] == [["fr", 0.5714], ["en", 0.4286]]
 
 
 def test_meta_holds_each_part_language_in_the_report_shape(run_recipe):
@@ -162,28 +175,46 @@ def test_meta_holds_each_part_language_in_the_report_shape(run_recipe):
     result = run_language(run_recipe, pairs)
     english = {"code": "en", "probability": 1.0}
     assert [json.loads(r["meta"])["language"] for r in result.kept("language")] == [
-        {"prompt": english, "response": english}, {"prompt": None, "response": english}]
+        {"prompt": english, "response": english, "conversation": None},
+        {"prompt": None, "response": english, "conversation": None}]
     [rejected] = result.rejected("language")
     french = {"code": "fr", "probability": 1.0}
-    assert json.loads(rejected["meta"])["language"] == {"prompt": french, "response": french}
+    assert json.loads(rejected["meta"])["language"] == {"prompt": french, "response": french,
+                                                        "conversation": None}
 
 
 def test_judge_response_leaves_the_prompt_alone(run_recipe):
     result = run_language(run_recipe, [(QUESTIONS["de"], SENTENCES["en"])], 'judge = "response"')
     [kept] = result.kept("language")
     assert json.loads(kept["meta"])["language"] == {
-        "prompt": None, "response": {"code": "en", "probability": 1.0}}
+        "prompt": None, "response": {"code": "en", "probability": 1.0}, "conversation": None}
+
+
+UNFENCED = "def merge(a, b):\n    result = dict(a)\n    result.update(b)\n    return result"
+"""langdetect reads it as Romanian (p=1.00)."""
 
 
 def test_code_is_left_out_of_what_is_judged(run_recipe):
-    code_only = "```python\ndef add(x, y):\n    return x + y\n```"  # langdetect: Welsh
-    explained = f"Here is the function:\n{code_only}\nIt returns `x + y`, the sum of both."
-    pairs = [(QUESTIONS["en"], code_only), (QUESTIONS["en"], explained)]
+    fenced = f"```python\n{UNFENCED}\n```"
+    explained = f"Here is the function:\n{fenced}\nIt returns `result`, both merged."
+    pairs = [(QUESTIONS["en"], fenced), (QUESTIONS["en"], explained),
+             (QUESTIONS["en"], UNFENCED)]
     result = run_language(run_recipe, pairs)
-    assert verdicts(result) == {code_only: "kept", explained: "kept"}
+    assert verdicts(result) == {fenced: "kept", explained: "kept", UNFENCED: "kept"}
     assert json.loads(result.kept("language")[0]["meta"])["language"]["response"] is None
     raw = run_language(run_recipe, pairs, "ignore_code = false")
-    assert verdicts(raw)[code_only] == "wrong-language"
+    assert verdicts(raw)[fenced] == verdicts(raw)[UNFENCED] == "wrong-language"
+
+
+@pytest.mark.parametrize("line, code", [
+    ("def factorial(n):", True), ("    if n <= 1:", True), ("\tfor i := range s {", True),
+    ("evens = [x * x for x in range(10) if x % 2 == 0]", True),
+    ("SELECT * FROM users WHERE age > 30;", True),
+    ("The CPU, or central processing unit, carries out the instructions.", False),
+    ("Yes, gift wrapping is $5 per item and you can add it at checkout.", False),
+])
+def test_lines_that_look_like_code(line, code):
+    assert looks_like_code(line) is code
 
 
 def many_pairs(count: int) -> list[tuple[str, str]]:
@@ -199,7 +230,8 @@ def test_output_is_the_same_bytes_with_one_or_two_workers_and_on_rerun(run_recip
     data = {"data.jsonl": pairs_jsonl(*many_pairs(300))}
     digests = []
     for name, workers in (("one", 1), ("two", 2), ("two-again", 2)):
-        result = run_recipe(recipe('keep = ["en", "es"]', f"workers = {workers}"), files=data,
+        result = run_recipe(recipe('keep = ["en", "es"]\nkeep_uncertain = false',
+                                   f"workers = {workers}"), files=data,
                             name=name)
         assert result.exit_code == 0, result.output
         digests.append(output_digests(result.run_dir))
@@ -274,12 +306,12 @@ class ScriptPlugin:
 
 def test_a_plugin_detector_is_used_through_the_hook(curate_plugin, run_recipe):
     curate_plugin(ScriptPlugin(), name="by_script")
-    hebrew = "שלום, מה שלומך היום? אני מקווה שהכל בסדר אצלך"
+    hebrew = "שלום, מה שלומך היום? אני מקווה שהכל בסדר אצלך ושהמשפחה בריאה"
     result = run_language(run_recipe, [(QUESTIONS["en"], hebrew), (QUESTIONS["en"], "42 " * 10)],
                           'detector = "by-script"\nkeep = ["en"]', "seed = 11\nworkers = 1")
     assert verdicts(result) == {hebrew: "wrong-language", "42 " * 10: "kept"}
     assert json.loads(result.rejected("language")[0]["evidence"])["probability"] == 0.9
-    assert ScriptDetector.seeds[-1] == 11
+    assert ScriptDetector.seeds[-1] == 0  # a fixed seed: [run] seed only reshuffles the split
 
 
 def language_filter(**options) -> LanguageFilter:
@@ -295,8 +327,8 @@ BAD_INPUTS = {
     "zero-width": "\u200b\u200c\u200d\ufeff" * 10,
     "zero-width-in-words": "The\u200b committee\u200d reviewed\ufeff the proposal before the vote.",
     "rtl-override": "\u202e" + SENTENCES["en"],
-    "arabic": "مرحبا بك في هذا المكان الجميل، كيف حالك اليوم؟",
-    "hebrew": "שלום, מה שלומך היום? אני מקווה שהכל בסדר",
+    "arabic": "مرحبا بك في هذا المكان الجميل، كيف حالك اليوم؟ أتمنى أن تكون بخير",
+    "hebrew": "שלום, מה שלומך היום? אני מקווה שהכל בסדר אצלך ושהמשפחה בריאה",
     "lone-surrogate": "\ud800 " + SENTENCES["en"],
     "one-megabyte": (SENTENCES["en"] + " ") * 13_000,
     "unclosed-fence": SENTENCES["en"] + "\n```python\n" + "x = 1\n" * 50_000,
@@ -319,7 +351,8 @@ def test_bad_input_is_kept_or_rejected_with_a_reason(name):
     detected = {part: found and found["code"] for part, found in record.meta["language"].items()}
     expected_verdict, expected_code = EXPECTED[name]
     assert (verdict, detected) == (expected_verdict, {"prompt": expected_code,
-                                                      "response": expected_code})
+                                                      "response": expected_code,
+                                                      "conversation": None})
     assert verdict == "kept" or outcome.detail
 
 
@@ -381,3 +414,95 @@ def test_swapping_the_detector_reruns_the_stage(run_recipe):
     again = run_language(run_recipe, pairs, 'detector = "langid"')
     assert {s["name"]: s["cached"] for s in again.manifest["steps"]} == {
         "read": True, "language": False}
+
+
+# Plain English that langdetect (and langid, given all 140 of its languages) rejected when
+# each part was judged on its own; seed 0, 1 and 7 each rejected a different set.
+SHORT_ENGLISH = [
+    ("What is the freezing point of water in Fahrenheit?",
+     "Water freezes at 32 degrees Fahrenheit."),                      # de, p=1.00
+    ("Can you gift wrap my order?",                                   # cy, p=1.00
+     "Yes, gift wrapping is $5 per item and you can add it at checkout."),
+    ("Give me a regex for a US zip code.", "^\\d{5}(-\\d{4})?$"),       # ro, p=1.00
+    ("What does the Russian word 'спасибо' mean?", "It means 'thank you' in Russian."),
+    ("Calculate 24 multiplied by 30.", "24 × 30 = 720."),
+    ("What is the capital of Kenya?", "The capital of Kenya is Nairobi."),  # langid: kik
+    ("How many months have 31 days?",                                      # langid: pcm
+     "Seven months have 31 days: January, March, May, July, August, October and December."),
+    ("Write a Python function to merge two dictionaries.", UNFENCED),       # ro, p=1.00
+]
+SHORT_FOREIGN = [
+    ("Kann ich meine Bestellung stornieren?", "Ja, solange sie noch nicht versandt wurde."),
+    ("¿Cuánto cuesta el envío a México?", "Cuesta 15 dólares y tarda una semana."),
+    ("Qu'est-ce qu'un nombre premier ?", "Un entier qui n'a que deux diviseurs."),
+]
+
+
+@pytest.mark.parametrize("detector", ["langdetect", "langid"])
+def test_short_parts_are_judged_with_the_rest_of_the_conversation(detector):
+    records = [Record([{"role": "user", "content": prompt},
+                       {"role": "assistant", "content": response}], "data")
+               for prompt, response in SHORT_ENGLISH + SHORT_FOREIGN]
+    outcomes = language_filter(detector=detector).judge_batch(records)
+    rejected = [o.reason for o in outcomes if isinstance(o, Rejection)]
+    assert rejected == ["wrong-language"] * len(SHORT_FOREIGN)
+    assert all(o is r for o, r in zip(outcomes, records[:len(SHORT_ENGLISH)]))
+    german = outcomes[len(SHORT_ENGLISH)]
+    assert german.detail == ("conversation (prompt and response judged together: no part has"
+                             " min_chars = 40 letters) is in de (p=1.00), kept languages: en")
+    assert german.evidence["part"] == "conversation"
+    assert records[len(SHORT_ENGLISH)].meta["language"] == {
+        "prompt": None, "response": None, "conversation": {"code": "de", "probability": 1.0}}
+
+
+def test_judge_short_judges_short_parts_alone():
+    record = Record([{"role": "user", "content": SHORT_ENGLISH[1][0]},
+                     {"role": "assistant", "content": SHORT_ENGLISH[1][1]}], "data")
+    (outcome,) = language_filter(judge_short=True).judge_batch([record])
+    assert outcome.detail == "prompt is in cy (p=1.00), kept languages: en"
+
+
+def test_the_run_seed_does_not_change_the_verdicts(run_recipe):
+    pairs = [(QUESTIONS["en"], MIXED), *SHORT_ENGLISH, *SHORT_FOREIGN]
+    metas = [[json.loads(r["meta"])["language"] for r in run_language(
+        run_recipe, pairs, "keep_uncertain = false", f"seed = {seed}").kept("language")]
+        for seed in (0, 1, 7)]
+    assert metas[0] == metas[1] == metas[2] and len(metas[0]) == len(SHORT_ENGLISH)
+
+
+@pytest.mark.parametrize("detector, keep, message", [
+    ("langid", '["zh-cn"]', "stages[0].keep[0]: the detector does not know language 'zh-cn':"
+                            " did you mean 'zh'? (langid writes it as 'zh')"),
+    ("langid", '["xx"]', "stages[0].keep[0]: the detector does not know language 'xx'"),
+    ("langdetect", '["zh"]', "did you mean 'zh-cn' or 'zh-tw'? (langdetect writes it as"
+                             " 'zh-cn' and 'zh-tw')"),
+])
+def test_keep_is_checked_against_the_chosen_detector(tmp_path, detector, keep, message):
+    recipe_file = write_recipe(tmp_path, f'detector = "{detector}"\nkeep = {keep}')
+    code, output = invoke_cli(["validate", str(recipe_file)])
+    assert code == 2 and message in output
+
+
+def test_langid_languages_match_its_model():
+    from curate.plugins.language import _langid_identifier
+
+    assert LangidDetector.languages == tuple(sorted(set(_langid_identifier().nb_classes)))
+    assert set(LangidDetector.candidates) <= set(LangidDetector.languages)
+
+
+def test_langid_weighs_a_kept_language_outside_its_candidates():
+    basque = "Kaixo, zer moduz zaude gaur? Eguraldi ona dago eta hondartzara joango gara."
+    detector = LangidDetector()
+    assert detector.detect(basque)[0][0] != "eu"
+    detector.consider(["eu"])
+    assert detector.detect(basque)[0][0] == "eu"
+
+
+def test_a_single_judged_part_is_never_judged_with_the_other():
+    translation = Record([{"role": "user", "content": "Translate into German: good morning"},
+                          {"role": "assistant", "content": "Guten Morgen, wie geht es dir?"}],
+                         "data")
+    (outcome,) = language_filter(judge="prompt").judge_batch([translation])
+    assert outcome is translation
+    assert translation.meta["language"] == {"prompt": None, "response": None,
+                                            "conversation": None}

@@ -46,7 +46,7 @@ def recipe(stage_options: str, model: str = "") -> str:
 def test_character_limits_for_each_part(run_recipe):
     data = rows(("Hi", "A fine answer."), ("Hi", "Too short"), ("Hi", "x" * 2001),
                 ("", "An answer without a prompt."), ("Long prompt " * 10, "Fine answer here."))
-    result = run_recipe(recipe("max_prompt_chars = 100"), files={"d.jsonl": data})
+    result = run_recipe(recipe("min_chars = 10\nmax_prompt_chars = 100"), files={"d.jsonl": data})
     assert result.exit_code == 0, result.output
     rejected = {r["location"]: (r["reason"], r["detail"]) for r in result.rejected("length")}
     assert rejected == {
@@ -123,3 +123,54 @@ def test_bad_input_never_crashes(run_recipe):
 def test_the_tokenizers_library_loads_a_bare_tokenizer_json(tokenizer_dir):
     counter = _from_tokenizers_library(tokenizer_dir, "tiny-model")
     assert counter.count("the cat sat") == 3
+
+
+def chat(*turns: str) -> dict:
+    roles = ["user", "assistant"] * len(turns)
+    return {"messages": [{"role": role, "content": text} for role, text in zip(roles, turns)]}
+
+
+def test_response_limits_apply_to_each_assistant_turn(run_recipe):
+    long_chat = chat(*[f"Question {i}?" if i % 2 == 0 else "A detailed answer. " * 16
+                       for i in range(16)])  # 8 answers of 304 characters: 2,432 joined
+    pasted = chat("Hi", "Hello, how can I help?", "Summarise this.", "y" * 2001)
+    curt = chat("Can you help me plan a trip?", "Of course! Where would you like to go?",
+                "Italy, for ten days.", "Ok.")
+    data = jsonl(long_chat, pasted, curt)
+    result = run_recipe(recipe("min_chars = 10"), files={"d.jsonl": data})
+    assert result.exit_code == 0, result.output
+    rejected = {r["location"]: r["detail"] for r in result.rejected("length")}
+    assert rejected == {"d.jsonl:2": "response turn 2 of 2 has 2001 characters, maximum is 2000",
+                        "d.jsonl:3": "response turn 2 of 2 has 3 characters, minimum is 10"}
+    evidence = json.loads(result.rejected("length")[0]["evidence"])
+    assert evidence == {"part": "response", "unit": "chars", "size": 2001, "turn": 2,
+                        "turns": 2, "limit": 2000}
+
+
+def test_the_default_keeps_short_answers_but_not_empty_ones(run_recipe):
+    answers = ["Yes.", "42", "positive", "中国的首都是北京。", "👨\u200d👩\u200d👧\u200d👦",
+               "\u200b" * 12, " \n\t "]
+    data = rows(*[("Answer briefly.", answer) for answer in answers])
+    result = run_recipe(recipe(""), files={"d.jsonl": data})
+    rejected = {r["location"]: r["detail"] for r in result.rejected("length")}
+    assert rejected == {"d.jsonl:6": "response has 0 characters, minimum is 1",
+                        "d.jsonl:7": "response has 0 characters, minimum is 1"}
+
+
+def test_invisible_characters_are_not_counted(run_recipe):
+    family = "👨\u200d👩\u200d👧\u200d👦"  # 7 code points, 4 emoji
+    data = rows(("Family?", family), ("Heart?", "\u2764\ufe0f"), ("Wide?", "\u200bab\u200b"))
+    result = run_recipe(recipe("min_chars = 3"), files={"d.jsonl": data})
+    rejected = {r["location"]: r["detail"] for r in result.rejected("length")}
+    assert rejected == {"d.jsonl:2": "response has 1 characters, minimum is 3",
+                        "d.jsonl:3": "response has 2 characters, minimum is 3"}
+
+
+def test_token_limits_apply_to_each_turn_too(run_recipe, tokenizer_dir):
+    data = jsonl(chat("the cat", "the cat sat on the mat", "the dog", "the dog ran far away"),
+                 chat("the cat", "the cat sat", "the dog", "the dog ran far far far far far away"))
+    result = run_recipe(recipe("min_chars = 0\nmax_tokens = 8",
+                               f'[model]\npath = "{tokenizer_dir.name}"'), files={"d.jsonl": data})
+    assert result.exit_code == 0, result.output
+    rejected = {r["location"]: r["detail"] for r in result.rejected("length")}
+    assert rejected == {"d.jsonl:2": "response turn 2 of 2 has 9 tokens, maximum is 8"}
