@@ -1,9 +1,12 @@
-"""The train/eval split: seeded, stable, and never splitting identical examples across sides.
+"""The train/eval split: seeded, stable, and never splitting one question across sides.
 
-Each record's side is decided by a hash of the seed and its id, not by its position, so adding
-data later leaves most existing assignments where they were, and records with the same id (the
-same normalised content) always land on the same side. Records stream from the last step to the
-dataset files; only the ids are held in memory.
+Each record's side is decided by a hash of the seed and its question (`split_key`: the user
+turns after NFKC, case, punctuation and whitespace are set aside), not by its position, so adding
+data later leaves most existing assignments where they were, and records asking the same
+question (copies, case variants, other answers to it) always land on the same side: an eval
+score never measures a question the model trained on. Near copies (a word changed) are not
+grouped: a near-dedupe stage before the split keeps them off both sides. Records stream from the
+last step to the dataset files; only a short key per record is held in memory.
 
 Only task records are candidates for eval, so the eval split measures the task. Records a
 rehearsal stage mixed in (origin "rehearsal") always train, except the general slice it held out
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections import Counter
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -24,7 +28,7 @@ import pyarrow.parquet as pq
 
 from curate.errors import CurateError
 from curate.recipe import SplitOptions
-from curate.records import APPROVED, GENERATED, NEEDS_REVIEW, REVIEW, Record
+from curate.records import APPROVED, GENERATED, NEEDS_REVIEW, REVIEW, Record, normalise_text
 from curate.runstore import AtomicTextWriter, dumps, read_records
 
 
@@ -34,9 +38,22 @@ def eval_count(total: int, options: SplitOptions) -> int:
     return round(total * options.eval_fraction)
 
 
+_NOT_WORDS = re.compile(r"[\W_]+")
+
+
+def split_key(messages: list[dict]) -> str:
+    """What the split groups records by: their question, the user turns with Unicode form,
+    case, punctuation and spacing set aside (a record without one: all of its turns)."""
+    asked = [m["content"] for m in messages if m["role"] == "user"] or [
+        m["content"] for m in messages]
+    text = _NOT_WORDS.sub(" ", normalise_text("\n\n".join(asked)).casefold()).strip()
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
+
+
 def choose_eval_ids(ids: list[str], options: SplitOptions, seed: int) -> set[str]:
-    """The ids held out: whole groups of equal ids, in seeded-hash order, skipping any group
-    that would take the count past the target, so the eval split never exceeds it."""
+    """The keys held out (`split_key`s; any ids): whole groups of equal keys, in seeded-hash
+    order, skipping any group that would take the count past the target, so the eval split
+    never exceeds it."""
     wanted = eval_count(len(ids), options)
     group_sizes = Counter(ids)
     chosen: set[str] = set()
@@ -88,9 +105,9 @@ def write_split(kept_file: Path, dataset_dir: Path, options: SplitOptions, seed:
     records (and with `count_tokens`, their tokens) by origin."""
     table = pq.read_table(kept_file, columns=["id", "origin", "meta"])
     check_generated_is_approved(table)
-    task_ids = [i for i, origin in zip(table["id"].to_pylist(), table["origin"].to_pylist())
-                if origin != REHEARSAL]
-    eval_ids = choose_eval_ids(task_ids, options, seed)
+    keys = split_keys(kept_file)
+    eval_keys = choose_eval_ids([key for key, origin in zip(keys, table["origin"].to_pylist())
+                                 if origin != REHEARSAL], options, seed)
     sides = ["train", "eval"] + ([GENERAL_EVAL] if _holds_held_out(table) else [])
     train_origins: Counter = Counter()
     train_tokens: Counter = Counter()
@@ -98,8 +115,8 @@ def write_split(kept_file: Path, dataset_dir: Path, options: SplitOptions, seed:
     with ExitStack() as stack:
         writers = {side: stack.enter_context(AtomicTextWriter(dataset_dir / f"{side}.jsonl"))
                    for side in sides}
-        for record in read_records(kept_file):
-            side = side_of(record, eval_ids)
+        for record, key in zip(read_records(kept_file), keys):
+            side = side_of(record, key in eval_keys)
             writers[side].write(dumps(dataset_line(record)) + "\n")
             unanswered += not record.messages[-1]["content"].strip()
             if side == "train":
@@ -118,10 +135,20 @@ def write_split(kept_file: Path, dataset_dir: Path, options: SplitOptions, seed:
     return counts
 
 
-def side_of(record: Record, eval_ids: set[str]) -> str:
+def split_keys(kept_file: Path) -> list[str]:
+    """`split_key` of every record of a step's table, in order, reading only the messages."""
+    keys = []
+    for batch in pq.ParquetFile(kept_file).iter_batches(columns=["messages"], batch_size=4096):
+        keys += map(split_key, batch.column(0).to_pylist())
+    return keys
+
+
+def side_of(record: Record, held_out: bool) -> str:
+    """Where a record goes: general records a rehearsal stage held out to general_eval, other
+    general records to train, task records to eval when their question was held out."""
     if record.origin == REHEARSAL:
         return GENERAL_EVAL if record.meta.get(REHEARSAL) == HELD_OUT else "train"
-    return "eval" if record.id in eval_ids else "train"
+    return "eval" if held_out else "train"
 
 
 def _holds_held_out(table) -> bool:

@@ -51,10 +51,26 @@ def test_only_task_records_are_held_out_for_eval():
 
     task, general = record("human"), record("rehearsal", rehearsal="train")
     held = record("rehearsal", rehearsal="held-out")
-    eval_ids = {task.id, general.id, held.id}  # as if every id had been chosen
-    assert [side_of(r, eval_ids) for r in (task, general, held)] == \
-        ["eval", "train", "general_eval"]
-    assert side_of(task, set()) == "train"
+    # as if every question had been chosen
+    assert [side_of(r, True) for r in (task, general, held)] == ["eval", "train", "general_eval"]
+    assert side_of(task, False) == "train"
+
+
+def test_copies_of_one_question_never_straddle_the_split(run_recipe):
+    from curate.split import split_key
+
+    def chat(question, answer):
+        return [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+
+    assert split_key(chat("How do I reset it?", "a")) == split_key(chat("how do i RESET it", "b"))
+    assert split_key(chat("Is 3.5 > 35?", "a")) != split_key(chat("Is 35 > 3.5 ?", "a"))
+    rows = [alpaca_row(i) for i in range(40)]
+    rows += [{**row, "instruction": row["instruction"].upper() + "!!"} for row in rows]
+    result = run_recipe(source_table("qa", "qa.jsonl") + "[split]\neval_fraction = 0.25\n",
+                        files={"qa.jsonl": jsonl(*rows)})
+    questions = {side: {split_key(row["messages"]) for row in result.dataset(side)}
+                 for side in ("train", "eval")}
+    assert len(result.dataset("eval")) == 20 and not questions["train"] & questions["eval"]
 
 
 class AsksAboutOne(Stage):
