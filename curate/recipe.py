@@ -481,12 +481,20 @@ def rehearsal_not_last(stages: list[PluginSpec]) -> list[str]:
     for index, spec in enumerate(stages):
         if spec.plugin.adds_origin != "rehearsal":
             continue
-        later = list(dict.fromkeys(s.name for s in stages[index + 1:] if _checks(s)))
-        if later:
+        checks = list(dict.fromkeys(s.name for s in stages[index + 1:] if _checks(s)))
+        makers = list(dict.fromkeys(s.name for s in stages[index + 1:]
+                                    if s.plugin.adds_origin == GENERATED))
+        if checks:
             messages.append(f"stages[{index}]: rehearsal stage '{spec.name}' comes before"
-                            f" {', '.join(later)}, which can drop records after it drew its"
+                            f" {', '.join(checks)}, which can drop records after it drew its"
                             f" share, so the ratio and the held-out general slice come out"
                             f" smaller than asked: put it after the curation stages")
+        if makers:
+            messages.append(f"stages[{index}]: rehearsal stage '{spec.name}' comes before"
+                            f" {', '.join(makers)}, whose records it neither counts in the"
+                            f" ratio nor screens its general data against (and whose seeds"
+                            f" may be general records): put it after the stages that make"
+                            f" records")
     return messages
 
 

@@ -281,6 +281,11 @@ def test_a_rehearsal_stage_before_checks_is_a_warning(tmp_path, host):
         " drop records after it drew its share, so the ratio and the held-out general slice"
         " come out smaller than asked: put it after the curation stages"]
     assert load(tmp_path, host, SOURCE + stages("length") + REHEARSAL).warnings == []
+    before_generate = load(tmp_path, host, SOURCE + REHEARSAL + stages("generate", "review",
+                                                                         "length")).warnings
+    assert ("stages[0]: rehearsal stage 'rehearsal' comes before generate, whose records it"
+            " neither counts in the ratio nor screens its general data against") in \
+        before_generate[1]
 
 
 def test_validate_and_run_print_the_warnings(tmp_path):
