@@ -131,7 +131,6 @@ def load_recipe(path: str | Path, host: PluginHost) -> Recipe:
     for spec in stages:
         _stage_sources(spec, where, host)
     _check_model_for(stages, model, where)
-    _check_model_named(_table(raw, "model", where), model, where)
     _check_model_folders(model, file.parent, where)
     _check_generated_is_reviewed(sources, stages, where)
     _check_asked_is_reviewed(stages, where)
@@ -151,6 +150,7 @@ def load_recipe(path: str | Path, host: PluginHost) -> Recipe:
                     unchecked_after_review(stages) + rehearsal_not_last(stages))
     if train is not None:
         train.plugin.check_recipe(train.options, recipe)
+    _check_model_named(_table(raw, "model", where), model, where)
     return recipe
 
 
