@@ -16,11 +16,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from curate.plugins.report_eval import EvalReport, gather_evaluation
+from curate.plugins.report_rehearsal import Rehearsal, gather_rehearsal
 from curate.plugins.report_scan import (EXAMPLES, KeptScan, RejectedScan, RowGroups, Sampler,
                                         column)
 from curate.runstore import RunFolder
 
 LARGEST_CLUSTERS = 10
+SHOWN_REASONS = 50
+"""Rejection reasons (and consistency rules) listed, the most frequent across the run; the rest
+are summed in one line, so a stage that writes a reason per record keeps the report small."""
 CLIPPED_CHARS = 1000
 """Text kept per example; the renderers shorten it further."""
 EXAMPLE_COLUMNS = ["id", "detail", "messages", "raw"]
@@ -51,6 +55,7 @@ class StepCount:
     reasons: dict[str, int]
     added: int = 0
     """Records the step made rather than received (generated, general ones)."""
+    stats: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -129,28 +134,68 @@ class RunReport:
     consistency: list[RuleFindings]
     evaluation: EvalReport | None = None
     """The trained model's evaluation (plugins/report_eval.py), when the run has one."""
+    more_reasons: Remainder | None = None
+    """The reasons beyond SHOWN_REASONS, when there are more."""
+    more_rules: Remainder | None = None
+    """The consistency rules beyond SHOWN_REASONS, when there are more."""
+    rehearsal: Rehearsal | None = None
+
+
+@dataclass
+class Remainder:
+    """What a capped list leaves out: how many entries, and the records they count."""
+
+    entries: int
+    records: int
 
 
 def gather(run_dir: Path, manifest: dict) -> RunReport:
     steps = [StepCount(s["index"], s["name"], s.get("use", s["name"]), s["in"], s["kept"],
-                       s["rejected"], s.get("reasons", {}), s.get("added", 0))
+                       s["rejected"], s.get("reasons", {}), s.get("added", 0),
+                       s.get("stats") or {})
              for s in manifest["steps"]]
+    shown, more_reasons = shown_reasons(steps)
     folders = [RunFolder(run_dir).step_dir(step.index, step.name) for step in steps]
     final = RowGroups(folders[-1] / "kept.parquet")
     rejected = [RowGroups(folder / "rejected.parquet") for folder in folders]
     total = final.rows + sum(groups.rows for groups in rejected)
     sampler = Sampler(total)
-    scans = [RejectedScan(groups, step.name, step.reasons, sampler)
-             for groups, step in zip(rejected, steps)]
+    scans = [RejectedScan(groups, step.name, counts, sampler)
+             for groups, step, counts in zip(rejected, steps, shown)]
     kept = KeptScan(final, sampler)
-    reasons = [group for scan, step in zip(scans, steps)
-               for group in reason_groups(scan, step.reasons)]
+    reasons = [group for scan, counts in zip(scans, shown)
+               for group in reason_groups(scan, counts)]
+    rules, more_rules = capped_rules(consistency(scans, kept))
     recipe = manifest.get("recipe", {})
     return RunReport(recipe.get("name", ""), Path(recipe.get("file", "")).name,
                      recipe.get("sha256", ""), manifest.get("seed"), manifest.get("sources", []),
                      steps, manifest["final"], reasons, lengths(scans, kept, sampler, total),
                      languages(kept, sampler.sampled), duplicates(scans, folders),
-                     consistency(scans, kept), gather_evaluation(run_dir))
+                     rules, gather_evaluation(run_dir), more_reasons, more_rules,
+                     gather_rehearsal([(step.name, step.stats) for step in steps],
+                                      manifest.get("split") or {}))
+
+
+def shown_reasons(steps: list[StepCount]) -> tuple[list[dict[str, int]], Remainder | None]:
+    """Per step, the reasons among the SHOWN_REASONS most frequent of the run (ties by step,
+    then reason), and what the others add up to."""
+    ranked = sorted(((-count, index, reason) for index, step in enumerate(steps)
+                     for reason, count in step.reasons.items()))
+    shown: list[dict[str, int]] = [{} for _ in steps]
+    for negative, index, reason in ranked[:SHOWN_REASONS]:
+        shown[index][reason] = -negative
+    rest = ranked[SHOWN_REASONS:]
+    return shown, Remainder(len(rest), -sum(item[0] for item in rest)) if rest else None
+
+
+def capped_rules(rules: list[RuleFindings]) -> tuple[list[RuleFindings], Remainder | None]:
+    """The SHOWN_REASONS rules with the most findings, in rule order, and the rest summed."""
+    if len(rules) <= SHOWN_REASONS:
+        return rules, None
+    ranked = sorted(rules, key=lambda f: (-(f.rejected + f.flagged), f.rule))
+    rest = ranked[SHOWN_REASONS:]
+    return (sorted(ranked[:SHOWN_REASONS], key=lambda f: f.rule),
+            Remainder(len(rest), sum(f.rejected + f.flagged for f in rest)))
 
 
 def reason_groups(scan: RejectedScan, counts: dict[str, int]) -> list[ReasonGroup]:

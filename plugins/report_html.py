@@ -8,15 +8,17 @@ from html import escape
 
 from curate.plugins.report_charts import bar_chart, column_chart, length_bins
 from curate.plugins.report_data import Example, RunReport, StepCount
-from curate.plugins.report_markdown import (added_note, dataset_total, general_eval_note,
+from curate.plugins.report_markdown import (added_note, dataset_line, general_eval_note,
+                                            more_reasons_note, more_rules_note, percent,
                                             percentiles, sample_note, similarity_range,
-                                            visible)
+                                            step_inputs, visible)
 from curate.plugins.report_scan import EXAMPLES
 
 TEXT_CHARS = 300
 SHORT_CHARS = 160
 """For the many-column tables of consistency findings."""
 KEPT, REJECTED, TRAIN, EVAL = "#3b7d4f", "#c8553d", "#2f6690", "#81c3d7"
+GENERAL_EVAL = "#b8b08d"
 PROMPT, RESPONSE = "#6c5b7b", "#e8a87c"
 CLUSTER_SIZES = ((2, 2), (3, 3), (4, 4), (5, 5), (6, 10), (11, 20), (21, 50), (51, 100),
                  (101, None))
@@ -30,6 +32,7 @@ th,td{border:1px solid #ddd;padding:.25rem .5rem;vertical-align:top;text-align:l
 td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
 td.t{unicode-bidi:plaintext;max-width:28rem;overflow-wrap:anywhere}
 code{font-size:.85rem}.note{color:#666;font-size:.9rem}nav a{margin-right:.8rem}
+.warn{background:#fdf1e7;border-left:4px solid #c8553d;padding:.4rem .6rem}
 svg{display:block;margin:.6rem 0;max-width:100%;height:auto}
 """
 
@@ -41,8 +44,9 @@ def h(text: str | None, limit: int | None = None) -> str:
 
 def render_html(report: RunReport) -> str:
     title = f"Quality report: {h(report.name or 'run')}"
-    sections = [_funnel(report), _reasons(report), _lengths(report), _languages(report),
-                _duplicates(report), _consistency(report), _evaluation(report)]
+    sections = [_funnel(report), _rehearsal(report), _reasons(report), _lengths(report),
+                _languages(report), _duplicates(report), _consistency(report),
+                _evaluation(report)]
     sections = [section for section in sections if section]
     nav = " ".join(f'<a href="#{anchor}">{name}</a>' for anchor, name, _ in sections)
     body = "\n".join(f'<section id="{anchor}"><h2>{name}</h2>\n{html}</section>'
@@ -62,26 +66,27 @@ def _summary(report: RunReport) -> str:
     return (f"Recipe <bdi>{h(report.recipe)}</bdi> (sha256 <code>{h(report.recipe_sha256[:12])}"
             f"</code>){seed}: {final['input']:,} input rows{added_note(final)} →"
             f" <b>{final['train']:,} train + {final['eval']:,} eval</b>"
-            f"{general_eval_note(final)}; {final['rejected']:,} rejected.")
+            f"{general_eval_note(final)}; {final['rejected']:,} rejected"
+            f" ({percent(final['rejected'], final['input'] + final.get('added', 0))}).")
 
 
 def _funnel(report: RunReport) -> tuple[str, str, str]:
     final = report.final
-    rows = [(f"{s.index:02d} {visible(s.name, 30)}", [s.kept, s.rejected, None, None])
+    general = final.get("general_eval", 0)
+    rows = [(f"{s.index:02d} {visible(s.name, 30)}", [s.kept, s.rejected, None, None, None])
             for s in report.steps]
-    rows.append(("dataset", [None, None, final["train"], final["eval"]]))
-    chart = bar_chart("Records per step", rows, [("kept", KEPT), ("rejected", REJECTED),
-                                                 ("train", TRAIN), ("eval", EVAL)])
+    rows.append(("dataset", [None, None, final["train"], final["eval"], general or None]))
+    series = [("kept", KEPT), ("rejected", REJECTED), ("train", TRAIN), ("eval", EVAL),
+              ("general eval", GENERAL_EVAL)]
+    chart = bar_chart("Records per step", rows, series if general else series[:4])
     with_added = any(s.added for s in report.steps)
     header = ["step", "name", "stage", "in", *(["added"] if with_added else []), "kept",
-              "rejected"]
+              "rejected", "kept %"]
     steps = [_step_cells(step, with_added) for step in report.steps]
-    steps.append(["", "dataset", "", _n(dataset_total(final)), *([""] if with_added else []),
-                  f"{final['train']:,} train", f"{final['eval']:,} eval"
-                  f"{general_eval_note(final)}"])
     sources = [[h(s.get("name")), h(s.get("use")), _n(s.get("rows", 0)),
                 _n(s.get("records", 0)), _n(s.get("unreadable", 0))] for s in report.sources]
-    html = chart + table(header, steps, "..." + "n" * (len(header) - 3))
+    html = (chart + table(header, steps, "..." + "n" * (len(header) - 3))
+            + f"<p>{dataset_line(final)}</p>")
     if sources:
         html += "<h3>Sources</h3>" + table(["source", "reader", "rows", "records",
                                             "unreadable rows"], sources, "..nnn")
@@ -92,7 +97,7 @@ def _step_cells(step: StepCount, with_added: bool) -> list[str]:
     """A funnel row: the added column only when some step added records."""
     added = [f"+{step.added:,}" if step.added else ""] if with_added else []
     return [f"{step.index:02d}", h(step.name), h(step.use), _n(step.rows_in), *added,
-            _n(step.kept), _n(step.rejected)]
+            _n(step.kept), _n(step.rejected), percent(step.kept, step.rows_in + step.added)]
 
 
 def _reasons(report: RunReport) -> tuple[str, str, str]:
@@ -101,7 +106,13 @@ def _reasons(report: RunReport) -> tuple[str, str, str]:
     chart = bar_chart("Rejections per reason",
                       [(f"{visible(g.step, 16)} · {visible(g.reason, 18)}", [g.count])
                        for g in report.reasons], [("rejected", REJECTED)])
-    parts = [chart, f'<p class="note">The first {EXAMPLES} rejections of each reason.</p>']
+    inputs = step_inputs(report)
+    counts = [[h(g.step), h(g.reason), _n(g.count), percent(g.count, inputs.get(g.step, 0))]
+              for g in report.reasons]
+    parts = [chart, table(["step", "reason", "rejected", "of step input"], counts, "..nn")]
+    if report.more_reasons:
+        parts.append(f'<p class="note">{h(more_reasons_note(report.more_reasons))}</p>')
+    parts.append(f'<p class="note">The first {EXAMPLES} rejections of each reason.</p>')
     for group in report.reasons:
         parts.append(f"<h3>{h(group.step)} · {h(group.reason)}: {group.count:,}</h3>")
         parts.append(table(["id", "detail", "prompt", "response"],
@@ -184,6 +195,8 @@ def _consistency(report: RunReport) -> tuple[str, str, str] | None:
         return None
     counts = [[h(f.rule), _n(f.rejected), _n(f.flagged)] for f in report.consistency]
     parts = [table(["rule", "rejected", "kept, flagged"], counts, ".nn")]
+    if report.more_rules:
+        parts.append(f'<p class="note">{h(more_rules_note(report.more_rules))}</p>')
     for findings in report.consistency:
         rows = [[outcome, _code(e.id), h(e.detail, TEXT_CHARS), _code(e.other_id),
                  *(h(text, SHORT_CHARS) for text in (e.other_answer, e.prompt, e.response))]
@@ -193,6 +206,12 @@ def _consistency(report: RunReport) -> tuple[str, str, str] | None:
             ["outcome", "id", "detail", "other record", "other answer", "prompt", "response"],
             rows, ".c.cttt"))
     return "consistency", "Consistency findings", "\n".join(parts)
+
+
+def _rehearsal(report: RunReport) -> tuple[str, str, str] | None:
+    from curate.plugins.report_rehearsal import html_section  # it uses this module's helpers
+
+    return html_section(report.rehearsal)
 
 
 def _evaluation(report: RunReport) -> tuple[str, str, str] | None:

@@ -8,13 +8,15 @@ import re
 
 import numpy as np
 
-from curate.plugins.report_data import Example, RunReport, StepCount
+from curate.plugins.report_data import Example, Remainder, RunReport, StepCount
+from curate.plugins.report_data import SHOWN_REASONS
 from curate.plugins.report_scan import EXAMPLES
 
-HIDDEN = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b\u2028-\u202e\u2060-\u2064\u2066-\u2069"
-                    "\ufeff\ufff9-\ufffb\ud800-\udfff]")
-"""Controls, zero-width spaces, line separators, bidirectional overrides and isolates, byte
-order marks and lone surrogates: shown as ⟨U+XXXX⟩ so nothing hides or reorders the text."""
+HIDDEN = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200b\u200e\u200f\u2028-\u202e"
+                    "\u2060-\u2064\u2066-\u2069\ufeff\ufff9-\ufffb\ud800-\udfff]")
+"""Controls, zero-width spaces, line separators, direction marks (U+200E, U+200F, U+061C),
+bidirectional overrides and isolates, byte order marks and lone surrogates: shown as ⟨U+XXXX⟩
+so nothing hides or reorders the text."""
 MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>|~&])")
 TEXT_CHARS = 80
 
@@ -35,8 +37,8 @@ def md(text: str | None, limit: int | None = None) -> str:
 
 
 def render_markdown(report: RunReport) -> str:
-    sections = [_heading(report), _funnel(report), _reasons(report), _lengths(report),
-                _languages(report), _duplicates(report), _consistency(report),
+    sections = [_heading(report), _funnel(report), _rehearsal(report), _reasons(report),
+                _lengths(report), _languages(report), _duplicates(report), _consistency(report),
                 _evaluation(report)]
     return "\n\n".join(section for section in sections if section) + "\n"
 
@@ -44,7 +46,7 @@ def render_markdown(report: RunReport) -> str:
 def _heading(report: RunReport) -> str:
     final = report.final
     seed = "" if report.seed is None else f", seed {report.seed}"
-    rejected = _percent(final["rejected"], final["input"] + final.get("added", 0))
+    rejected = percent(final["rejected"], final["input"] + final.get("added", 0))
     return (f"# Quality report: {md(report.name or 'run')}\n\n"
             f"Recipe {md(report.recipe)} (sha256 {md(report.recipe_sha256[:12])}){seed}."
             f" {final['input']:,} input rows{added_note(final)} → {final['train']:,} train +"
@@ -63,23 +65,28 @@ def general_eval_note(final: dict) -> str:
 
 def _funnel(report: RunReport) -> str:
     """Per step: records in, added (a column only when a step added some), kept, rejected, and
-    the kept share of all the step had, in + added."""
+    the kept share of all the step had, in + added; then the dataset the last step's records
+    made."""
     with_added = any(s.added for s in report.steps)
     header = ["step", "name", "in", *(["added"] if with_added else []), "kept", "rejected",
               "kept %"]
     rows = [_step_cells(step, with_added) for step in report.steps]
-    final = report.final
-    rows.append(["", "dataset", f"{dataset_total(final):,}", *([""] if with_added else []),
-                 f"{final['train']:,} train", f"{final['eval']:,} eval{general_eval_note(final)}",
-                 ""])
     align = "|".join(["--:", ":--", *["--:"] * (len(header) - 2)])
-    return "## Funnel\n\n" + table(header, rows, align)
+    return "## Funnel\n\n" + table(header, rows, align) + "\n\n" + dataset_line(report.final)
+
+
+def dataset_line(final: dict) -> str:
+    """The split of the kept records, and their share of every input row and added record."""
+    had, total = final["input"] + final.get("added", 0), dataset_total(final)
+    added = " and added records" if final.get("added") else ""
+    return (f"Dataset: {total:,} records, {final['train']:,} train + {final['eval']:,} eval"
+            f"{general_eval_note(final)}: {percent(total, had)} of the {had:,} input rows{added}.")
 
 
 def _step_cells(step: StepCount, with_added: bool) -> list[str]:
     added = [f"+{step.added:,}" if step.added else ""] if with_added else []
     return [f"{step.index:02d}", md(step.name), f"{step.rows_in:,}", *added, f"{step.kept:,}",
-            f"{step.rejected:,}", _percent(step.kept, step.rows_in + step.added)]
+            f"{step.rejected:,}", percent(step.kept, step.rows_in + step.added)]
 
 
 def dataset_total(final: dict) -> int:
@@ -89,15 +96,34 @@ def dataset_total(final: dict) -> int:
 def _reasons(report: RunReport) -> str:
     if not report.reasons:
         return "## Rejection reasons\n\nNothing was rejected."
-    inputs = {step.name: step.rows_in + step.added for step in report.steps}
-    counts = [[md(g.step), md(g.reason), f"{g.count:,}", _percent(g.count, inputs.get(g.step, 0))]
+    inputs = step_inputs(report)
+    counts = [[md(g.step), md(g.reason), f"{g.count:,}", percent(g.count, inputs.get(g.step, 0))]
               for g in report.reasons]
     examples = [[md(g.step), md(g.reason), code(e.id), md(e.detail, TEXT_CHARS), example_text(e)]
                 for g in report.reasons for e in g.examples]
+    more = report.more_reasons
     return ("## Rejection reasons\n\n"
             + table(["step", "reason", "rejected", "of step input"], counts, ":--|:--|--:|--:")
+            + (f"\n\n{more_reasons_note(more)}" if more else "")
             + f"\n\nThe first {EXAMPLES} rejections of each reason:\n\n"
             + table(["step", "reason", "id", "detail", "text"], examples))
+
+
+def step_inputs(report: RunReport) -> dict[str, int]:
+    """What each step had, in + added: the base of its reasons' shares."""
+    return {step.name: step.rows_in + step.added for step in report.steps}
+
+
+def more_reasons_note(more: Remainder) -> str:
+    return (f"And {more.entries:,} more reasons ({more.records:,} records), none more frequent"
+            f" than the {SHOWN_REASONS} above: each step's rejected.parquet has them all (column"
+            f" reason), and `curate why RUN_DIR ID` explains one record.")
+
+
+def more_rules_note(more: Remainder) -> str:
+    return (f"And {more.entries:,} more rules ({more.records:,} findings), none with more"
+            f" findings than the {SHOWN_REASONS} above: each step's rejected.parquet (column"
+            f" evidence) and the kept records' meta have them all.")
 
 
 def _lengths(report: RunReport) -> str:
@@ -157,10 +183,18 @@ def _consistency(report: RunReport) -> str:
                 for f in report.consistency
                 for outcome, found in (("rejected", f.rejected_examples),
                                        ("flagged", f.flagged_examples)) for e in found]
+    more = report.more_rules
     return ("## Consistency findings\n\n"
-            + table(["rule", "rejected", "kept, flagged"], counts, ":--|--:|--:") + "\n\n"
+            + table(["rule", "rejected", "kept, flagged"], counts, ":--|--:|--:")
+            + (f"\n\n{more_rules_note(more)}" if more else "") + "\n\n"
             + table(["rule", "outcome", "id", "detail", "other record", "other answer",
                      "text"], examples))
+
+
+def _rehearsal(report: RunReport) -> str:
+    from curate.plugins.report_rehearsal import markdown_section  # it uses this module's helpers
+
+    return markdown_section(report.rehearsal)
 
 
 def _evaluation(report: RunReport) -> str:
@@ -213,8 +247,8 @@ def similarity_range(bounds: tuple[float | None, float | None]) -> str:
 
 
 def _count(count: int, total: int) -> str:
-    return f"{count:,} ({_percent(count, total)})"
+    return f"{count:,} ({percent(count, total)})"
 
 
-def _percent(part: int, whole: int) -> str:
+def percent(part: int, whole: int) -> str:
     return f"{100 * part / whole:.1f}%" if whole else "–"

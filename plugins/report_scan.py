@@ -29,9 +29,13 @@ LANGUAGE_SCHEMA = pa.schema([("language", pa.struct([("prompt", _LANGUAGE),
 FLAGS_SCHEMA = pa.schema([("consistency", pa.list_(pa.struct([
     ("rule", pa.string()), ("detail", pa.string()), ("other_id", pa.string())])))])
 EVIDENCE_SCHEMA = pa.schema([
-    ("duplicate_of", pa.string()), ("similarity", pa.float64()), ("method", pa.string()),
-    ("cluster_size", pa.int64()), ("rule", pa.string()), ("other_id", pa.string()),
-    ("other_answer", pa.string())])
+    ("duplicate_of", pa.string()), ("task_record", pa.string()), ("similarity", pa.float64()),
+    ("method", pa.string()), ("cluster_size", pa.int64()), ("rule", pa.string()),
+    ("other_id", pa.string()), ("other_answer", pa.string())])
+TASK_COPY = "rehearsal-duplicate"
+"""The rehearsal stage's reason for a general record that copies a task record, prompt and
+answer: its evidence names that record `task_record` rather than `duplicate_of`, and it is the
+cluster's survivor all the same."""
 
 
 class RowGroups:
@@ -205,25 +209,31 @@ class RejectedScan(_Scan):
         self._wanted = {reason: min(count, EXAMPLES) for reason, count in reasons.items()}
         self._positions: list[pa.Array] = []
         self._texts: list[pa.Array] = []
+        self._task_copies: list[pa.Array] = []
         for group in range(len(groups)):
             self._scan(group)
         self._finish_lengths()
-        self.evidence = parse_json_rows(self._texts, EVIDENCE_SCHEMA).append_column(
+        evidence = parse_json_rows(self._texts, EVIDENCE_SCHEMA)
+        self.evidence = _with_task_survivors(evidence, self._task_copies).append_column(
             "position", _positions(self._positions))
 
     def _scan(self, group: int) -> None:
         measure = group in self.chosen
-        columns = ["evidence", *(["reason"] * bool(self._wanted)), *(["messages"] * measure)]
+        columns = ["evidence", "reason", *(["messages"] * measure)]
         table = self.groups.read(group, columns)
         start = self.groups.starts[group]
+        reasons = column(table, "reason")
         if self._wanted:
-            self._note_examples(column(table, "reason"), start)
+            self._note_examples(reasons, start)
         evidence = column(table, "evidence")
-        found = pc.indices_nonzero(pc.fill_null(pc.or_(
+        task_copy = pc.fill_null(pc.and_(pc.equal(reasons, TASK_COPY),
+                                         pc.match_substring(evidence, '"task_record":')), False)
+        found = pc.indices_nonzero(pc.fill_null(pc.or_(pc.or_(
             pc.match_substring(evidence, '"duplicate_of":'),
-            pc.match_substring(evidence, '"rule":')), False))
+            pc.match_substring(evidence, '"rule":')), task_copy), False))
         self._positions.append(pc.add(found.cast(pa.int64()), start))
         self._texts.append(evidence.take(found))
+        self._task_copies.append(task_copy.take(found))
         if measure:
             self._measure(column(table, "messages"))
 
@@ -281,6 +291,16 @@ class KeptScan(_Scan):
         owners = pc.list_parent_indices(lists)
         positions = column(self.flags, "position").take(owners).to_pylist()
         return list(zip(positions, pc.list_flatten(lists).to_pylist()))
+
+
+def _with_task_survivors(evidence: pa.Table, task_copies: list[pa.Array]) -> pa.Table:
+    """The evidence with a task copy's `task_record` as its `duplicate_of`."""
+    copies = pa.chunked_array(task_copies, pa.bool_()).combine_chunks()
+    named = column(evidence, "duplicate_of")
+    survivor = pc.if_else(pc.and_(copies, pc.is_null(named)), column(evidence, "task_record"),
+                          named)
+    return evidence.set_column(evidence.schema.get_field_index("duplicate_of"), "duplicate_of",
+                               survivor)
 
 
 def _positions(arrays: list[pa.Array]) -> pa.Array:

@@ -183,15 +183,22 @@ def test_a_run_writes_the_report_and_the_command_rewrites_the_same_bytes(run):
 def test_the_funnel_matches_the_manifest(run):
     manifest, (markdown, html) = run.manifest, report_files(run.run_dir)
     rows = table_rows(markdown, "step")
-    assert rows[:-1] == [[f"{s['index']:02d}", s["name"], f"{s['in']:,}", f"{s['kept']:,}",
-                          f"{s['rejected']:,}", f"{100 * s['kept'] / s['in']:.1f}%"]
-                         for s in manifest["steps"]]
+    assert rows == [[f"{s['index']:02d}", s["name"], f"{s['in']:,}", f"{s['kept']:,}",
+                     f"{s['rejected']:,}", f"{100 * s['kept'] / s['in']:.1f}%"]
+                    for s in manifest["steps"]]
     final = manifest["final"]
-    assert rows[-1] == ["", "dataset", str(final["train"] + final["eval"]),
-                        f"{final['train']} train", f"{final['eval']} eval", ""]
+    total = final["train"] + final["eval"]
+    dataset = (f"Dataset: {total} records, {final['train']} train + {final['eval']} eval:"
+               f" {100 * total / final['input']:.1f}% of the {final['input']} input rows.")
+    assert dataset in markdown and dataset in html
     for step in manifest["steps"]:
         assert f"{step['kept']:,} kept" in html and f"{step['rejected']:,} rejected" in html
+        kept_share = f"{100 * step['kept'] / step['in']:.1f}%"
+        assert f'<td class="n">{step["rejected"]:,}</td><td class="n">{kept_share}</td>' in html
     assert f"{final['input']:,} input rows" in markdown
+    share = 100 * final["rejected"] / final["input"]
+    rejected_share = f"{final['rejected']} rejected ({share:.1f}%)"
+    assert rejected_share in markdown and rejected_share in html
 
 
 class AddRecords(Stage):
@@ -224,7 +231,9 @@ def test_the_funnel_shows_records_a_step_added(curate_plugin, run_recipe):
     assert header == "| step | name | in | added | kept | rejected | kept % |"
     assert rows[1] == ["01", "length", "3", "", "3", "0", "100.0%"]
     assert rows[2] == ["02", "add-records", "3", "+3", "5", "1", "83.3%"]
-    assert rows[-1] == ["", "dataset", "5", "", "5 train", "0 eval", ""]
+    assert len(rows) == 3
+    assert ("Dataset: 5 records, 5 train + 0 eval: 83.3% of the 6 input rows and added records."
+            in markdown)
     assert "3 input rows + 3 added → 5 train + 0 eval; 1 rejected (16.7%)" in markdown
     assert '<th class="n">added</th>' in html and '<td class="n">+3</td>' in html
     assert "3 input rows + 3 added →" in html
@@ -240,6 +249,10 @@ def test_each_reason_shows_its_first_three_rejections(run):
             shown = [row[2].strip("`") for row in examples if row[:2] == [step["name"], reason]]
             assert shown == first and len(shown) == min(count, 3)
             assert all(f"<code>{record_id}</code>" in html for record_id in first)
+            share = f"{100 * count / step['in']:.1f}%"
+            assert f"| {step['name']} | {reason} | {count:,} | {share} |" in markdown
+            assert (f'<td>{step["name"]}</td><td>{reason}</td><td class="n">{count:,}</td>'
+                    f'<td class="n">{share}</td>') in html
     too_short = [row for row in examples if row[1] == "response-too-short"]
     assert len(too_short) == 3 < run.manifest["steps"][1]["reasons"]["response-too-short"]
     unreadable = next(row for row in examples if row[1] == "malformed-json")
