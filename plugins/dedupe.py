@@ -69,6 +69,12 @@ class DedupeStage(Stage):
     reason: ClassVar[str]
     method: ClassVar[str]
 
+    @classmethod
+    def check_options(cls, options: ExactDedupeOptions) -> None:
+        if options.keep == "score" and not options.score_key.strip():
+            raise OptionError("score_key", "keep = \"score\" ranks by this meta key: name one"
+                                           " (e.g. \"quality_score\", kept with meta_columns)")
+
     def process(self, records):
         from curate.plugins.dedupe_index import RecordFacts
 
@@ -188,6 +194,7 @@ class NearDedupe(DedupeStage):
 
     @classmethod
     def check_options(cls, options: NearDedupeOptions) -> None:
+        super().check_options(options)
         if (options.bands is None) != (options.rows is None):
             missing = "rows" if options.rows is None else "bands"
             raise OptionError(missing, "bands and rows go together: set both, or neither to"

@@ -104,6 +104,8 @@ def test_run_dir_in_the_recipe_is_relative_to_the_recipe(tmp_path, host):
     (SOURCE + '[[stages]]\nuse = "review"\n[[stages]]\nuse = "consistency"\non_conflict = "review"\n',
      "recipe.toml: stages[1]: stage 'consistency' sends records to people for review, and no"
      " review stage after it holds them: add one after it"),
+    (SOURCE + '[[stages]]\nuse = "near-dedupe"\nkeep = "score"\nscore_key = ""\n',
+     "recipe.toml: stages[0].score_key: keep = \"score\" ranks by this meta key: name one"),
     ('[model]\nmax_length = 512\n' + SOURCE,
      "recipe.toml: model.max_length: [model] sets max_length but names no model: add path"),
     (SOURCE + '[[stages]]\nuse = ["length"]\n', "recipe.toml: stages[0].use: expected the stage"
