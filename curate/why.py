@@ -50,6 +50,10 @@ class Finding:
     """A reviewer's decision that let it through: status, reviewer, at, note (meta.review)."""
     revised_from: str = ""
     """The id this record's last revision rewrote (meta.revised_from), if a stage rewrote it."""
+    messages: list[dict] | None = None
+    """The record's messages as the step judged them (rejected and pending records)."""
+    raw: str = ""
+    """The unreadable row as read, for a row rejected before it became a record."""
 
 
 @dataclass(frozen=True)
@@ -109,7 +113,8 @@ class RunLookup:
             matches = table.filter(pc.starts_with(table["id"], prefix)).to_pylist()
             findings += [Finding(row["id"], "rejected", row["stage"], row["reason"],
                                  row["detail"], row["source"] or "", row["origin"] or "",
-                                 row["location"] or "", revised_from=_revised_from(row))
+                                 row["location"] or "", revised_from=_revised_from(row),
+                                 messages=row["messages"], raw=row["raw"] or "")
                          for row in matches]
         return findings
 
@@ -119,12 +124,14 @@ class RunLookup:
             path = step_dir / "pending.parquet"
             if not path.exists():
                 continue
-            table = pq.read_table(path, columns=["id", "source", "origin", "meta", "detail"])
+            table = pq.read_table(path, columns=["id", "source", "origin", "meta", "detail",
+                                                 "messages"])
             command = (f"curate review {self.manifest.get('recipe', {}).get('file', 'RECIPE')}"
                        f" --run-dir {self.folder.path}")
             findings += [Finding(row["id"], "pending", name, detail=f"{row['detail']}; review"
                                  f" it with: {command}", source=row["source"], origin=row["origin"],
-                                 where_from=_where_from(row), revised_from=_revised_from(row))
+                                 where_from=_where_from(row), revised_from=_revised_from(row),
+                                 messages=row["messages"])
                          for row in table.filter(pc.starts_with(table["id"], prefix)).to_pylist()]
         return findings
 

@@ -17,7 +17,10 @@ def register_commands(register):
 @click.command()
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.argument("record")
-def why(run_dir: Path, record: str):
+@click.option("--text", "show_text", is_flag=True,
+              help="also print the messages of a rejected or waiting record as the step judged"
+                   " them (or the unreadable row)")
+def why(run_dir: Path, record: str, show_text: bool):
     """Say where a record went: the step that rejected it and why, or the dataset file and line.
 
     A record a stage added (a generated or general one) names that step and how it was made.
@@ -30,6 +33,7 @@ def why(run_dir: Path, record: str):
     \b
     Examples:
       curate why runs/quickstart 3f9c0a1b
+      curate why runs/quickstart 3f9c0a1b --text
       curate why runs/quickstart data/reviews.jsonl:13
     """
     from curate.why import locate
@@ -58,3 +62,20 @@ def why(run_dir: Path, record: str):
                        f" {review.get('reviewer', '?')} at {review.get('at', '?')}{note}")
         if finding.passed:
             click.echo(f"  passed: {', '.join(finding.passed)}")
+        if show_text:
+            for line in text_lines(finding):
+                click.echo(line)
+
+
+def text_lines(finding) -> list[str]:
+    """The judged text, each message under its role, indented."""
+    if finding.messages:
+        return [f"  {m['role']}: {_indented(m['content'])}" for m in finding.messages]
+    if finding.raw:
+        return [f"  row as read: {_indented(finding.raw)}"]
+    return []
+
+
+def _indented(text: str) -> str:
+    return "\n".join(f"    {line}" if line and number else line
+                     for number, line in enumerate(text.split("\n")))

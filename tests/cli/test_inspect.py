@@ -196,3 +196,14 @@ def test_why_follows_a_revision_to_its_own_record_not_one_with_the_same_text(run
         f" copies, kept the first",
         "  passed: read, fix-typo",
     ]
+
+
+def test_why_text_shows_what_the_step_judged(run_recipe):
+    result = run_recipe(RECIPE, files={"d.jsonl": DATA})
+    row = result.rejected("length")[0]
+    code, output = invoke_cli(["why", str(result.run_dir), row["id"], "--text"])
+    assert code == 0, output
+    for message in row["messages"]:
+        assert f"  {message['role']}: {message['content'].splitlines()[0]}" in output
+    code, output = invoke_cli(["why", str(result.run_dir), "d.jsonl:3", "--text"])
+    assert "  row as read: " in output  # the malformed line, as read
