@@ -103,7 +103,8 @@ class Stage(Configurable):
     def run_folder_fingerprint(cls, options: Any, run_dir: Path) -> list:
         """What the stage's output depends on in the run folder besides its input, read when
         the run is planned: the review stage returns a digest of the reviewers' decisions, so
-        a decision reruns it and the steps after it."""
+        a decision reruns it and the steps after it. `process` must use exactly what this read
+        (the review stage keeps the snapshot), not what the folder holds by then."""
         return []
 
     @classmethod
