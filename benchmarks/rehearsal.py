@@ -87,7 +87,7 @@ def main() -> None:
     print(f"task records {args.rows:,}, pool {args.pool:,} ({args.leaks:,} planted copies of"
           f" task prompts, half exact, half one word changed)")
     print(f"rehearsal step: {step['seconds']:.1f}s, {step['in'] / step['seconds']:,.0f} task"
-          f" records/s; pool considered {stats['considered']:,}, too close to a task prompt"
+          f" records/s; pool considered {stats['considered']:,}, too close to a task record"
           f" {stats['contaminated']:,}, duplicates {stats['duplicates']:,}, drawn"
           f" {stats['drawn']:,}")
     print(f"mix: {manifest['split']['rehearsal']['examples']}")

@@ -49,9 +49,20 @@ def achieved_mix(plan: dict, split: dict) -> dict:
         mix["tokens"] = _share(split["train_tokens"])
     gap = mix[plan["count"]]["ratio"] - plan["target_ratio"]
     mix["gap_pp"] = round(gap * 100, 3)
-    if abs(gap) > TOLERANCE + 1e-12:
-        mix["warning"] = mix_warning(plan, mix)
+    warnings = [mix_warning(plan, mix)] if abs(gap) > TOLERANCE + 1e-12 else []
+    held_out = plan.get("pool", {}).get("held_out", 0)
+    if split.get("general_eval", 0) < held_out:
+        mix["general_eval"] = {"held_out": held_out, "written": split.get("general_eval", 0)}
+        warnings.append(general_eval_warning(held_out, split.get("general_eval", 0)))
+    if warnings:
+        mix["warning"] = "; ".join(warnings)
     return mix
+
+
+def general_eval_warning(held_out: int, written: int) -> str:
+    return (f"rehearsal: general_eval.jsonl has {written:,} of the {held_out:,} general records"
+            f" held out: a step after the rehearsal stage dropped {held_out - written:,} (the"
+            f" chat-template step drops records it cannot fit; `curate why` shows why)")
 
 
 def _share(by_origin: dict[str, int]) -> dict:
@@ -67,12 +78,25 @@ def mix_warning(plan: dict, mix: dict) -> str:
             f" ({share['general']:,} of {share['train']:,}), {mix['gap_pp']:+.2f} percentage"
             f" points from the target {plan['target_ratio']:.2%}")
     pool = plan.get("pool", {})
+    drawn = pool.get("drawn_tokens", 0) if unit == "tokens" else pool.get("drawn", 0)
     if plan.get("pool_exhausted"):
-        return (f"{text}: the pool ran out after {pool.get('drawn', 0):,} of the"
-                f" {plan.get('wanted', 0):,} {unit} wanted ({pool.get('rows', 0):,} rows read,"
-                f" {pool.get('duplicates', 0):,} duplicates, {pool.get('contaminated', 0):,} too"
-                f" close to a task prompt, {pool.get('unreadable', 0):,} unreadable,"
-                f" {pool.get('held_out', 0):,} held out): add general data, or lower ratio or"
-                f" held_out")
-    return (f"{text}: {plan.get('task_train', 0):,} task training examples are too few for a"
-            f" closer ratio, or a step after the rehearsal stage changed the training set")
+        return (f"{text}: the pool ran out after {drawn:,} of the {plan.get('wanted', 0):,}"
+                f" {unit} wanted ({pool.get('rows', 0):,} rows read, {pool.get('duplicates', 0):,}"
+                f" duplicates, {pool.get('contaminated', 0):,} too close to a task record,"
+                f" {pool.get('empty_response', 0):,} with an empty answer,"
+                f" {pool.get('unreadable', 0):,} unreadable, {pool.get('held_out', 0):,} held"
+                f" out): add general data, or lower ratio or held_out")
+    if "overshoot_tokens" in plan:
+        return (f"{text}: the draw stopped at {drawn:,} of the {plan.get('wanted', 0):,} tokens"
+                f" wanted, as the next general record ({plan['overshoot_tokens']:,} tokens) would"
+                f" overshoot the target further: the task data is too small, or the general"
+                f" records too long, for a closer ratio in tokens")
+    lost = pool.get("drawn", 0) - mix["examples"]["general"]
+    if lost > 0:
+        return (f"{text}: {lost:,} of the {pool['drawn']:,} general records drawn did not reach"
+                f" train: a step after the rehearsal stage dropped them (the chat-template step"
+                f" drops records it cannot fit; `curate why` shows why)")
+    task = plan.get("task_train_tokens" if unit == "tokens" else "task_train", 0)
+    return (f"{text}: {task:,} task training {unit} are too few for a closer ratio, or a step"
+            f" after the rehearsal stage changed the training set (the chat-template step drops"
+            f" records it cannot fit)")

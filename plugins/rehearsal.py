@@ -4,9 +4,10 @@ narrow task forgets less of what the model could do.
 Every task record passes through unchanged. From a general pool (any source plugin: a local
 file, a `datasets` dataset) the stage draws, in seeded order, enough records that they make up
 `ratio` of the final training set, in examples or in tokens, and adds them with origin
-"rehearsal". Pool records whose prompt copies a task prompt (exactly after normalisation, or
-nearly by MinHash with the Jaccard measured) are rejected, since any task record may be held out
-for eval; so are copies of a record already drawn. A held-out slice of the pool goes to
+"rehearsal". Pool records whose prompt or a user turn contains a task prompt, or whose answer
+copies a task answer (exactly after normalisation, or nearly by MinHash with the similarity
+measured), are rejected, since any task record may be held out for eval; so are copies of a
+record already drawn, and records with an empty answer. A held-out slice of the pool goes to
 `dataset/general_eval.jsonl` for the forgetting check, never to training.
 """
 
@@ -46,15 +47,16 @@ class RehearsalOptions:
     held_out: int | float = option(200, min=0, help="general records kept out of training for"
                                                     " the forgetting check: a number (200) or a"
                                                     " fraction of the pool below 1 (0.05)")
-    near_threshold: float = option(0.7, min=0.01, max=1.0, help="Jaccard similarity of"
-                                   " character 5-grams at which a pool prompt is a near copy"
-                                   " of a task prompt (or of another pool prompt)")
+    near_threshold: float = option(0.7, min=0.01, max=1.0, help="similarity of character"
+                                   " 5-grams at which a pool prompt (or user turn) copies a task"
+                                   " prompt, by containment, or an answer or another pool"
+                                   " prompt, by Jaccard")
 
 
 class RehearsalMixer(Stage):
     name = "rehearsal"
     Options = RehearsalOptions
-    version = "2"  # 2: candidates pre-filtered by their MinHash estimate
+    version = "3"  # 3: containment, user turns and answers screened; no bucket cap; empty answers
     adds_origin = "rehearsal"
     source_keys = ("source",)
 
@@ -86,8 +88,11 @@ class RehearsalMixer(Stage):
             yield from records
             return
         pool, rows, problems = self._read_pool()
-        index = PromptIndex([r.prompt for r in pool], self.options.near_threshold) if pool else None
-        screen = TaskScreen(index, pool)
+        threshold = self.options.near_threshold
+        index = PromptIndex([r.prompt for r in pool], threshold, user_turns(pool)) if pool else None
+        answers = PromptIndex([r.response for r in pool], threshold, part="response",
+                              contain=False) if pool else None
+        screen = TaskScreen(index, pool, answers)
         tally = TaskTally(self._token_counter())
         iterator = iter(records)
         for batch in iter(lambda: list(islice(iterator, BATCH)), []):
@@ -102,6 +107,16 @@ class RehearsalMixer(Stage):
                                  {"rows": rows, "unreadable": len(problems),
                                   "unreadable_rows": problems[:UNREADABLE_SHOWN],
                                   "records": len(pool)})
+        self._warn_held_out(target.held_out, draw.counts)
+
+    def _warn_held_out(self, wanted: int, counts) -> None:
+        if counts.held_out < wanted:
+            self.context.log(f"warning: {self.context.name}: the held-out general slice has"
+                             f" {counts.held_out:,} of the {wanted:,} records asked: the pool"
+                             f" ran out ({counts.duplicates:,} duplicates,"
+                             f" {counts.contaminated:,} too close to a task record,"
+                             f" {counts.empty:,} with an empty answer): add general data or"
+                             f" lower held_out")
 
     def summary(self) -> dict:
         return {REHEARSAL: self._stats} if getattr(self, "_stats", None) else {}
@@ -144,13 +159,16 @@ class RehearsalMixer(Stage):
         """The step's stats: what was aimed at, and what became of the pool."""
         counts = draw.counts
         pool.update(considered=counts.considered, duplicates=counts.duplicates,
-                    contaminated=counts.contaminated, held_out=counts.held_out,
+                    contaminated=counts.contaminated, empty_response=counts.empty,
+                    held_out_wanted=target.held_out, held_out=counts.held_out,
                     drawn=counts.drawn, not_drawn=pool["records"] - counts.considered)
         plan = {"target_ratio": self.options.ratio, "count": self.options.count,
                 "task_records": task_records, "wanted": target.wanted,
                 "pool_exhausted": draw.exhausted, "pool": pool}
         if self.options.count == "tokens":
             pool["drawn_tokens"] = counts.drawn_tokens
+            if draw.overshoot is not None:
+                plan["overshoot_tokens"] = draw.overshoot
             plan["task_train_tokens"] = task_train
             plan["wanted"] = round(target.wanted)
         else:
@@ -158,13 +176,27 @@ class RehearsalMixer(Stage):
         return plan
 
 
+def user_turns(pool: list[Record]) -> list[tuple[int, str, str]]:
+    """(pool position, "user turn N", text) for each user turn of the multi-turn pool records:
+    a task prompt copied as one turn of a longer chat is screened on its own."""
+    turns = []
+    for position, record in enumerate(pool):
+        texts = [m["content"] for m in record.messages if m["role"] == "user"]
+        if len(texts) > 1:
+            turns += [(position, f"user turn {n}", text) for n, text in enumerate(texts, 1)]
+    return turns
+
+
 class TaskTally:
-    """The ids (and tokens) of the records the stage passes through, to size the draw by the
-    training split they will make."""
+    """The split keys (and tokens) of the records the stage passes through, to size the draw by
+    the training split they will make."""
 
     def __init__(self, count_tokens):
-        self.count_tokens = count_tokens
+        from curate.split import split_key
+
+        self.count_tokens, self.split_key = count_tokens, split_key
         self.task_ids: list[str] = []
+        """The split key (`curate.split.split_key`) of each task record, in order."""
         self.task_sizes: list[int] = []
         self.general = 0
         """Size of general records already in the input (an earlier rehearsal stage)."""
@@ -173,14 +205,14 @@ class TaskTally:
         for record in batch:
             size = self.count_tokens(record) if self.count_tokens else 1
             if record.origin != REHEARSAL:
-                self.task_ids.append(record.id)
+                self.task_ids.append(self.split_key(record.messages))
                 self.task_sizes.append(size)
             elif record.meta.get(REHEARSAL) != "held-out":
                 self.general += size
 
     def train_totals(self, split, seed: int) -> tuple[int, int]:
         """(task size, general size) that will train, in examples or tokens: the split holds
-        out task records only, chosen by id exactly as it will be."""
+        out task records only, chosen by question exactly as it will be."""
         from curate.recipe import SplitOptions
         from curate.split import choose_eval_ids
 

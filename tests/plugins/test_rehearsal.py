@@ -75,6 +75,14 @@ def similarity(first: str, second: str) -> float:
     return len(a & b) / len(a | b)
 
 
+def contained(part: str, whole: str) -> float:
+    """The plain-Python share of `part`'s character 5-grams found in `whole`'s."""
+    if normalised(part) == normalised(whole):
+        return 1.0
+    a = grams(part)
+    return len(a & grams(whole)) / len(a)
+
+
 def mix(result) -> dict:
     return result.manifest["split"]["rehearsal"]
 
@@ -141,7 +149,8 @@ def test_a_small_pool_warns_with_the_numbers(run_recipe):
     assert warning.startswith("rehearsal: general data is 14.29% of the training examples"
                               " (30 of 210), -15.71 percentage points from the target 30.00%")
     assert "the pool ran out after 30 of the 77 examples wanted (40 rows read, 0 duplicates," \
-           " 0 too close to a task prompt, 0 unreadable, 10 held out)" in warning
+           " 0 too close to a task record, 0 with an empty answer, 0 unreadable, 10 held" \
+           " out)" in warning
     assert result.manifest["steps"][-1]["stats"]["rehearsal"]["pool_exhausted"] is True
 
 
@@ -208,7 +217,9 @@ def test_copies_of_task_records_are_rejected_with_the_evidence(run_recipe):
         [instruction] = [m["content"] for m in row["messages"] if m["role"] == "user"]
         copied = leaks[instruction]
         assert evidence["task_record"] == ids[copied]
-        assert evidence["similarity"] == pytest.approx(similarity(instruction, copied), abs=1e-9)
+        measured = contained(copied, instruction) if evidence["measure"] == "containment" \
+            else similarity(instruction, copied)
+        assert evidence["similarity"] == pytest.approx(measured, abs=1e-9)
         assert evidence["task_record"] in row["detail"]
         reasons[row["reason"]] += 1
         if row["reason"] == "rehearsal-duplicate":
@@ -216,7 +227,9 @@ def test_copies_of_task_records_are_rejected_with_the_evidence(run_recipe):
             assert "prompt equal after normalising case, spacing and punctuation" in row["detail"]
         else:
             assert evidence["method"] == "minhash" and evidence["similarity"] >= THRESHOLD
-            assert re.search(r"Jaccard 0\.\d{3} >= 0\.7 on character 5-grams", row["detail"])
+            assert evidence["measure"] == "containment"
+            assert re.search(r"containing 0\.\d{3} of the copied text's character 5-grams,"
+                             r" >= 0\.7", row["detail"])
     assert reasons == {"rehearsal-duplicate": 30, "rehearsal-contamination": 30}
     code, output = invoke_cli(["why", str(result.run_dir), rejected[0]["id"]])
     assert code == 0 and rejected[0]["detail"] in output and "pool.jsonl:" in output
