@@ -75,31 +75,29 @@ class LengthFilter(Filter):
 
     def __init__(self, options: LengthOptions, context):
         super().__init__(options, context)
+        self.limits = [(part, unit, low, high) for unit in UNITS for part in PARTS
+                       if (low := getattr(options, limit_key("min", part, unit)))
+                       | (high := getattr(options, limit_key("max", part, unit)))]
+        """The limits set, (part, unit, min, max), in the order they are checked."""
         # Tokenising is the slow part, so only then is it worth spreading over processes.
         self.parallel = self.needs_model(options)
         if self.parallel:
             os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
     def check(self, record: Record) -> Reject | None:
-        texts = {"prompt": turns(record, "user"), "response": turns(record, "assistant"),
-                 "conversation": ["\n".join(m["content"] for m in record.messages)]}
-        for unit in UNITS:
-            for part in PARTS:
-                for number, text in enumerate(texts[part], start=1):
-                    verdict = self.judge_turn(part, unit, text, (number, len(texts[part])))
-                    if verdict is not None:
-                        return verdict
+        for part, unit, low, high in self.limits:
+            texts = part_texts(record, part)
+            for number, text in enumerate(texts, start=1):
+                verdict = self.judge_turn(part, unit, low, high, text, (number, len(texts)))
+                if verdict is not None:
+                    return verdict
         return None
 
-    def judge_turn(self, part: str, unit: str, text: str,
+    def judge_turn(self, part: str, unit: str, low: int, high: int, text: str,
                    turn: tuple[int, int]) -> Reject | None:
         """turn: (number, count) of the user or assistant turn measured."""
-        low = getattr(self.options, limit_key("min", part, unit))
-        high = getattr(self.options, limit_key("max", part, unit))
-        if not low and not high:
-            return None
         if unit == "chars":
-            size = len(visible(text))
+            size = visible_length(text)
         else:  # the model reads invisible characters as tokens too
             size = self.context.tokenizer().count(text.strip())
         word = "characters" if unit == "chars" else "tokens"
@@ -118,10 +116,26 @@ class LengthFilter(Filter):
         return None
 
 
+def part_texts(record: Record, part: str) -> list[str]:
+    if part == "conversation":
+        return ["\n".join(m["content"] for m in record.messages)]
+    return turns(record, "user" if part == "prompt" else "assistant")
+
+
 def turns(record: Record, role: str) -> list[str]:
     """The record's turns of one role; one empty turn when it has none, so that a minimum
     still rejects a record without an answer."""
     return [m["content"] for m in record.messages if m["role"] == role] or [""]
+
+
+_ASCII_INVISIBLE = bytes([*range(0x09), 0x0b, 0x0c, *range(0x0e, 0x20), 0x7f])
+
+
+def visible_length(text: str) -> int:
+    """len(visible(text)), without building the text for plain ASCII."""
+    if text.isascii():
+        return len(text.encode("ascii").translate(None, _ASCII_INVISIBLE).strip())
+    return len(visible(text))
 
 
 def visible(text: str) -> str:

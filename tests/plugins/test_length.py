@@ -174,3 +174,12 @@ def test_token_limits_apply_to_each_turn_too(run_recipe, tokenizer_dir):
     assert result.exit_code == 0, result.output
     rejected = {r["location"]: r["detail"] for r in result.rejected("length")}
     assert rejected == {"d.jsonl:2": "response turn 2 of 2 has 9 tokens, maximum is 8"}
+
+
+def test_visible_length_of_ascii_agrees_with_the_general_rule():
+    from curate.plugins.length import visible, visible_length
+
+    for code in range(128):
+        text = f" a{chr(code)}b \t\n"
+        assert visible_length(text) == len(visible(text)), repr(chr(code))
+    assert visible_length("\u200b\u200b") == 0 and visible_length("caf\u00e9\u200b") == 4
