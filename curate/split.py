@@ -39,15 +39,23 @@ def eval_count(total: int, options: SplitOptions) -> int:
 
 
 _NOT_WORDS = re.compile(r"[\W_]+")
+_ASCII_NOT_WORDS = bytes.maketrans(
+    bytes(c for c in range(128) if not chr(c).isalnum()), b" " * sum(
+        not chr(c).isalnum() for c in range(128)))
 
 
 def split_key(messages: list[dict]) -> str:
     """What the split groups records by: their question, the user turns with Unicode form,
     case, punctuation and spacing set aside (a record without one: all of its turns)."""
-    asked = [m["content"] for m in messages if m["role"] == "user"] or [
-        m["content"] for m in messages]
-    text = _NOT_WORDS.sub(" ", normalise_text("\n\n".join(asked)).casefold()).strip()
-    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
+    asked = "\n\n".join([m["content"] for m in messages if m["role"] == "user"] or [
+        m["content"] for m in messages])
+    if asked.isascii():  # the same words as below, without NFKC and a regex
+        words = asked.encode().lower().translate(_ASCII_NOT_WORDS).split()
+        text = b" ".join(words)
+    else:
+        text = _NOT_WORDS.sub(" ", normalise_text(asked).casefold()).strip().encode(
+            "utf-8", "surrogatepass")
+    return hashlib.blake2b(text, digest_size=8).hexdigest()
 
 
 def choose_eval_ids(ids: list[str], options: SplitOptions, seed: int) -> set[str]:

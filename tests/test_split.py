@@ -105,3 +105,19 @@ def test_a_record_sent_to_review_that_no_person_saw_never_reaches_the_dataset(cu
     assert not (result.run_dir / "dataset" / "train.jsonl").exists()
     with_review = run_recipe(recipe + '[[stages]]\nuse = "review"\n')
     assert with_review.exit_code == 3 and with_review.manifest["review"]["pending"] == 1
+
+
+def test_the_ascii_split_key_agrees_with_the_general_rule():
+    import hashlib
+    import re
+
+    from curate.records import normalise_text
+    from curate.split import split_key
+
+    def general(text):
+        words = re.sub(r"[\W_]+", " ", normalise_text(text).casefold()).strip()
+        return hashlib.blake2b(words.encode(), digest_size=8).hexdigest()
+
+    for code in range(128):
+        text = f"Ab{chr(code)}C d_e\t\n x"
+        assert split_key([{"role": "user", "content": text}]) == general(text), repr(chr(code))
