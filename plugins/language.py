@@ -33,6 +33,8 @@ CONVERSATION_LETTERS = 40
 DETECTOR_SEED = 0
 """The seed detectors are made with: fixed rather than the run's, so that changing `[run] seed`
 (which reshuffles the split) never changes which records the stage keeps."""
+CLEANED_PER_JUDGED = 8
+"""Characters of a text cleaned (code lines and invisible ones dropped) per character judged."""
 INVISIBLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\xad\u061c\u180e\u200b-\u200f"
                        "\u202a-\u202e\u2060-\u206f\ufe00-\ufe0f\ufeff\U000e0000-\U000e007f]")
 """Control characters and invisible format characters (zero-width, direction marks, variation
@@ -251,7 +253,11 @@ class LanguageFilter(Filter):
         return plan
 
     def cleaned(self, text: str) -> str:
-        """A text as it is judged: without code (with `ignore_code`) or invisible characters."""
+        """A text as it is judged: without code (with `ignore_code`) or invisible characters.
+        With `judged_chars`, only a prefix of it is cleaned: enough for the judged part unless
+        nearly all of it is code, and a long text costs no more than a short one."""
+        if self.options.judged_chars:
+            text = text[:CLEANED_PER_JUDGED * self.options.judged_chars]
         if self.options.ignore_code:
             text = without_code_lines(CODE.sub(" ", text))
         return INVISIBLE.sub("", text).strip()
