@@ -58,20 +58,20 @@ def split_key(messages: list[dict]) -> str:
     return hashlib.blake2b(text, digest_size=8).hexdigest()
 
 
-def choose_eval_ids(ids: list[str], options: SplitOptions, seed: int) -> set[str]:
-    """The keys held out (`split_key`s; any ids): whole groups of equal keys, in seeded-hash
+def choose_eval_keys(keys: list[str], options: SplitOptions, seed: int) -> set[str]:
+    """The `split_key`s held out: whole groups of equal keys, in seeded-hash
     order, skipping any group that would take the count past the target, so the eval split
     never exceeds it."""
-    wanted = eval_count(len(ids), options)
-    group_sizes = Counter(ids)
+    wanted = eval_count(len(keys), options)
+    group_sizes = Counter(keys)
     chosen: set[str] = set()
     taken = 0
-    for record_id in sorted(group_sizes, key=lambda i: _rank(seed, i)):
+    for key in sorted(group_sizes, key=lambda k: _rank(seed, k)):
         if taken == wanted:
             break
-        if taken + group_sizes[record_id] <= wanted:
-            chosen.add(record_id)
-            taken += group_sizes[record_id]
+        if taken + group_sizes[key] <= wanted:
+            chosen.add(key)
+            taken += group_sizes[key]
     return chosen
 
 
@@ -114,7 +114,7 @@ def write_split(kept_file: Path, dataset_dir: Path, options: SplitOptions, seed:
     table = pq.read_table(kept_file, columns=["id", "origin", "meta"])
     check_generated_is_approved(table)
     keys = split_keys(kept_file)
-    eval_keys = choose_eval_ids([key for key, origin in zip(keys, table["origin"].to_pylist())
+    eval_keys = choose_eval_keys([key for key, origin in zip(keys, table["origin"].to_pylist())
                                  if origin != REHEARSAL], options, seed)
     sides = ["train", "eval"] + ([GENERAL_EVAL] if _holds_held_out(table) else [])
     train_origins: Counter = Counter()
@@ -171,5 +171,5 @@ def dataset_line(record: Record) -> dict:
             "messages": record.messages}
 
 
-def _rank(seed: int, record_id: str) -> str:
-    return hashlib.sha256(f"{seed}:{record_id}".encode()).hexdigest()
+def _rank(seed: int, key: str) -> str:
+    return hashlib.sha256(f"{seed}:{key}".encode()).hexdigest()

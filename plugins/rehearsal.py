@@ -103,7 +103,7 @@ class RehearsalMixer(Stage):
         task_train, general = tally.train_totals(self.context.split, self.context.seed)
         target = self._target(task_train, general, len(pool), tally.count_tokens)
         yield from draw.outcomes(target, self.context.seed)
-        self._stats = self._plan(len(tally.task_ids), task_train, target, draw,
+        self._stats = self._plan(len(tally.task_keys), task_train, target, draw,
                                  {"rows": rows, "unreadable": len(problems),
                                   "unreadable_rows": problems[:UNREADABLE_SHOWN],
                                   "records": len(pool)})
@@ -195,7 +195,7 @@ class TaskTally:
         from curate.split import split_key
 
         self.count_tokens, self.split_key = count_tokens, split_key
-        self.task_ids: list[str] = []
+        self.task_keys: list[str] = []
         """The split key (`curate.split.split_key`) of each task record, in order."""
         self.task_sizes: list[int] = []
         self.general = 0
@@ -205,7 +205,7 @@ class TaskTally:
         for record in batch:
             size = self.count_tokens(record) if self.count_tokens else 1
             if record.origin != REHEARSAL:
-                self.task_ids.append(self.split_key(record.messages))
+                self.task_keys.append(self.split_key(record.messages))
                 self.task_sizes.append(size)
             elif record.meta.get(REHEARSAL) != "held-out":
                 self.general += size
@@ -214,10 +214,10 @@ class TaskTally:
         """(task size, general size) that will train, in examples or tokens: the split holds
         out task records only, chosen by question exactly as it will be."""
         from curate.recipe import SplitOptions
-        from curate.split import choose_eval_ids
+        from curate.split import choose_eval_keys
 
-        held = choose_eval_ids(self.task_ids, split or SplitOptions(), seed)
-        train = sum(size for i, size in zip(self.task_ids, self.task_sizes) if i not in held)
+        held = choose_eval_keys(self.task_keys, split or SplitOptions(), seed)
+        train = sum(size for i, size in zip(self.task_keys, self.task_sizes) if i not in held)
         return train, self.general
 
 

@@ -5,7 +5,7 @@ import types
 from curate import hookimpl
 from curate.recipe import SplitOptions
 from curate.records import NEEDS_REVIEW, Record
-from curate.split import choose_eval_ids, eval_count
+from curate.split import choose_eval_keys, eval_count
 from curate.stages import Stage
 from curate.testing import alpaca_row, assert_clear_error, jsonl, source_table
 
@@ -19,11 +19,11 @@ def test_eval_count_by_fraction_and_by_size():
 
 def test_the_split_is_seeded_and_stable_when_data_is_added():
     ids = [f"{i:016x}" for i in range(1000)]
-    first = choose_eval_ids(ids, SplitOptions(eval_fraction=0.1), seed=0)
+    first = choose_eval_keys(ids, SplitOptions(eval_fraction=0.1), seed=0)
     assert len(first) == 100
-    assert choose_eval_ids(ids, SplitOptions(eval_fraction=0.1), seed=0) == first
-    assert choose_eval_ids(ids, SplitOptions(eval_fraction=0.1), seed=1) != first
-    grown = choose_eval_ids(ids + [f"{i:016x}" for i in range(1000, 1100)],
+    assert choose_eval_keys(ids, SplitOptions(eval_fraction=0.1), seed=0) == first
+    assert choose_eval_keys(ids, SplitOptions(eval_fraction=0.1), seed=1) != first
+    grown = choose_eval_keys(ids + [f"{i:016x}" for i in range(1000, 1100)],
                             SplitOptions(eval_fraction=0.1), seed=0)
     assert len(first & grown) >= 90
 
@@ -31,12 +31,12 @@ def test_the_split_is_seeded_and_stable_when_data_is_added():
 def test_equal_ids_are_held_out_together_without_overshooting():
     ids = ["a" * 16] * 30 + [f"{i:016x}" for i in range(90)]
     for seed in range(20):
-        chosen = choose_eval_ids(ids, SplitOptions(eval_fraction=0.1), seed=seed)
+        chosen = choose_eval_keys(ids, SplitOptions(eval_fraction=0.1), seed=seed)
         held = [i for i in ids if i in chosen]
         assert len(held) == 12
         assert held.count("a" * 16) in (0, 30)
     small_group = ["b" * 16] * 3 + [f"{i:016x}" for i in range(7)]
-    sizes = {len([i for i in small_group if i in choose_eval_ids(small_group,
+    sizes = {len([i for i in small_group if i in choose_eval_keys(small_group,
                                                                  SplitOptions(eval_size=4), s)])
              for s in range(30)}
     assert sizes == {4}
