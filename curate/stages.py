@@ -19,11 +19,7 @@ fingerprint.
 
 from __future__ import annotations
 
-import ctypes
-import multiprocessing
 import os
-import signal
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
@@ -33,6 +29,7 @@ from typing import Any, ClassVar
 from curate.errors import CurateError
 from curate.options import Configurable
 from curate.records import Pending, Record, Rejection, plugin_label
+from curate.workers import ordered_map
 
 
 @dataclass(frozen=True)
@@ -245,60 +242,10 @@ def _count_of(verdicts: Any) -> str:
 
 
 _worker_filter: Filter | None = None
-PR_SET_PDEATHSIG = 1
 
 
 def _judge_batch(records: list[Record]) -> list[Record | Rejection]:
     return _worker_filter.judge_batch(records)
-
-
-def ordered_map(function: Callable, jobs: Iterable, workers: int) -> Iterator:
-    """function(job) for every job, in order, in `workers` forked processes, with at most two
-    jobs per worker in flight, so a large input is never read ahead into memory (Pool.imap
-    would queue all of it)."""
-    if workers <= 1:
-        yield from map(function, jobs)
-        return
-    with _worker_pool(workers) as pool:
-        pending: deque = deque()
-        for job in jobs:
-            pending.append(pool.apply_async(function, (job,)))
-            if len(pending) >= 2 * workers:
-                yield pending.popleft().get()
-        while pending:
-            yield pending.popleft().get()
-
-
-def _worker_pool(workers: int):
-    """A fork pool whose workers are born with SIGTERM blocked, until _worker_signals has
-    reset it: a SIGTERM from Pool.terminate arriving before that would run the parent's
-    handler in the worker instead of killing it."""
-    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
-    try:
-        return multiprocessing.get_context("fork").Pool(workers, _worker_signals, (os.getpid(),))
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
-
-
-def _worker_signals(parent: int) -> None:
-    """Pool.terminate stops workers with SIGTERM: they must die at once, not run the parent's
-    handler (`curate run` turns SIGTERM into an interrupt), or a worker killed while holding
-    the task queue's lock leaves the others waiting for it forever. A parent killed outright
-    (SIGKILL) takes its workers with it, instead of leaving them to finish their batch and
-    print a BrokenPipeError each."""
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    _die_with(parent)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
-
-
-def _die_with(parent: int) -> None:
-    """Linux's PR_SET_PDEATHSIG: SIGTERM when the parent dies (nothing elsewhere)."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
-        return
-    if os.getppid() != parent:  # it died before prctl took effect
-        os._exit(1)
 
 
 def _batches(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
