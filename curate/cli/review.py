@@ -168,8 +168,10 @@ def decision_command(status: str):
 
             targets = _targets(queue, record_ids, source, strategy, everything)
             decision = Decision(status, reviewer, now(), note)
-            _report(decide_all(queue, targets, decision, force), status)
+            result = decide_all(queue, targets, decision, force)
+            _report(result, status)
             _say_left(queue, hint)
+            _exit_if_refused(result)
 
         return command
 
@@ -229,8 +231,10 @@ def import_(queue, hint: str, decisions: Path, reviewer: str):
     from curate.review.decisions import import_decisions, read_decisions
 
     items = read_decisions(decisions, reviewer)
-    _report(import_decisions(queue, items, decisions), "decided")
+    result = import_decisions(queue, items, decisions)
+    _report(result, "decided")
     _say_left(queue, hint)
+    _exit_if_refused(result)
 
 
 def _targets(queue, record_ids: tuple[str, ...], source: str | None, strategy: str | None,
@@ -275,6 +279,13 @@ def _report(result, verb: str) -> None:
         click.echo(f"not applied: {line}", err=True)
     unchanged = f", {result.unchanged} unchanged" if result.unchanged else ""
     click.echo(f"{verb}: {result.applied}{unchanged}, not applied: {len(result.refused)}")
+
+
+def _exit_if_refused(result) -> None:
+    """Exit status 1 when a decision was not applied, so a script that decides in bulk can
+    tell; the ones applied stay applied."""
+    if result.refused:
+        raise SystemExit(1)
 
 
 def _say_left(queue, hint: str) -> None:

@@ -161,15 +161,16 @@ def test_list_show_approve_and_reject_without_a_terminal(waiting):
     assert output.splitlines()[-1] == "4 candidates"
     assert code == 0 and first.id in output and "Generated question 0?" in output
     code, output = review("approve", waiting.recipe, first.id[:6], "--reviewer", "bob")
-    assert "approved: 1, not applied: 0" in output
+    assert code == 0 and "approved: 1, not applied: 0" in output
     code, output = review("reject", waiting.recipe, "--source", "synthetic", "--note", "weak",
                           "--reviewer", "ann")
     assert "rejected: 3, not applied: 0" in output
     assert "nothing waits for review: curate run" in output
     code, output = review("approve", waiting.recipe, second.id)
     assert f"not applied: {second.id}: already rejected by" in output
+    assert code == 1  # a script deciding in bulk can tell
     code, output = review("approve", waiting.recipe, second.id, "--force", "--reviewer", "cy")
-    assert "approved: 1" in output
+    assert code == 0 and "approved: 1" in output
     code, output = review("show", waiting.recipe, second.id)
     assert "decision: approved by cy" in output
     assert [line.split(" at ")[0] for line in output.splitlines()[-3:]] == [
@@ -211,7 +212,7 @@ def test_export_then_import_decisions(waiting, tmp_path):
     queue.decide(third.id, Decision("approved", "zoe", "t"), third.version)  # decided meanwhile
     exported.write_text("".join(json.dumps(line) + "\n" for line in lines))
     code, output = review("import", waiting.recipe, exported, "--reviewer", "team")
-    assert code == 0, output
+    assert code == 1, output  # the two applied stay applied
     assert "decided: 2, not applied: 1" in output
     assert f"{third.id}: changed meanwhile, now approved by zoe" in output
     statuses = [(c.status, c.decision.reviewer) for c in queue_of(waiting).select(status=None)]
