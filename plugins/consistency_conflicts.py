@@ -160,9 +160,8 @@ class ConflictingAnswers:
                   f" {self.shown_answer(other_index)}; {len(other.indices)} of {group.size}"
                   f" records agree with the other answer"
                   f"{TIE if group.tie else CONSEQUENCES[options.on_conflict]}")
-        evidence = {"rule": CONFLICT_RULE, "other_id": ledger.ids[other_index],
-                    "other_answer": ledger.answer_snippets[other_index],
-                    "answer": ledger.answer_snippets[index], "group_size": group.size,
+        evidence = {**self.pair_evidence(CONFLICT_RULE, index, other_index),
+                    "group_size": group.size,
                     "agreeing": len(mine.indices), "other_count": len(other.indices),
                     "answers": len(group.answers), "policy": options.on_conflict,
                     "prompt_similarity": round(similarity, 3)}
@@ -179,13 +178,20 @@ class ConflictingAnswers:
                   f"{'s' if count > 1 else ''} to its prompt (e.g. {ledger.ids[labelled]}"
                   f" ({self.shown_prompt(index, labelled, similarity)}) answers"
                   f" {self.shown_answer(labelled)})")
-        evidence = {"rule": UNLABELLED_RULE, "other_id": ledger.ids[labelled],
-                    "other_answer": ledger.answer_snippets[labelled],
-                    "answer": ledger.answer_snippets[index], "other_label": ledger.labels[labelled],
+        evidence = {**self.pair_evidence(UNLABELLED_RULE, index, labelled),
+                    "other_label": ledger.labels[labelled],
                     "labelled": count, "answer_pattern": self.options.answer_pattern,
                     "prompt_similarity": round(similarity, 3),
                     **self.prompt_words(index, labelled, similarity)}
         return Finding(UNLABELLED_RULE, detail, evidence, False)
+
+    def pair_evidence(self, rule: str, index: int, other: int) -> dict[str, str]:
+        """What a finding about two records' answers holds first: the rule, the other record
+        and both answers."""
+        ledger = self.ledger
+        return {"rule": rule, "other_id": ledger.ids[other],
+                "other_answer": ledger.answer_snippets[other],
+                "answer": ledger.answer_snippets[index]}
 
     def shown_prompt(self, index: int, other: int, similarity: float) -> str:
         """How the other record's prompt relates to this one's: the same, or similar, with
