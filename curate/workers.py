@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import multiprocessing
+import multiprocessing.connection
 import os
 import queue
 import signal
@@ -23,12 +24,13 @@ from curate.errors import CurateError
 
 PR_SET_PDEATHSIG = 1
 JOBS_PER_WORKER = 2  # in flight at once: a large input is never read ahead into memory
+JOBS_IN_HAND = 1  # a job queued behind a slow one would wait while another worker idles
 
 
 def ordered_map(function: Callable, jobs: Iterable, workers: int) -> Iterator:
-    """function(job) for every job, in order, in `workers` forked processes, with at most
-    two jobs per worker in flight. An exception raised by `function` is raised here, with the
-    worker's traceback as its cause."""
+    """function(job) for every job, in order, in `workers` forked processes, with at most two
+    jobs per worker sent and not yet given back. An exception raised by `function` is raised
+    here, with the worker's traceback as its cause."""
     if workers <= 1:
         yield from map(function, jobs)
         return
@@ -47,8 +49,8 @@ class WorkerTraceback(Exception):
 
 
 class WorkerGroup:
-    """`size` forked processes running `function`; job i goes to worker i % size, so reading
-    the workers' answers round-robin gives them back in input order."""
+    """`size` forked processes running `function`, each answering its jobs in the order it
+    got them."""
 
     def __init__(self, function: Callable, size: int):
         context = multiprocessing.get_context("fork")
@@ -74,16 +76,46 @@ class WorkerGroup:
         self.sender.start()
 
     def map(self, jobs: Iterable) -> Iterator:
-        in_flight: deque[int] = deque()
+        """Answers in input order. A job goes to an idle worker, and no more than two per
+        worker are out and not yet given back, so a large input is never read ahead into
+        memory."""
         size = len(self.connections)
-        for number, job in enumerate(jobs):
-            if len(in_flight) >= JOBS_PER_WORKER * size:
-                yield self._answer(in_flight.popleft())
-            worker = number % size
-            self.outbox.put((worker, job))
-            in_flight.append(worker)
-        while in_flight:
-            yield self._answer(in_flight.popleft())
+        in_hand: list[deque[int]] = [deque() for _ in range(size)]  # job numbers, oldest first
+        answers: dict[int, tuple[bool, Any]] = {}
+        numbered = enumerate(jobs)
+        sent = given = 0
+        more = True
+        while True:
+            while more and sent - given < JOBS_PER_WORKER * size:
+                worker = min(range(size), key=lambda index: len(in_hand[index]))  # idle first
+                if len(in_hand[worker]) >= JOBS_IN_HAND:
+                    break
+                job = next(numbered, None)
+                if job is None:
+                    more = False
+                    break
+                self.outbox.put((worker, job[1]))
+                in_hand[worker].append(job[0])
+                sent += 1
+            if given in answers:
+                yield _unpacked(answers.pop(given))
+                given += 1
+            elif given == sent:
+                return
+            else:
+                self._collect(in_hand, answers)
+
+    def _collect(self, in_hand: list[deque[int]], answers: dict[int, tuple[bool, Any]]) -> None:
+        """Waits for at least one answer, and files every answer that has come."""
+        busy = {self.connections[worker]: worker for worker in range(len(in_hand))
+                if in_hand[worker]}
+        for connection in multiprocessing.connection.wait(list(busy)):
+            worker = busy[connection]
+            try:
+                answer = connection.recv()
+            except (EOFError, OSError):
+                raise CurateError(self._death(worker)) from None
+            answers[in_hand[worker].popleft()] = answer
 
     def stop(self) -> None:
         """Stops every worker at once, whatever it is doing: nothing of theirs is shared."""
@@ -105,17 +137,6 @@ class WorkerGroup:
             except (OSError, ValueError):  # the worker is gone; _answer says why
                 pass
 
-    def _answer(self, worker: int) -> Any:
-        try:
-            succeeded, value = self.connections[worker].recv()
-        except (EOFError, OSError):
-            raise CurateError(self._death(worker)) from None
-        if succeeded:
-            return value
-        error, remote_traceback = value
-        error.__cause__ = WorkerTraceback(remote_traceback)
-        raise error
-
     def _death(self, worker: int) -> str:
         process = self.processes[worker]
         process.join(timeout=5)
@@ -128,6 +149,15 @@ class WorkerGroup:
             how = f"exited with code {code}"
         return (f"a worker process {how}; run again with fewer [run] workers, or workers = 1"
                 f" to see the stage fail in this process")
+
+
+def _unpacked(answer: tuple[bool, Any]) -> Any:
+    succeeded, value = answer
+    if succeeded:
+        return value
+    error, remote_traceback = value
+    error.__cause__ = WorkerTraceback(remote_traceback)
+    raise error
 
 
 def _serve(function: Callable, connection, parent: int) -> None:
