@@ -46,6 +46,16 @@ def test_answers_come_back_in_input_order_from_every_worker():
     assert os.getpid() not in {pid for _, pid in answers}
 
 
+def _slow_first(number):
+    time.sleep(1.5 if number == 0 else 0)
+    return os.getpid()
+
+
+def test_jobs_go_to_an_idle_worker_not_behind_a_slow_one():
+    pids = list(ordered_map(_slow_first, range(4), workers=2))
+    assert pids[1] == pids[2] == pids[3] != pids[0]
+
+
 def _raise_on_five(number):
     if number == 5:
         raise KeyError(f"bad job {number}")
