@@ -46,12 +46,12 @@ def test_retry_after_is_honoured(server):
 
 
 def test_a_slow_answer_past_the_timeout_is_asked_again(server):
-    server.slow_seconds = 1.5
+    server.slow_seconds = 3.0
     server.script("slow")
     started = time.monotonic()
     answer = endpoint(server, timeout=0.5).ask("k", ASK, SCHEMA, PARAMS)
     assert server.count == 2 and answer.content.startswith('{"answer"')
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < 2.5  # not waiting for the slow answer (margin for load)
 
 
 def test_retries_run_out_with_one_clear_message(server):
