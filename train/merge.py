@@ -147,11 +147,23 @@ def adapter_logits(source, options, compute_dtype, adapter: Path, batch: dict):
 def merged_model(source, options, compute_dtype, adapter: Path, into_quantized: bool):
     base = load_base_model(source, options, compute_dtype)
     if options.quantization != "none" and not into_quantized:
-        base = base.dequantize(dtype=torch_dtype(compute_dtype))
+        base = _dequantized(base, torch_dtype(compute_dtype))
     merged = load_adapter(base, adapter).merge_and_unload().eval()
     if not into_quantized:
         merged = merged.to(torch_dtype(SAVED_DTYPE))
     return merged
+
+
+def _dequantized(model, dtype):
+    """The 4-bit base dequantised, without transformers' notice of the dtype we asked for."""
+    from transformers.utils import logging
+
+    verbosity = logging.get_verbosity()
+    logging.set_verbosity_error()
+    try:
+        return model.dequantize(dtype=dtype)
+    finally:
+        logging.set_verbosity(verbosity)
 
 
 def fidelity(reference, logits, attention_mask) -> dict:

@@ -83,12 +83,17 @@ def device_map() -> dict | None:
 
 
 def quiet_progress_bars() -> None:
-    """curate prints its own progress lines; the libraries' bars would interleave with them."""
+    """curate prints its own progress lines; the libraries' bars would interleave with them.
+    Deprecation notices about transformers' own internals go too: nothing a recipe can
+    change."""
+    import warnings
+
     import datasets
     from transformers.utils import logging
 
     datasets.disable_progress_bars()
     logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\.")
 
 
 def load_tokenizer(source: ModelSource):

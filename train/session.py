@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,13 +34,11 @@ Loader = Callable[[ModelSource, QLoRAOptions, str, int, int], tuple[Any, Any]]
 
 def run_training(trainer_name: str, options: QLoRAOptions, context: TrainContext,
                  load: Loader) -> dict:
-    # deprecation notices about transformers' own internals: nothing a recipe can change
-    warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\.")
+    quiet_progress_bars()
     paths = sft.RunPaths(context.run_dir)
     source = ModelSource.from_recipe(context.model, context.recipe_dir)
     train, held_out, facts = _read_dataset(context, options)
     hardware = detect_hardware(options)
-    quiet_progress_bars()
     max_length = getattr(context.model, "max_length", None) or DEFAULT_MAX_LENGTH
     context.log(f"training {source.path} ({options.quantization}, {hardware.compute_dtype}"
                 f" compute, {'GPU' if hardware.cuda else 'CPU'}) on {len(train):,} examples")
