@@ -77,16 +77,19 @@ def test_a_rerun_removes_what_a_killed_run_left_half_written(run_recipe):
         "eval.jsonl", "train.jsonl"]
 
 
-def slow_run(tmp_path: Path) -> tuple[subprocess.Popen, Path]:
-    """A run whose stage takes long enough to stop it midway, once its read step is done."""
+def slow_run(tmp_path: Path, stage: str = "slow") -> tuple[subprocess.Popen, Path]:
+    """A run whose stage takes long enough to stop it midway, once its read step is done. It
+    leads a process group of its own, with Ctrl-C's default action (Python's
+    KeyboardInterrupt) whatever the test runner's is."""
     (tmp_path / "data.jsonl").write_text(DATA)
     recipe_file = tmp_path / "slow.toml"
-    recipe_file.write_text(RECIPE.replace('use = "length"', 'use = "slow"\n'
-                                          'seconds_per_record = 0.5'))
+    recipe_file.write_text("[run]\nworkers = 2\n" + RECIPE.replace(
+        'use = "length"', f'use = "{stage}"\nseconds_per_record = 0.5'))
     run_dir = tmp_path / "run"
     process = subprocess.Popen([sys.executable, str(SLOW_PLUGIN), "run", str(recipe_file),
-                                "--run-dir", str(run_dir)],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                                "--run-dir", str(run_dir)], start_new_session=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 60
     while not (run_dir / "stages" / "00-read" / "step.json").exists():
         assert process.poll() is None and time.monotonic() < deadline, process.stdout.read()
@@ -115,6 +118,24 @@ def test_a_killed_run_is_told_from_a_running_one(tmp_path):
     code, output = invoke_cli(["report", str(run_dir)])
     assert code == 2
     assert "the run was interrupted (Ctrl-C or kill): run the recipe again" in output
+
+
+def test_ctrl_c_in_a_parallel_stage_stops_the_workers_with_one_line(tmp_path):
+    process, run_dir = slow_run(tmp_path, "slow-parallel")
+    time.sleep(1)  # the workers are judging
+    os.killpg(process.pid, signal.SIGINT)  # what a terminal sends on Ctrl-C
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 130, output
+    assert output.splitlines()[-1] == ("interrupted: run it again and it goes on from the last"
+                                       f" finished step ({run_dir})")
+    assert "Traceback" not in output and "KeyboardInterrupt" not in output
+    left = subprocess.run(["pgrep", "-g", str(process.pid)], capture_output=True, text=True)
+    assert left.stdout == ""  # no worker outlives the run
+    again = subprocess.run([sys.executable, str(SLOW_PLUGIN), "run", str(tmp_path / "slow.toml"),
+                            "--run-dir", str(run_dir)], capture_output=True, text=True,
+                           timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert "done: 21 input rows -> 15 train + 4 eval, 2 rejected" in again.stdout
 
 
 def test_why_on_an_interrupted_run_says_where_records_stopped(tmp_path):

@@ -24,9 +24,17 @@ class SlowStage(Filter):
         return None
 
 
+class SlowParallelStage(SlowStage):
+    """The same check in `[run] workers` processes, two records a batch."""
+    name = "slow-parallel"
+    parallel = True
+    batch_size = 2
+
+
 @hookimpl
 def register_stages(register):
     register(SlowStage)
+    register(SlowParallelStage)
 
 
 def main():
