@@ -20,6 +20,7 @@ fingerprint.
 from __future__ import annotations
 
 import os
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
@@ -198,10 +199,18 @@ class Filter(Stage):
             for batch in batches:
                 yield from self.judge_batch(batch)
             return
-        global _worker_filter
-        _worker_filter = self  # forked workers inherit it
-        for outcomes in ordered_map(_judge_batch, batches, self.context.workers):
-            yield from outcomes
+        judging: deque[list[Record]] = deque()
+        for batch_verdicts in ordered_map(self._verdicts, _kept_in(judging, batches),
+                                          self.context.workers):
+            yield from map(_judged, judging.popleft(), batch_verdicts)
+
+    def _verdicts(self, records: list[Record]) -> list[tuple[dict, tuple | None]]:
+        """judge_batch, run in a worker: its answer holds only what the parent lacks, each
+        record's meta and its rejection (reason, detail, evidence) or None. Sending the
+        records back would cost the parent as much as judging a short text."""
+        return [(outcome.record.meta, (outcome.reason, outcome.detail, outcome.evidence))
+                if isinstance(outcome, Rejection) else (outcome.meta, None)
+                for outcome in self.judge_batch(records)]
 
 
 def _messages_as_judged(record: Record) -> tuple[list, list[tuple]]:
@@ -241,11 +250,20 @@ def _count_of(verdicts: Any) -> str:
     return type(verdicts).__name__
 
 
-_worker_filter: Filter | None = None
+def _kept_in(judging: deque, batches: Iterator[list[Record]]) -> Iterator[list[Record]]:
+    """The batches, each kept in `judging` until its verdicts come back."""
+    for batch in batches:
+        judging.append(batch)
+        yield batch
 
 
-def _judge_batch(records: list[Record]) -> list[Record | Rejection]:
-    return _worker_filter.judge_batch(records)
+def _judged(record: Record, verdict: tuple[dict, tuple | None]) -> Record | Rejection:
+    meta, rejected = verdict
+    record.meta = meta
+    if rejected is None:
+        return record
+    reason, detail, evidence = rejected
+    return Rejection(record, reason, detail, evidence=evidence)
 
 
 def _batches(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
