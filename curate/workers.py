@@ -125,16 +125,16 @@ class WorkerGroup:
                 process.terminate()
         for process in self.processes:
             process.join()
+        self.sender.join()  # before closing: a closed descriptor's number can be reused at once
         for connection in self.connections:
             connection.close()
-        self.sender.join()
 
     def _send_jobs(self) -> None:
         while (item := self.outbox.get()) is not None:
             worker, job = item
             try:
                 self.connections[worker].send(job)
-            except (OSError, ValueError):  # the worker is gone; _answer says why
+            except (OSError, ValueError):  # the worker is gone; _collect says why
                 pass
 
     def _death(self, worker: int) -> str:
