@@ -12,19 +12,18 @@ import ctypes
 import multiprocessing
 import multiprocessing.connection
 import os
+import pickle
 import queue
 import signal
 import threading
 import traceback
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from curate.errors import CurateError
 
 PR_SET_PDEATHSIG = 1
-JOBS_PER_WORKER = 2  # in flight at once: a large input is never read ahead into memory
-JOBS_IN_HAND = 1  # a job queued behind a slow one would wait while another worker idles
+JOBS_PER_WORKER = 2  # sent and not yet given back: a large input is never read ahead
 
 
 def ordered_map(function: Callable, jobs: Iterable, workers: int) -> Iterator:
@@ -76,26 +75,24 @@ class WorkerGroup:
         self.sender.start()
 
     def map(self, jobs: Iterable) -> Iterator:
-        """Answers in input order. A job goes to an idle worker, and no more than two per
-        worker are out and not yet given back, so a large input is never read ahead into
-        memory."""
+        """Answers in input order. A job goes to an idle worker (one queued behind a slow job
+        would wait while another worker idles), and no more than two per worker are out and
+        not yet given back, so a large input is never read ahead into memory."""
         size = len(self.connections)
-        in_hand: list[deque[int]] = [deque() for _ in range(size)]  # job numbers, oldest first
+        holding: list[int | None] = [None] * size  # the job number each worker is on
         answers: dict[int, tuple[bool, Any]] = {}
         numbered = enumerate(jobs)
         sent = given = 0
         more = True
         while True:
-            while more and sent - given < JOBS_PER_WORKER * size:
-                worker = min(range(size), key=lambda index: len(in_hand[index]))  # idle first
-                if len(in_hand[worker]) >= JOBS_IN_HAND:
-                    break
+            while more and sent - given < JOBS_PER_WORKER * size and None in holding:
                 job = next(numbered, None)
                 if job is None:
                     more = False
                     break
+                worker = holding.index(None)
                 self.outbox.put((worker, job[1]))
-                in_hand[worker].append(job[0])
+                holding[worker] = job[0]
                 sent += 1
             if given in answers:
                 yield _unpacked(answers.pop(given))
@@ -103,19 +100,20 @@ class WorkerGroup:
             elif given == sent:
                 return
             else:
-                self._collect(in_hand, answers)
+                self._collect(holding, answers)
 
-    def _collect(self, in_hand: list[deque[int]], answers: dict[int, tuple[bool, Any]]) -> None:
+    def _collect(self, holding: list[int | None], answers: dict[int, tuple[bool, Any]]) -> None:
         """Waits for at least one answer, and files every answer that has come."""
-        busy = {self.connections[worker]: worker for worker in range(len(in_hand))
-                if in_hand[worker]}
+        busy = {self.connections[worker]: worker for worker, number in enumerate(holding)
+                if number is not None}
         for connection in multiprocessing.connection.wait(list(busy)):
             worker = busy[connection]
             try:
                 answer = connection.recv()
             except (EOFError, OSError):
                 raise CurateError(self._death(worker)) from None
-            answers[in_hand[worker].popleft()] = answer
+            answers[holding[worker]] = answer
+            holding[worker] = None
 
     def stop(self) -> None:
         """Stops every worker at once, whatever it is doing: nothing of theirs is shared."""
@@ -171,14 +169,17 @@ def _serve(function: Callable, connection, parent: int) -> None:
         try:
             answer = (True, function(job))
         except Exception as error:  # raised again in the parent, with this traceback
-            answer = (False, (_picklable(error), "".join(traceback.format_exception(error))))
+            answer = _failure(error)
         try:
             connection.send(answer)
         except (OSError, ValueError):
             return
         except Exception as error:  # an answer that cannot be pickled
-            connection.send((False, (_picklable(error), "".join(traceback.format_exception(
-                error)))))
+            connection.send(_failure(error))
+
+
+def _failure(error: Exception) -> tuple[bool, tuple[Exception, str]]:
+    return False, (_picklable(error), "".join(traceback.format_exception(error)))
 
 
 def _take_default_signals(parent: int) -> None:
@@ -204,8 +205,6 @@ def _die_with(parent: int) -> None:
 
 def _picklable(error: Exception) -> Exception:
     """The error itself when it survives pickling, else a RuntimeError saying what it was."""
-    import pickle
-
     try:
         pickle.loads(pickle.dumps(error))
         return error
