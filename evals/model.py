@@ -70,14 +70,14 @@ def _load(adapter: Path, digest: str) -> TunedModel:
         import peft  # noqa: F401  (missing: the hint below, not a traceback later)
 
         from curate.train.model import (ModelSource, load_adapter, load_base_model,
-                                        load_tokenizer, quiet_progress_bars)
+                                        load_tokenizer, quiet_library_output)
         from curate.train.options import QLoRAOptions
         from curate.train.stop_tokens import saved_stop_ids
     except ImportError as error:
         raise CurateError(f"the evaluations need the training libraries ({error}): install"
                           f" them with pip install 'curate[train]'") from None
     record = json.loads((adapter / RECORD_FILE).read_text(encoding="utf-8"))
-    quiet_progress_bars()
+    quiet_library_output()
     tokenizer = load_tokenizer(ModelSource(str(adapter), str(adapter)))
     if tokenizer.pad_token is None:  # batches need one; padding is masked out anyway
         tokenizer.pad_token = tokenizer.eos_token

@@ -19,7 +19,7 @@ from curate.train.card import RECORD_FILE, read_record
 from curate.train.data import read_examples
 from curate.train.inference_template import TRAINING_TEMPLATE_FILE, saved_training_template
 from curate.train.model import (ModelSource, load_adapter, load_base_model, load_tokenizer,
-                                quiet_progress_bars, torch_dtype)
+                                quiet_library_output, torch_dtype)
 from curate.train.options import QLoRAOptions
 from curate.train.stop_tokens import GENERATION_CONFIG_FILE
 
@@ -47,7 +47,7 @@ def merge_run(run_dir: Path, output: Path, into_quantized: bool, examples: int,
         raise CurateError(f"{run_dir}: no trained adapter ({adapter / RECORD_FILE} is missing):"
                           f" run a recipe with a [train] section first")
     record = read_record(adapter)
-    quiet_progress_bars()
+    quiet_library_output()
     options = QLoRAOptions(**record["options"])
     source = ModelSource(**record["base"])
     into_quantized = _into_quantized(into_quantized, options, log)

@@ -82,10 +82,10 @@ def device_map() -> dict | None:
     return {"": PartialState().local_process_index}
 
 
-def quiet_progress_bars() -> None:
-    """curate prints its own progress lines; the libraries' bars would interleave with them.
-    Deprecation notices about transformers' own internals go too: nothing a recipe can
-    change."""
+def quiet_library_output() -> None:
+    """No progress bars (curate prints its own progress lines, which the libraries' bars
+    would interleave with) and no deprecation notices about transformers' own internals
+    (nothing a recipe can change)."""
     import warnings
 
     import datasets

@@ -17,7 +17,7 @@ from curate.runstore import fingerprint, write_text_atomic
 from curate.train import card, data, sft
 from curate.train.advisor import TrainingFacts, advise, world_size
 from curate.train.model import (INITIAL_ADAPTER, ModelSource, check_tokenizer_as_auto,
-                                quiet_progress_bars)
+                                quiet_library_output)
 from curate.train.options import QLoRAOptions, effective_compute_dtype, effective_optimizer
 from curate.train.template import (TrainingTemplate, check_as_checked,
                                    check_stop_token_trained, training_template)
@@ -34,7 +34,7 @@ Loader = Callable[[ModelSource, QLoRAOptions, str, int, int], tuple[Any, Any]]
 
 def run_training(trainer_name: str, options: QLoRAOptions, context: TrainContext,
                  load: Loader) -> dict:
-    quiet_progress_bars()
+    quiet_library_output()
     paths = sft.RunPaths(context.run_dir)
     source = ModelSource.from_recipe(context.model, context.recipe_dir)
     train, held_out, facts = _read_dataset(context, options)
