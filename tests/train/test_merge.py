@@ -72,6 +72,7 @@ def test_merge_prints_the_fidelity_and_nothing_else(trained_run, tmp_path):
     lines = done.stdout.splitlines()
     assert lines[0] == f"merged model (bfloat16): {tmp_path / 'm'}"
     assert lines[1].startswith("fidelity on 1 held-out examples") and len(lines) == 2
+    assert "top-1 agreement" in lines[1]
     assert done.stderr == ""
 
 
