@@ -217,7 +217,7 @@ class TaskTally:
         from curate.split import choose_eval_keys
 
         held = choose_eval_keys(self.task_keys, split or SplitOptions(), seed)
-        train = sum(size for i, size in zip(self.task_keys, self.task_sizes) if i not in held)
+        train = sum(size for key, size in zip(self.task_keys, self.task_sizes) if key not in held)
         return train, self.general
 
 

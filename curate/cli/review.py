@@ -168,10 +168,7 @@ def decision_command(status: str):
 
             targets = _targets(queue, record_ids, source, strategy, everything)
             decision = Decision(status, reviewer, now(), note)
-            result = decide_all(queue, targets, decision, force)
-            _report(result, status)
-            _say_left(queue, hint)
-            _exit_if_refused(result)
+            _conclude(queue, decide_all(queue, targets, decision, force), status, hint)
 
         return command
 
@@ -231,10 +228,7 @@ def import_(queue, hint: str, decisions: Path, reviewer: str):
     from curate.review.decisions import import_decisions, read_decisions
 
     items = read_decisions(decisions, reviewer)
-    result = import_decisions(queue, items, decisions)
-    _report(result, "decided")
-    _say_left(queue, hint)
-    _exit_if_refused(result)
+    _conclude(queue, import_decisions(queue, items, decisions), "decided", hint)
 
 
 def _targets(queue, record_ids: tuple[str, ...], source: str | None, strategy: str | None,
@@ -281,9 +275,11 @@ def _report(result, verb: str) -> None:
     click.echo(f"{verb}: {result.applied}{unchanged}, not applied: {len(result.refused)}")
 
 
-def _exit_if_refused(result) -> None:
-    """Exit status 1 when a decision was not applied, so a script that decides in bulk can
-    tell; the ones applied stay applied."""
+def _conclude(queue, result, verb: str, hint: str) -> None:
+    """What the decisions did and what still waits; exit status 1 when a decision was not
+    applied, so a script that decides in bulk can tell (the ones applied stay applied)."""
+    _report(result, verb)
+    _say_left(queue, hint)
     if result.refused:
         raise SystemExit(1)
 
